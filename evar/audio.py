@@ -1,0 +1,54 @@
+"""Reading audio: any format libsndfile reads, mixed to mono, resampled to the model's rate with soxr."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import EvarError
+
+AUDIO_SUFFIXES = ('.wav', '.flac', '.ogg', '.mp3', '.aiff', '.aif', '.opus', '.au')
+
+
+def resolve_audio_path(root: Path, file_name: str) -> Path:
+    """`root/file_name`, or the same stem with another audio extension (prepare_wav may change it)."""
+    path = Path(root) / file_name
+    if path.exists():
+        return path
+    for suffix in AUDIO_SUFFIXES:
+        candidate = path.with_suffix(suffix)
+        if candidate.exists():
+            return candidate
+    raise EvarError(f'Audio file {path} does not exist (also looked for {", ".join(AUDIO_SUFFIXES)}).')
+
+
+def load_audio(path: Path, sample_rate: int) -> tuple[np.ndarray, int]:
+    """Mono float32 samples at `sample_rate`, and the file's own rate. Bad files raise EvarError naming the file."""
+    import soundfile as sf
+
+    try:
+        wav, rate = sf.read(str(path), dtype='float32', always_2d=True)
+    except Exception as e:  # libsndfile raises several types for unreadable files
+        raise EvarError(f'Cannot read audio file {path}: {e}') from e
+    wav = wav.mean(axis=1) if wav.shape[1] > 1 else wav[:, 0]
+    if wav.size == 0:
+        raise EvarError(f'Audio file {path} is empty (0 samples).')
+    if not np.isfinite(wav).all():
+        raise EvarError(f'Audio file {path} contains NaN or infinite samples.')
+    if rate != sample_rate:
+        import soxr
+
+        wav = soxr.resample(wav, rate, sample_rate, quality='HQ').astype(np.float32, copy=False)
+    return np.ascontiguousarray(wav), rate
+
+
+def crop(wav: np.ndarray, unit_samples: int, policy: str) -> np.ndarray:
+    """At most `unit_samples` samples: from the start ('head', as EVAR's test split), the middle, or all ('full').
+
+    Shorter clips are returned as they are; batching pads them and the model masks the padding out.
+    """
+    if policy == 'full' or len(wav) <= unit_samples:
+        return wav
+    start = 0 if policy == 'head' else (len(wav) - unit_samples) // 2
+    return wav[start:start + unit_samples]

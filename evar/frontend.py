@@ -1,0 +1,70 @@
+"""Spectrogram front ends in plain torch (no torchaudio), computed clip by clip so padding never changes a frame."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def hz_to_mel_htk(f):
+    return 2595.0 * math.log10(1.0 + f / 700.0) if isinstance(f, (int, float)) else 2595.0 * torch.log10(1.0 + f / 700.0)
+
+
+def mel_to_hz_htk(m):
+    return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float) -> torch.Tensor:
+    """Triangular HTK-scale filters over the rFFT bins, unnormalised: [n_freqs, n_mels]."""
+    n_freqs = n_fft // 2 + 1
+    bin_hz = torch.linspace(0, sample_rate / 2, n_freqs, dtype=torch.float64)
+    edges_hz = mel_to_hz_htk(torch.linspace(hz_to_mel_htk(float(f_min)), hz_to_mel_htk(float(f_max)), n_mels + 2,
+                                            dtype=torch.float64))
+    lower, centre, upper = edges_hz[:-2], edges_hz[1:-1], edges_hz[2:]
+    rising = (bin_hz[:, None] - lower[None]) / (centre - lower)[None]
+    falling = (upper[None] - bin_hz[:, None]) / (upper - centre)[None]
+    return torch.clamp(torch.minimum(rising, falling), min=0.0).to(torch.float32)
+
+
+class Spectrogram(nn.Module):
+    """log(|STFT|^power [@ mel filters] + eps): [B, N] waves with lengths -> [B, F, T] and valid frame counts.
+
+    Centred frames with reflect padding and a periodic Hann window; a clip of L samples has 1 + L // hop frames.
+    """
+
+    def __init__(self, sample_rate: int, n_fft: int, win_length: int, hop_length: int, n_mels: int = 0,
+                 f_min: float = 0.0, f_max: float = None, power: float = 2.0, log: bool = True):
+        super().__init__()
+        self.n_fft, self.win_length, self.hop_length, self.power, self.log = n_fft, win_length, hop_length, power, log
+        self.register_buffer('window', torch.hann_window(win_length, periodic=True), persistent=False)
+        fb = mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max or sample_rate / 2) if n_mels else None
+        self.register_buffer('mel_fb', fb, persistent=False)
+        self.eps = torch.finfo(torch.float32).eps
+
+    @property
+    def n_bins(self) -> int:
+        return self.mel_fb.shape[1] if self.mel_fb is not None else self.n_fft // 2 + 1
+
+    def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return 1 + torch.div(lengths, self.hop_length, rounding_mode='floor')
+
+    def _one(self, wav: torch.Tensor) -> torch.Tensor:
+        if wav.shape[-1] <= self.n_fft // 2:  # reflect padding needs more samples than half a window
+            wav = nn.functional.pad(wav, (0, self.n_fft // 2 + 1 - wav.shape[-1]))
+        spec = torch.stft(wav, self.n_fft, self.hop_length, self.win_length, self.window, center=True,
+                          pad_mode='reflect', return_complex=True).abs()
+        spec = spec.pow(self.power) if self.power != 1 else spec
+        if self.mel_fb is not None:
+            spec = torch.matmul(spec.transpose(-1, -2), self.mel_fb).transpose(-1, -2)
+        return (spec + self.eps).log() if self.log else spec
+
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor):
+        frames = self.frame_lengths(lengths)
+        if bool((lengths == wav.shape[-1]).all()):
+            return self._one(wav)[..., :int(frames.max())], frames
+        out = wav.new_zeros(wav.shape[0], self.n_bins, int(frames.max()))
+        for i, n in enumerate(lengths.tolist()):
+            out[i, :, :int(frames[i])] = self._one(wav[i, :n])[..., :int(frames[i])]
+        return out, frames

@@ -1,0 +1,166 @@
+"""The audio representation (AR) interface every model wrapper implements.
+
+An AR turns waves [B, N] with their lengths into frame embeddings [B, T, D] plus a valid-frame mask [B, T], so
+padding never enters a pooled clip embedding. The work is split in two so normalisation statistics can be taken
+from the front end's output in the same pass that feeds the model:
+
+    features(wav, lengths) -> (feats, feat_lengths)   fixed front end (spectrogram), no learned weights
+    encode(feats, feat_lengths) -> Frames             the network, with layer selection
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Optional
+
+import torch
+from torch import nn
+
+from ..errors import EvarError
+
+POOLINGS = ('mean', 'max', 'mean_max', 'mean+max')
+
+
+@dataclass
+class Frames:
+    embeddings: torch.Tensor  # [B, T, D]
+    mask: torch.Tensor  # [B, T], True where the frame comes from real audio
+
+
+def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def pool(frames: Frames, how: str) -> torch.Tensor:
+    """Clip embeddings [B, D] from valid frames only. 'mean_max' (EVAR's name) = mean + max, as BYOL-A does."""
+    x, mask = frames.embeddings, frames.mask.unsqueeze(-1)
+    if how not in POOLINGS:
+        raise EvarError(f'temporal_pooling_type must be one of {list(POOLINGS)}, got {how!r}.')
+    out = 0
+    if how in ('mean', 'mean_max', 'mean+max'):
+        out = (x * mask).sum(1) / mask.sum(1).clamp(min=1)
+    if how in ('max', 'mean_max', 'mean+max'):
+        out = out + x.masked_fill(~mask, torch.finfo(x.dtype).min).amax(1)
+    return out
+
+
+def select_layers(layers: list, output_layers: Any, average: bool = False) -> torch.Tensor:
+    """Layer outputs chosen by `output_layers` (index, list of indices, or 'all'): concatenated, or averaged."""
+    if output_layers == 'all':
+        chosen = layers
+    else:
+        indices = output_layers if isinstance(output_layers, (list, tuple)) else [output_layers]
+        try:
+            chosen = [layers[int(i)] for i in indices]
+        except (IndexError, ValueError, TypeError):
+            raise EvarError(f'output_layers {output_layers!r} is out of range: the model has {len(layers)} layers '
+                            f'(indices 0..{len(layers) - 1}, negative from the end, or "all").') from None
+    if len(chosen) == 1:
+        return chosen[0]
+    return torch.stack(chosen).mean(0) if average else torch.cat(chosen, dim=-1)
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(chunk), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_checkpoint(path: Optional[str], model_name: str, where: str) -> dict:
+    """A state dict read safely (weights only); a missing file says where to put it and where to get it."""
+    if not path:
+        raise EvarError(f'{model_name}: weight_file is not set. Put the weights under external/ and set weight_file; '
+                        f'they are distributed at {where}.')
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise EvarError(f'{model_name}: weight file {path} does not exist. Put it there (under external/) or set '
+                        f'weight_file; the publisher distributes it at {where}.')
+    try:
+        state = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:
+        raise EvarError(f'{model_name}: cannot read weight file {path}: {e}') from e
+    for key in ('state_dict', 'model', 'body'):  # common wrappers around the tensors
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise EvarError(f'{model_name}: weight file {path} does not hold a state dict.')
+    return state
+
+
+def load_strict(module: nn.Module, state: dict, source: str) -> None:
+    """load_state_dict(strict) with one message listing missing, unexpected and mis-shaped tensors."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f'{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'
+              for k in sorted(set(own) & set(state)) if tuple(own[k].shape) != tuple(state[k].shape)]
+    if missing or unexpected or shapes:
+        raise EvarError(f'Weight file {source} does not match the architecture. Missing: {missing[:8]}; '
+                        f'unexpected: {unexpected[:8]}; shape mismatches: {shapes[:8]}.')
+    module.load_state_dict(state, strict=True)
+
+
+class AudioRepr(nn.Module):
+    """Base class: subclasses set `Params` (a dataclass of their config keys) and implement `encode`."""
+    Params: ClassVar[type]
+    needs_norm_stats: ClassVar[bool] = False  # True: `features` must be standardised with training-split stats
+
+    def __init__(self, params):
+        super().__init__()
+        self.params = params
+        self.norm_mean: Optional[float] = None
+        self.norm_std: Optional[float] = None
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.params.sample_rate)
+
+    @property
+    def pooling(self) -> str:
+        return getattr(self.params, 'temporal_pooling_type', 'mean_max')
+
+    def weight_files(self) -> list:
+        """Files whose content determines the outputs; the embedding cache hashes them."""
+        path = getattr(self.params, 'weight_file', None)
+        return [Path(path).expanduser()] if path else []
+
+    # The two stages.
+    def features(self, wav: torch.Tensor, lengths: torch.Tensor):
+        return wav, lengths
+
+    def encode(self, feats: torch.Tensor, feat_lengths: torch.Tensor) -> Frames:
+        raise NotImplementedError
+
+    # Normalisation statistics over valid frames of the front end's [B, F, T] output.
+    def stat_sums(self, feats: torch.Tensor, feat_lengths: torch.Tensor) -> torch.Tensor:
+        mask = lengths_to_mask(feat_lengths, feats.shape[-1]).unsqueeze(1).to(feats.dtype)
+        x = feats.double() * mask
+        count = mask.sum() * feats.shape[1]
+        return torch.stack([x.sum(), (x * feats.double()).sum(), count.double()])
+
+    def set_norm_stats(self, mean: float, std: float) -> None:
+        self.norm_mean, self.norm_std = float(mean), float(std)
+
+    def normalize(self, feats: torch.Tensor, feat_lengths: torch.Tensor) -> torch.Tensor:
+        if self.norm_mean is None:
+            raise EvarError(f'{type(self).__name__}: normalisation statistics are not set.')
+        x = (feats - self.norm_mean) / self.norm_std
+        return x * lengths_to_mask(feat_lengths, x.shape[-1]).unsqueeze(1)  # padding stays exactly zero
+
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> Frames:
+        return self.encode(*self.features(wav, lengths))
+
+    def embed(self, wav: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Clip embeddings [B, D]."""
+        return pool(self(wav, lengths), self.pooling)
+
+
+def stats_from_sums(sums: torch.Tensor) -> tuple:
+    total, total_sq, count = (float(v) for v in sums)
+    mean = total / count
+    std = max((total_sq / count - mean * mean), 0.0) ** 0.5
+    return mean, max(std, 1e-8)

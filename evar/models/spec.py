@@ -1,0 +1,45 @@
+"""Spectrogram baselines: the log-mel / log-linear spectrogram frames themselves, pooled over time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from ..frontend import Spectrogram
+from .base import AudioRepr, Frames, lengths_to_mask
+
+
+@dataclass(frozen=True)
+class SpecParams:
+    sample_rate: int = 16000
+    n_fft: int = 1024
+    window_size: int = 1024
+    hop_size: int = 160
+    n_mels: int = 64
+    f_min: float = 60.0
+    f_max: float = 7800.0
+    temporal_pooling_type: str = 'mean_max'
+    feature_d: Optional[int] = None  # informational (EVAR configs carry it)
+
+
+class MelSpec(AudioRepr):
+    """Log-mel spectrogram frames: D = n_mels."""
+    Params = SpecParams
+    mel = True
+
+    def __init__(self, params: SpecParams):
+        super().__init__(params)
+        p = params
+        self.spec = Spectrogram(p.sample_rate, p.n_fft, p.window_size, p.hop_size, n_mels=p.n_mels if self.mel else 0,
+                                f_min=p.f_min, f_max=p.f_max)
+
+    def features(self, wav, lengths):
+        return self.spec(wav, lengths)
+
+    def encode(self, feats, feat_lengths) -> Frames:
+        return Frames(feats.transpose(1, 2), lengths_to_mask(feat_lengths, feats.shape[-1]))
+
+
+class LinSpec(MelSpec):
+    """Log-linear-frequency spectrogram frames: D = n_fft // 2 + 1."""
+    mel = False

@@ -1,0 +1,292 @@
+"""Summarise results/scores.csv as a models x tasks table of `mean ± std` over runs.
+
+    python summarize.py [filter] [--results results/scores.csv] [--out results/summary.csv]
+
+Input columns: EVAR's `representation,task,score,run_id,report`, optionally followed by
+`std,runs,seed,metric,head,config_hash,weight_hash,elapsed_sec,timestamp`; other columns are ignored.
+A row with `runs` > 1 is an aggregate (mean of several seeds) written next to the individual runs (`runs` 1 or
+empty): cells are computed from the individual rows, and from aggregate rows only where a
+(representation, head, task) has no individual row.
+
+The std is the sample standard deviation over runs (ddof=1); a cell with one run shows the mean only.
+Scores are shown in percent. The markdown table goes to stdout; the same numbers are written as CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from .errors import EvarError
+from .fileio import atomic_write_text
+
+REQUIRED = ('representation', 'task', 'score')
+EVAR_COLUMNS = ('representation', 'task', 'score', 'run_id', 'report')
+STD_NOTE = 'sample std over runs (ddof=1)'
+AGG_MARK = '†'  # a cell computed from aggregate rows only
+
+
+@dataclass
+class Cell:
+    """One (model, task): mean and std of the scores (fractions, not percent) over `runs` runs."""
+    mean: float
+    std: Optional[float]
+    runs: int
+    from_aggregate: bool = False
+
+
+@dataclass
+class ModelRow:
+    label: str
+    representation: str
+    head: str
+    cells: dict = field(default_factory=dict)  # task -> Cell
+
+    @property
+    def average(self) -> float:
+        return sum(c.mean for c in self.cells.values()) / len(self.cells)
+
+
+@dataclass
+class Summary:
+    tasks: list
+    rows: list
+    results: Path
+    filter_terms: list = field(default_factory=list)
+    skipped_rows: list = field(default_factory=list)  # (line, reason) of rows left out (non-finite score)
+
+    def markdown(self) -> str:
+        return to_markdown(self)
+
+    def csv_text(self) -> str:
+        return to_csv_text(self)
+
+
+def _filter_terms(filter) -> list:
+    if filter is None:
+        return []
+    items = filter.split(',') if isinstance(filter, str) else [str(f) for f in (
+        filter if isinstance(filter, (list, tuple)) else [filter])]
+    return [t.strip().lower() for t in items if t.strip()]
+
+
+def _read_rows(path: Path) -> tuple:
+    """Rows of the scores file as dicts (column names stripped), with their line numbers; errors as EvarError."""
+    expected = f'expected a CSV with a header starting {",".join(EVAR_COLUMNS)}'
+    if not path.is_file():
+        raise EvarError(f'Scores file {path} not found ({expected}, as appended by lineareval.py; '
+                        'pass --results PATH to read another file).')
+    try:
+        with open(path, newline='', encoding='utf-8-sig') as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None:
+                raise EvarError(f'Scores file {path} is empty; {expected}.')
+            header = [h.strip() for h in header]
+            missing = [c for c in REQUIRED if c not in header]
+            if missing:
+                raise EvarError(f'Scores file {path}: header lacks column(s) {", ".join(missing)}; {expected}. '
+                                f'Found: {",".join(header)[:200]}.')
+            rows = []
+            for values in reader:
+                if not any(v.strip() for v in values):
+                    continue  # blank line
+                row = {name: (values[i].strip() if i < len(values) else '') for i, name in enumerate(header)}
+                rows.append((reader.line_num, row))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise EvarError(f'Scores file {path} is not a readable CSV ({e}); {expected}.') from e
+    return header, rows
+
+
+def _number(text: str, path: Path, line: int, column: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise EvarError(f'Scores file {path}, line {line}: column {column} must be a number, got {text!r}.') from None
+
+
+def _runs(text: str, path: Path, line: int) -> int:
+    if text == '':
+        return 1
+    value = _number(text, path, line, 'runs')
+    if not value.is_integer() or value < 1:
+        raise EvarError(f'Scores file {path}, line {line}: column runs must be a positive integer, got {text!r}.')
+    return int(value)
+
+
+def _mean_std(values: list) -> tuple:
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
+    return mean, std
+
+
+def _pool_aggregates(aggs: list) -> Cell:
+    """Cell from aggregate rows only: (mean, sample std or None, runs) each, pooled exactly when stds are known."""
+    total = sum(n for _, _, n in aggs)
+    mean = sum(m * n for m, _, n in aggs) / total
+    if len(aggs) == 1:
+        std = aggs[0][1]
+    elif all(s is not None for _, s, _ in aggs):
+        ss = sum((n - 1) * s * s + n * (m - mean) ** 2 for m, s, n in aggs)
+        std = math.sqrt(ss / (total - 1))
+    else:
+        std = None
+    return Cell(mean=mean, std=std if total > 1 else None, runs=total, from_aggregate=True)
+
+
+def _task_order(tasks_seen: list) -> list:
+    """Built-in tasks in EVAR's table order, then the others in order of first appearance."""
+    from .tasks import BUILTIN_TASKS
+
+    builtin = [t for t in BUILTIN_TASKS if t in tasks_seen]
+    return builtin + [t for t in tasks_seen if t not in BUILTIN_TASKS]
+
+
+def summarize(filter=None, results='results/scores.csv') -> Summary:
+    """Reads the scores file and builds the models x tasks summary (rows matching `filter`, if given).
+
+    filter: a substring, or several comma-separated (a list also works); a row is kept when its representation
+    or task contains any of them (case-insensitive).
+    """
+    path = Path(results)
+    header, rows = _read_rows(path)
+    if not rows:
+        raise EvarError(f'Scores file {path} has a header but no result rows.')
+    terms = _filter_terms(filter)
+    summary = Summary(tasks=[], rows=[], results=path, filter_terms=terms)
+
+    individual, aggregate = {}, {}
+    order, tasks_seen = {}, {}  # first appearance (dicts keep insertion order)
+    for line, row in rows:
+        rep, task = row.get('representation', ''), row.get('task', '')
+        if not rep or not task:
+            raise EvarError(f'Scores file {path}, line {line}: representation and task must not be empty.')
+        if terms and not any(t in rep.lower() or t in task.lower() for t in terms):
+            continue
+        score = _number(row.get('score', ''), path, line, 'score')
+        if not math.isfinite(score):
+            summary.skipped_rows.append((line, f'score is {row["score"]}'))
+            continue
+        head = row.get('head', '')
+        runs = _runs(row.get('runs', ''), path, line)
+        key = (rep, head, task)
+        order.setdefault((rep, head), len(order))
+        tasks_seen.setdefault(task, None)
+        if runs > 1:
+            std_text = row.get('std', '')
+            std = _number(std_text, path, line, 'std') if std_text else None
+            aggregate.setdefault(key, []).append((score, std, runs))
+        else:
+            individual.setdefault(key, []).append(score)
+    if not order:
+        raise EvarError(f'No rows of {path} match filter {",".join(terms)!r} (it must be part of a '
+                        'representation or task name).')
+
+    summary.tasks = _task_order(list(tasks_seen))
+    several_heads = len({head for _, head in order}) > 1
+    first_rep = {}
+    for rep, _ in order:
+        first_rep.setdefault(rep, len(first_rep))
+    by_model = {}
+    for rep, head in sorted(order, key=lambda k: (first_rep[k[0]], order[k])):  # a model's heads together
+        label = f'{rep} [{head}]' if several_heads and head else rep
+        by_model[(rep, head)] = ModelRow(label=label, representation=rep, head=head)
+    for key in set(individual) | set(aggregate):
+        rep, head, task = key
+        if key in individual:
+            mean, std = _mean_std(individual[key])
+            cell = Cell(mean=mean, std=std, runs=len(individual[key]))
+        else:
+            cell = _pool_aggregates(aggregate[key])
+        by_model[(rep, head)].cells[task] = cell
+    for model in by_model.values():
+        model.cells = {t: model.cells[t] for t in summary.tasks if t in model.cells}
+    summary.rows = list(by_model.values())
+    return summary
+
+
+def _pct(x: float) -> str:
+    return f'{100 * x:.2f}'
+
+
+def _md_escape(text: str) -> str:
+    return text.replace('|', '\\|')
+
+
+def to_markdown(summary: Summary) -> str:
+    n_tasks = len(summary.tasks)
+    lines = [f'Scores in % from {summary.results}: mean ± {STD_NOTE}; a single run shows the mean only.'
+             + (f' Filter: {",".join(summary.filter_terms)}.' if summary.filter_terms else ''), '']
+    lines.append('| model | ' + ' | '.join(_md_escape(t) for t in summary.tasks) + ' | average |')
+    lines.append('|---|' + '---:|' * (n_tasks + 1))
+    any_agg = any_partial = False
+    for model in summary.rows:
+        cells = []
+        for task in summary.tasks:
+            c = model.cells.get(task)
+            if c is None:
+                cells.append('-')
+                continue
+            text = _pct(c.mean) + (f' ± {_pct(c.std)}' if c.std is not None else '')
+            if c.from_aggregate:
+                text += f' {AGG_MARK}'
+                any_agg = True
+            cells.append(text)
+        avg = _pct(model.average)
+        if len(model.cells) < n_tasks:
+            avg += f' ({len(model.cells)}/{n_tasks})'
+            any_partial = True
+        lines.append(f'| {_md_escape(model.label)} | ' + ' | '.join(cells) + f' | {avg} |')
+    notes = []
+    if any_partial:
+        notes.append('(k/n): average over the k of n tasks the model has results for; `-`: no result.')
+    if any_agg:
+        notes.append(f'{AGG_MARK}: only aggregate rows (runs > 1) exist for this cell; their mean and std are used.')
+    for line, reason in summary.skipped_rows:
+        notes.append(f'Left out line {line}: {reason}.')
+    if notes:
+        lines += [''] + notes
+    return '\n'.join(lines)
+
+
+def _num(x: Optional[float]) -> str:
+    return '' if x is None else repr(round(100 * x, 6))
+
+
+def to_csv_text(summary: Summary) -> str:
+    """Numbers in percent: `<task>_mean`, `<task>_std` (sample std; empty for one run), `<task>_runs` per task."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator='\n')
+    header = ['model', 'representation', 'head']
+    for task in summary.tasks:
+        header += [f'{task}_mean', f'{task}_std', f'{task}_runs']
+    writer.writerow(header + ['average', 'n_tasks', 'complete'])
+    for model in summary.rows:
+        row = [model.label, model.representation, model.head]
+        for task in summary.tasks:
+            c = model.cells.get(task)
+            row += ['', '', ''] if c is None else [_num(c.mean), _num(c.std), str(c.runs)]
+        row += [_num(model.average), str(len(model.cells)), str(len(model.cells) == len(summary.tasks))]
+        writer.writerow(row)
+    return buf.getvalue()
+
+
+def main(filter=None, results='results/scores.csv', out='results/summary.csv') -> None:
+    """Prints a models x tasks markdown table of mean ± std (percent) from the scores file and writes it as CSV.
+
+    Args:
+        filter: substring(s), comma-separated, that the representation or task must contain.
+        results: the scores CSV to read.
+        out: where to write the CSV summary (empty to skip writing).
+    """
+    summary = summarize(filter=filter, results=results)
+    print(summary.markdown())
+    if out:
+        atomic_write_text(out, summary.csv_text())
+        print(f'\nWrote {out}', file=sys.stderr)
