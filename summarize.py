@@ -3,16 +3,8 @@
     python summarize.py [filter] [--results results/scores.csv] [--out results/summary.csv]
 """
 
-import sys
-
-import fire
-
-from evar.errors import EvarError
+from evar.cli import run_cli
 from evar.summarize import main
 
 if __name__ == '__main__':
-    try:
-        fire.Fire(main)
-    except EvarError as e:
-        print(f'Error: {e}', file=sys.stderr)
-        sys.exit(1)
+    run_cli(main)

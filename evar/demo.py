@@ -55,11 +55,13 @@ def ensure_demo(work_root: Path) -> Path:
     """Writes `<work_root>/metadata/demo.csv` and `<work_root>/16k/demo/` unless they exist; returns the CSV path."""
     import soundfile as sf
 
+    from .tasks import get_task
+
     work_root = Path(work_root)
     csv_path = work_root / 'metadata' / 'demo.csv'
     audio_root = work_root / '16k' / 'demo'
-    if csv_path.is_file() and audio_root.is_dir():
-        return csv_path
+    if csv_path.is_file() and get_task('demo').data_root(work_root, SAMPLE_RATE)[0].is_dir():
+        return csv_path  # already there (possibly converted to another rate's folder)
     rng = np.random.default_rng(SEED)
     tmp = audio_root.parent / f'.demo-{os.getpid()}.tmp'
     shutil.rmtree(tmp, ignore_errors=True)

@@ -96,14 +96,9 @@ BUILTIN_TASKS = MappingProxyType({t.name: t for t in (
 
 
 def _task_from_yaml(path: Path) -> Task:
-    import yaml
+    from .config import read_yaml_mapping
 
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise EvarError(f'Task file {path} is not valid YAML: {e}') from e
-    if not isinstance(spec, dict):
-        raise EvarError(f'Task file {path} must be a YAML mapping with keys metadata, data, unit_sec.')
+    spec = read_yaml_mapping(path, 'Task file')
     allowed = {'metadata', 'data', 'unit_sec', 'folds', 'metric', 'name', 'balanced'}
     unknown = sorted(set(spec) - allowed)
     if unknown:
@@ -145,10 +140,7 @@ def get_task(name_or_path: str, unit_sec: Optional[float] = None) -> Task:
     if text in BUILTIN_TASKS:
         task = BUILTIN_TASKS[text]
     elif text.endswith(('.yaml', '.yml')) or os.sep in text:
-        path = Path(text)
-        if not path.is_file():
-            raise EvarError(f'Task file {path} does not exist.')
-        task = _task_from_yaml(path)
+        task = _task_from_yaml(Path(text))
     else:
         raise EvarError(f'Unknown task {text!r}. Built-in tasks: {", ".join(sorted(BUILTIN_TASKS))}; '
                         'or give the path to a task YAML file (keys: metadata, data, unit_sec, folds, metric, name).')

@@ -1,0 +1,46 @@
+"""Shared test helpers: where ../shared is, and running the entry scripts as a user would."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / 'shared'
+BYOLA_D512 = SHARED / 'weights' / 'AudioNTT2020-BYOLA-64x96d512.pth'
+
+needs_shared = pytest.mark.skipif(not (SHARED / 'data').is_dir(),
+                                  reason=f'real data folder {SHARED} is absent (it sits beside the project in CI)')
+needs_byola = pytest.mark.skipif(not BYOLA_D512.is_file(), reason=f'BYOL-A weights {BYOLA_D512} are absent')
+
+
+def run_script(script, *args, cwd, env=None):
+    """Runs one of the project's entry scripts in a subprocess; returns the CompletedProcess."""
+    full_env = {**os.environ, 'PYTHONPATH': str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope='session')
+def demo_root(tmp_path_factory):
+    """A work root holding the generated demo task (made once per session)."""
+    from evar.demo import ensure_demo
+
+    root = tmp_path_factory.mktemp('work')
+    ensure_demo(root)
+    return root
+
+
+@pytest.fixture
+def work(tmp_path, demo_root):
+    """A fresh work root (own metadata, cache) whose demo audio links to the session's generated clips."""
+    import shutil
+
+    root = tmp_path / 'work'
+    (root / 'metadata').mkdir(parents=True)
+    shutil.copy(demo_root / 'metadata' / 'demo.csv', root / 'metadata')
+    (root / '16k').mkdir()
+    (root / '16k' / 'demo').symlink_to(demo_root / '16k' / 'demo')
+    return root

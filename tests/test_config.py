@@ -1,0 +1,98 @@
+import pytest
+
+from evar.config import load_config, parse_value, split_options
+from evar.errors import EvarError
+from evar.tasks import BUILTIN_TASKS, get_task
+
+from conftest import ROOT
+
+
+def test_options_override_add_and_parse_yaml_scalars():
+    cfg = load_config(ROOT / 'config/melspec.yaml', 'batch_size=16,n_mels=32,+num_workers=0,lr_lineareval=1e-3')
+    assert cfg.run.batch_size == 16 and cfg.run.num_workers == 0
+    assert cfg.run.lr_lineareval == pytest.approx(0.001)
+    with pytest.raises(EvarError, match='n_mels'):  # a list where an int is expected
+        load_config(ROOT / 'config/byola_d512.yaml', 'n_mels=[1, 2]')
+    cfg = load_config(ROOT / 'config/byola_d512.yaml', '+norm_stats=[-5.5, 5.0],weight_file=/x.pth')
+    assert cfg.model_params['norm_stats'] == [-5.5, 5.0] and cfg.model_params['weight_file'] == '/x.pth'
+
+
+def test_split_options_keeps_commas_inside_lists():
+    assert split_options('a=1,+b=[1, 2],c=x') == [('a', '1', False), ('b', '[1, 2]', True), ('c', 'x', False)]
+    assert parse_value('true', 'k') is True and parse_value('2', 'k') == 2 and parse_value('none', 'k') == 'none'
+
+
+def test_unknown_key_lists_valid_keys():
+    with pytest.raises(EvarError) as e:
+        load_config(ROOT / 'config/melspec.yaml', 'batch_sise=16')
+    assert "'batch_sise'" in str(e.value) and 'batch_size' in str(e.value) and 'n_mels' in str(e.value)
+
+
+def test_existing_key_needs_plus_to_be_added():
+    with pytest.raises(EvarError, match=r'\+num_workers=2'):
+        load_config(ROOT / 'config/melspec.yaml', 'num_workers=2')
+
+
+def test_values_are_never_evaluated():
+    with pytest.raises(EvarError, match='batch_size'):
+        load_config(ROOT / 'config/melspec.yaml', "batch_size=__import__('os').getpid()")
+
+
+def test_bad_yaml_files(tmp_path):
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('audio_repr: melspec\nn_mels: [1,\n')
+    with pytest.raises(EvarError, match='not valid YAML'):
+        load_config(bad)
+    bad.write_text('audio_repr: nosuchmodel\n')
+    with pytest.raises(EvarError, match='unknown audio_repr .nosuchmodel.*melspec'):
+        load_config(bad)
+    bad.write_text('audio_repr: melspec\nn_mel: 64\n')
+    with pytest.raises(EvarError, match="unknown key.*n_mel"):
+        load_config(bad)
+    with pytest.raises(EvarError, match='does not exist'):
+        load_config(tmp_path / 'missing.yaml')
+
+
+def test_evar_alias_loads(tmp_path):
+    cfg_file = tmp_path / 'evar_melspec.yaml'
+    cfg_file.write_text((ROOT / 'config/melspec.yaml').read_text().replace('audio_repr: melspec',
+                                                                         'audio_repr: ar_spec.AR_MelSpec'))
+    assert load_config(cfg_file).audio_repr == 'melspec'
+
+
+def test_builtin_tasks_follow_evar():
+    t = BUILTIN_TASKS
+    assert (t['us8k'].folds, t['us8k'].unit_sec) == (10, 4.0)
+    assert (t['esc50'].folds, t['esc50'].unit_sec) == (5, 5.0)
+    assert (t['fsd50k'].unit_sec, t['fsd50k'].metric) == (7.6358, 'mAP')
+    assert t['as20k'].folder == 'as' and t['as'].balanced and t['as'].metric == 'mAP'
+    assert t['nspitch'].folder == 'nsynth' and t['cremad_gender'].folder == 'cremad'
+    assert t['vc1'].unit_sec == 8.2 and t['vocalsound'].unit_sec == 4.18 and t['voxforge'].unit_sec == 5.8
+    for name in ('fsdnoisy18k', 'gtzan', 'nsvelocity', 'spcv1', 'spcv2', 'surge', 'fsdd', 'ravdess', 'spcv2_12', 'demo'):
+        assert name in t
+
+
+def test_task_errors_and_yaml(tmp_path):
+    with pytest.raises(EvarError, match='Unknown task .nosuch.*esc50'):
+        get_task('nosuch')
+    (tmp_path / 'sub').mkdir()
+    spec = tmp_path / 'sub' / 'mytask.yaml'
+    spec.write_text('metadata: meta.csv\ndata: ../audio\nunit_sec: 2\nfolds: 3\n')
+    task = get_task(str(spec))
+    assert task.name == 'mytask' and task.folds == 3 and task.unit_sec == 2.0
+    assert task.metadata == tmp_path / 'sub' / 'meta.csv' and task.data == tmp_path / 'sub' / '../audio'
+    spec.write_text('metadata: meta.csv\nunit_sec: 2\n')
+    with pytest.raises(EvarError, match="missing key.*data"):
+        get_task(str(spec))
+    spec.write_text('metadata: a.csv\ndata: .\nunit_sec: 2\nmetric: f1\n')
+    with pytest.raises(EvarError, match='metric must be one of'):
+        get_task(str(spec))
+    assert get_task('esc50', unit_sec=2.5).unit_sec == 2.5
+
+
+def test_data_root_falls_back_to_another_rate(tmp_path):
+    (tmp_path / '44k' / 'esc50').mkdir(parents=True)
+    root, rate = get_task('esc50').data_root(tmp_path, 16000)
+    assert root == tmp_path / '44k' / 'esc50' and rate == 44100
+    (tmp_path / '16k' / 'esc50').mkdir(parents=True)
+    assert get_task('esc50').data_root(tmp_path, 16000) == (tmp_path / '16k' / 'esc50', 16000)

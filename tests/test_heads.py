@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+
+from evar.heads import LogisticRegressionHead, ProbeHead
+from evar.lineareval import carve_validation
+from evar.metrics import accuracy, average_precision, mean_average_precision
+
+
+def blobs(n_classes, n=60, d=8, seed=0, spread=3.0):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_classes, d)) * spread
+    y = np.repeat(np.arange(n_classes), n)
+    return (centres[y] + rng.standard_normal((len(y), d))).astype(np.float32), y
+
+
+@pytest.mark.parametrize('make', [lambda: ProbeHead(lr=1e-2, epochs=50), lambda: LogisticRegressionHead()])
+def test_binary_task_has_two_outputs_and_learns(make):
+    X, y = blobs(2)
+    head = make().fit(X[::2], y[::2], X[1::2], y[1::2])
+    assert head.model(head._tensor_x(X[:3])).shape == (3, 2)
+    assert head.score(X[1::2], y[1::2]) > 0.9
+    assert head.predict(X).shape == (len(X),) and set(np.unique(head.predict(X))) <= {0, 1}
+
+
+def test_mlp_head_and_early_stopping_restores_best():
+    X, y = blobs(4)
+    head = ProbeHead(hidden=(16,), lr=1e-2, epochs=200, early_stop_epochs=5).fit(X[::2], y[::2], X[1::2], y[1::2])
+    assert head.name == 'mlp16' and head.epochs_run < 200
+    assert head.score(X[1::2], y[1::2]) == pytest.approx(max(v for _, _, v in head.history))
+
+
+def test_multilabel_uses_sigmoid_and_map():
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((300, 6)).astype(np.float32)
+    Y = np.stack([X[:, 0] > 0, X[:, 1] > 0.5, X[:, 0] + X[:, 2] > 0], 1).astype(np.float32)
+    for head in (ProbeHead(lr=1e-2, epochs=100), LogisticRegressionHead()):
+        head.fit(X[:200], Y[:200], X[200:250], Y[200:250])
+        scores = head.predict_scores(X[250:])
+        assert scores.shape == (50, 3) and head.metric == 'mAP'
+        assert head.score(X[250:], Y[250:]) > 0.85
+
+
+def test_logreg_picks_strength_on_validation():
+    X, y = blobs(3, d=40, spread=0.6, seed=3)
+    head = LogisticRegressionHead().fit(X[::3], y[::3], X[1::3], y[1::3])
+    assert head.l2 in head.l2_grid and len(head.history) == len(head.l2_grid)
+    assert head.best_valid == max(v for _, v in head.history)
+
+
+def test_seed_reproducibility():
+    X, y = blobs(3)
+    a = ProbeHead(seed=5, lr=1e-2, epochs=20).fit(X, y, X, y).predict_scores(X)
+    b = ProbeHead(seed=5, lr=1e-2, epochs=20).fit(X, y, X, y).predict_scores(X)
+    np.testing.assert_array_equal(a, b)
+
+
+def brute_force_ap(y, s):
+    order = np.argsort(-s, kind='stable')
+    hits, precisions = 0, []
+    for rank, i in enumerate(order, 1):
+        if y[i]:
+            hits += 1
+            precisions.append(hits / rank)
+    return np.mean(precisions)
+
+
+def test_average_precision_matches_definition():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        y, s = rng.random(30) > 0.6, rng.random(30)
+        if y.any():
+            assert average_precision(y, s) == pytest.approx(brute_force_ap(y, s))
+    Y = np.array([[1, 0], [0, 1], [1, 0]])
+    assert mean_average_precision(Y, Y.astype(float)) == 1.0
+    assert accuracy(np.array([0, 1]), np.array([[0.9, 0.1], [0.8, 0.2]])) == 0.5
+
+
+def test_carved_validation_is_stratified_and_seeded():
+    labels = [('a',)] * 50 + [('b',)] * 10
+    rows = np.arange(60)
+    train, valid = carve_validation(rows, labels, 0.1, seed=1)
+    assert len(valid) == 6 and sum(labels[r] == ('b',) for r in valid) == 1
+    assert not set(train) & set(valid) and len(train) + len(valid) == 60
+    assert np.array_equal(valid, carve_validation(rows, labels, 0.1, seed=1)[1])

@@ -1,0 +1,243 @@
+"""End to end: the entry scripts on the generated demo task and on real audio from ../shared."""
+
+import csv
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from evar.errors import EvarError
+from evar.lineareval import HeadOptions, lineareval
+from evar.results import COLUMNS, EVAR_COLUMNS, read_scores
+
+from conftest import BYOLA_D512, ROOT, SHARED, needs_byola, needs_shared, run_script
+
+MELSPEC = ROOT / 'config' / 'melspec.yaml'
+
+
+def run(tmp_path, work, config=MELSPEC, task='demo', **kw):
+    kw.setdefault('progress', False)
+    return lineareval(config, task, work_root=work, results_dir=tmp_path / 'results', logs_dir=tmp_path / 'logs', **kw)
+
+
+def test_demo_cli_writes_scores_logs_and_cache(tmp_path, work):
+    proc = run_script('lineareval.py', MELSPEC, 'demo', '--head', 'logreg', '--work_root', work, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = read_scores(tmp_path / 'results' / 'scores.csv')
+    assert list(rows[0])[:5] == EVAR_COLUMNS and list(rows[0]) == COLUMNS
+    assert rows[0]['representation'] == 'melspec' and rows[0]['task'] == 'demo' and rows[0]['head'] == 'logreg'
+    assert float(rows[0]['score']) > 0.9  # a real spectrogram separates the demo classes
+    log_dir = next((tmp_path / 'logs').iterdir())
+    preds = list(csv.DictReader(open(log_dir / 'predictions-seed42-fold1.csv')))
+    assert len(preds) == 60 and {'file_name', 'label', 'prediction'} <= set(preds[0])
+    assert (log_dir / 'classwise-seed42-fold1.csv').is_file() and (log_dir / 'run.log').is_file()
+    assert len(list((work / 'cache').glob('embs-*.npy'))) == 1
+
+
+def test_demo_separates_good_from_poor_representation(tmp_path, work):
+    good = run(tmp_path, work, head=HeadOptions(head='logreg'))[0].score
+    poor = run(tmp_path, work, head=HeadOptions(head='logreg'), options='n_mels=1')[0].score  # ~ loudness only
+    assert good > 0.9 and poor < 0.4
+
+
+def test_2pass_embeds_once_and_records_each_seed_and_mean(tmp_path, work):
+    proc = run_script('2pass_lineareval.py', MELSPEC, 'demo', '--repeat', 3, '--hidden', '(32,)', '--lr', 0.003,
+                      '--work_root', work, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count('embedded 300 clips') == 1
+    rows = read_scores(tmp_path / 'results' / 'scores.csv')
+    assert [r['seed'] for r in rows] == ['42', '43', '44', '42;43;44'] and rows[-1]['runs'] == '3'
+    scores = [float(r['score']) for r in rows[:3]]
+    assert float(rows[-1]['score']) == pytest.approx(np.mean(scores), abs=1e-5)
+    assert float(rows[-1]['std']) == pytest.approx(np.std(scores, ddof=1), abs=1e-5)
+    assert {r['head'] for r in rows} == {'mlp32'}
+
+
+def test_steps_precompute_then_train_test(tmp_path, work):
+    with pytest.raises(EvarError, match='2pass_1_precompute_only first'):
+        run(tmp_path, work, step='2pass_2_train_test')
+    assert run(tmp_path, work, step='2pass_1_precompute_only') == []
+    assert not (tmp_path / 'results').exists()
+    assert run(tmp_path, work, step='2pass_2_train_test')[0].score > 0.3
+
+
+def test_cache_is_keyed_by_content_not_path(tmp_path, demo_root):
+    from evar.cache import cache_key
+    from evar.config import load_config
+    from evar.data import read_metadata
+    from evar.lineareval import EmbeddingSource
+    from evar.tasks import get_task
+
+    keys = []
+    for where in ('a', 'b'):  # the same files at two absolute paths: one key
+        work = tmp_path / where / 'work'
+        shutil.copytree(demo_root, work)
+        meta = read_metadata(work / 'metadata' / 'demo.csv')
+        src = EmbeddingSource(load_config(MELSPEC), get_task('demo'), meta, work, 'cpu')
+        keys.append(cache_key(src.key_fields(None)))
+    assert keys[0] == keys[1]
+    csv_path = tmp_path / 'b' / 'work' / 'metadata' / 'demo.csv'
+    csv_path.write_text(csv_path.read_text().replace('hum/hum_000.flac,hum,test', 'hum/hum_000.flac,hum,train'))
+    meta = read_metadata(csv_path)
+    src = EmbeddingSource(load_config(MELSPEC), get_task('demo'), meta, tmp_path / 'b' / 'work', 'cpu')
+    assert cache_key(src.key_fields(None)) != keys[0]
+
+
+@needs_byola
+def test_new_weights_at_same_path_never_reuse_embeddings(tmp_path, work):
+    import torch
+
+    weights = tmp_path / 'byola.pth'
+    shutil.copy(BYOLA_D512, weights)
+    options = f'weight_file={weights},+norm_stats=[-5.49,5.04]'
+    config = ROOT / 'config' / 'byola_d512.yaml'
+    first = run(tmp_path, work, config=config, options=options, head=HeadOptions(head='logreg'))
+    state = torch.load(weights, weights_only=True)
+    state['fc.3.weight'] = state['fc.3.weight'] * 0.5
+    torch.save(state, weights)
+    run(tmp_path, work, config=config, options=options, head=HeadOptions(head='logreg'))
+    caches = sorted((work / 'cache').glob('embs-*.npy'))
+    byola = [c for c in caches if '"audio_repr": "byola"' in c.with_suffix('.json').read_text()]
+    assert len(byola) == 2 and first[0].score > 0.5
+    rows = read_scores(tmp_path / 'results' / 'scores.csv')
+    assert rows[0]['weight_hash'] != rows[1]['weight_hash']
+
+
+def test_kfold_task_yaml_reports_mean_over_folds(tmp_path, demo_root):
+    meta = tmp_path / 'folds.csv'
+    lines = (demo_root / 'metadata' / 'demo.csv').read_text().splitlines()[1:]
+    meta.write_text('file_name,label,fold\n' + ''.join(f'{line.rsplit(",", 1)[0]},{i % 3 + 1}\n'
+                                                      for i, line in enumerate(lines)))
+    task = tmp_path / 'demo3.yaml'
+    task.write_text(f'metadata: folds.csv\ndata: {demo_root / "16k" / "demo"}\nunit_sec: 1.0\nfolds: 3\n')
+    result = run(tmp_path, tmp_path / 'work', task=str(task), head=HeadOptions(head='logreg'))[0]
+    assert [f.fold for f in result.folds] == [1, 2, 3]
+    assert result.score == pytest.approx(np.mean([f.score for f in result.folds]))
+    assert all(f.n_valid > 0 and f.n_test == 100 for f in result.folds)  # validation carved from train
+    assert len(list(result.log_dir.glob('predictions-seed42-fold*.csv'))) == 3
+
+
+def write_task(tmp_path, rows, name='bad'):
+    (tmp_path / f'{name}.csv').write_text('file_name,label,split\n' + ''.join(f'{r}\n' for r in rows))
+    (tmp_path / f'{name}.yaml').write_text(f'metadata: {name}.csv\ndata: audio\nunit_sec: 1.0\n')
+    return tmp_path / f'{name}.yaml'
+
+
+@pytest.mark.parametrize('case,expected', [
+    ('missing', 'does not exist'),
+    ('corrupt', 'Cannot read audio file'),
+    ('empty', 'is empty'),
+    ('nan', 'NaN'),
+    ('unseen', "label 'c'.*never occurs in the training split"),
+])
+def test_bad_input_stops_with_one_message_and_touches_nothing(tmp_path, case, expected):
+    audio = tmp_path / 'audio'
+    audio.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        sf.write(audio / f'{i}.wav', rng.standard_normal(16000).astype(np.float32) * 0.1, 16000)
+    rows = [f'{i}.wav,{"ab"[i % 2]},{"train" if i < 6 else "test"}' for i in range(8)]
+    if case == 'missing':
+        rows.append('gone.wav,a,test')
+    elif case == 'corrupt':
+        (audio / 'x.wav').write_bytes(b'RIFF....WAVEfmt garbage')
+        rows.append('x.wav,a,test')
+    elif case == 'empty':
+        sf.write(audio / 'x.wav', np.zeros(0, dtype=np.float32), 16000)
+        rows.append('x.wav,a,test')
+    elif case == 'nan':
+        sf.write(audio / 'x.wav', np.full(100, np.nan, dtype=np.float32), 16000, subtype='FLOAT')
+        rows.append('x.wav,a,test')
+    else:
+        rows.append('0.wav,c,test')
+    task = write_task(tmp_path, rows)
+    proc = run_script('lineareval.py', MELSPEC, task, '--work_root', tmp_path / 'work', cwd=tmp_path)
+    assert proc.returncode == 1
+    assert 'Traceback' not in proc.stderr and proc.stderr.count('Error: ') == 1
+    assert re.search(expected, proc.stderr.split('Error: ')[1]), proc.stderr
+    assert not (tmp_path / 'results').exists() and not (tmp_path / 'work' / 'cache').exists()
+
+
+@pytest.mark.parametrize('args,expected', [
+    (['nosuchtask'], 'Unknown task'),
+    (['demo', '--options', 'n_mel=3'], "Unknown config key 'n_mel'"),
+    (['demo', '--step', 'twice'], 'Unknown step'),
+    (['demo', '--head', 'svm'], 'Unknown head'),
+])
+def test_cli_errors(tmp_path, demo_root, args, expected):
+    proc = run_script('lineareval.py', MELSPEC, *args, '--work_root', demo_root, cwd=tmp_path)
+    assert proc.returncode == 1 and expected in proc.stderr and 'Traceback' not in proc.stderr
+
+
+def test_malformed_metadata(tmp_path):
+    (tmp_path / 'm.csv').write_text('name,label\na.wav,x\n')
+    (tmp_path / 't.yaml').write_text('metadata: m.csv\ndata: .\nunit_sec: 1\n')
+    with pytest.raises(EvarError, match='expected file_name, label and either split'):
+        run(tmp_path, tmp_path, task=str(tmp_path / 't.yaml'))
+
+
+def test_resampled_on_load_with_one_warning(tmp_path, demo_root):
+    import soxr
+
+    src = demo_root / '16k' / 'demo'
+    dst = tmp_path / 'work' / '44k' / 'demo'
+    for f in src.rglob('*.flac'):
+        x, sr = sf.read(f, dtype='float32')
+        (dst / f.parent.name).mkdir(parents=True, exist_ok=True)
+        sf.write(dst / f.parent.name / f.name, soxr.resample(x, sr, 44100), 44100)
+    (tmp_path / 'work' / 'metadata').mkdir()
+    shutil.copy(demo_root / 'metadata' / 'demo.csv', tmp_path / 'work' / 'metadata')
+    with pytest.warns(UserWarning, match='44100 Hz is resampled') as record:
+        result = run(tmp_path, tmp_path / 'work', head=HeadOptions(head='logreg'))
+    assert sum('resampled' in str(w.message) for w in record) == 1
+    assert result[0].score > 0.9
+
+
+def test_parallel_appends_never_lose_or_interleave_rows(tmp_path):
+    import multiprocessing as mp
+
+    path = tmp_path / 'scores.csv'
+    with mp.get_context('spawn').Pool(6) as pool:
+        pool.starmap(_append_many, [(path, w) for w in range(6)])
+    rows = read_scores(path)
+    assert len(rows) == 6 * 20 and all(r['report'] == 'x' * 500 for r in rows)
+    assert sorted((r['representation'], r['score']) for r in rows) == sorted(
+        (f'w{w}', str(i)) for w in range(6) for i in range(20))
+
+
+def _append_many(path, worker):
+    from evar.results import append_scores
+
+    for i in range(20):
+        append_scores(path, [{'representation': f'w{worker}', 'task': 't', 'score': i, 'report': 'x' * 500}])
+
+
+def test_evar_scores_file_gets_new_columns_and_keeps_rows(tmp_path):
+    from evar.results import append_scores
+
+    path = tmp_path / 'scores.csv'
+    path.write_text('representation,task,score,run_id,report\nold,esc50,0.5,abc,"a, report"\n')
+    append_scores(path, [{'representation': 'new', 'task': 'demo', 'score': 0.9, 'head': 'logreg'}])
+    rows = read_scores(path)
+    assert [r['representation'] for r in rows] == ['old', 'new'] and rows[0]['report'] == 'a, report'
+    assert rows[1]['head'] == 'logreg'
+
+
+@needs_shared
+@needs_byola
+def test_byola_beats_melspec_on_real_speech_commands(tmp_path):
+    """Real audio, real weights: BYOL-A d512 must clearly beat the log-mel baseline (Speech Commands, 12 classes)."""
+    from evar.metadata import main as metadata_main
+
+    work = tmp_path / 'work'
+    assert metadata_main(['spcv2_12', str(SHARED / 'data' / 'speech_commands_v2_test_a'), '--work_root', str(work)]) == 0
+    scores = {}
+    for name, config, options in (('byola', ROOT / 'config/byola_d512.yaml', f'weight_file={BYOLA_D512}'),
+                                  ('melspec', MELSPEC, '')):
+        scores[name] = run(tmp_path, work, config=config, task='spcv2_12', options=options,
+                           head=HeadOptions(head='logreg'))[0].score
+    print('spcv2_12 logreg accuracy:', scores)
+    assert scores['byola'] > scores['melspec'] + 0.25
