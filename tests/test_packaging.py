@@ -1,0 +1,21 @@
+import re
+import tomllib
+
+from conftest import ROOT
+
+
+def test_requirements_match_pyproject():
+    declared = tomllib.loads((ROOT / 'pyproject.toml').read_text())['project']['dependencies']
+    listed = [line.strip() for line in (ROOT / 'requirements.txt').read_text().splitlines()
+              if line.strip() and not line.startswith('#')]
+    assert sorted(declared) == sorted(listed)
+    assert not any(re.match(r'torchaudio|librosa|pandas|sklearn', d) for d in declared)
+
+
+def test_import_is_cheap():
+    import subprocess
+    import sys
+
+    code = 'import sys, evar, evar.tasks, evar.config; print("torch" in sys.modules)'
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.strip() == 'False'
