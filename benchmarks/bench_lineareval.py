@@ -1,0 +1,140 @@
+"""Speed and memory of the linear-evaluation loop, measured side by side in one run on the same clips.
+
+Prints:
+1. extraction wall time (the real pipeline: decoding in DataLoader workers, normalisation statistics, model) against
+   the model's pure forward time on the same clips already decoded in memory (target: at most 1.15x);
+2. each head's fit time and test accuracy (EVAR-protocol probe, seeds 42-44; logistic regression);
+3. peak memory (this process, and its worker children);
+4. with --evar_dir/--evar_python: EVAR's own 2pass_lineareval.py end to end against ours (`2pass_lineareval.py
+   --repeat 3` in a fresh process, cache cleared), as a speed ratio.
+
+    python benchmarks/bench_lineareval.py --task spcv2_12 --dataset ../shared/data/speech_commands_v2_test_a \\
+        --config config/byola_d512.yaml --options weight_file=../shared/weights/AudioNTT2020-BYOLA-64x96d512.pth
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def peak_rss_mb(who) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024
+
+
+def pure_forward_seconds(model, dataset, batch_size: int) -> float:
+    """The model alone: every clip decoded into memory first, then timed forward passes in the same batches."""
+    import torch
+
+    from evar.data import collate_clips
+
+    clips = [dataset[i] for i in range(len(dataset))]
+    batches = [collate_clips(clips[i:i + batch_size]) for i in range(0, len(clips), batch_size)]
+    model.eval()
+    with torch.inference_mode():
+        model.embed(*batches[0][:2])  # warm-up, as the pipeline's first batch also pays it
+        t0 = time.perf_counter()
+        for wav, lengths, _ in batches:
+            model.embed(wav, lengths)
+    return time.perf_counter() - t0
+
+
+def measure_ours(args, work: Path) -> dict:
+    import numpy as np
+    import torch
+
+    from evar.config import load_config
+    from evar.data import ClipDataset, read_metadata
+    from evar.lineareval import EmbeddingSource, HeadOptions, _fit_and_test, fold_splits, encode_labels
+    from evar.tasks import get_task
+
+    cfg = load_config(args.config, args.options)
+    task = get_task(args.task)
+    meta = read_metadata(task.metadata_path(work))
+    source = EmbeddingSource(cfg, task, meta, work, 'cpu', progress=False)
+    train_rows = meta.split_indices(1)['train']
+    t0 = time.perf_counter()
+    embs = source.compute(train_rows if source.stats_scope(1, train_rows) else np.arange(0))
+    extract = time.perf_counter() - t0
+    model = source.model()  # statistics are now set: the pure pass measures the network and front end only
+    root, _ = source.data_root()
+    dataset = ClipDataset(root, meta.file_names, source.sample_rate, task.unit_sec, cfg.run.crop)
+    forward = pure_forward_seconds(model, dataset, cfg.run.batch_size)
+
+    heads = []
+    log_dir = Path(tempfile.mkdtemp())
+    for kind, seeds in (('probe', (42, 43, 44)), ('logreg', (42,))):
+        for seed in seeds:
+            splits = fold_splits(meta, task, 1, seed, 0.1)
+            classes = sorted({lab for r in splits['train'] for lab in meta.labels[r]})
+            ys = {s: encode_labels(meta, splits[s], classes, False, s) for s in ('train', 'valid', 'test')}
+            t0 = time.perf_counter()
+            result = _fit_and_test(cfg, task, HeadOptions(head=kind), seed, 1, embs, splits, classes, ys, 'cpu',
+                                   meta, log_dir)
+            heads.append((kind, seed, time.perf_counter() - t0, result.score))
+    return {'clips': len(meta), 'extract': extract, 'forward': forward, 'heads': heads,
+            'threads': torch.get_num_threads()}
+
+
+def time_our_cli(args, work: Path) -> float:
+    """Our whole 2pass run, as a user starts it, in a fresh process with an empty cache."""
+    import shutil
+
+    shutil.rmtree(work / 'cache', ignore_errors=True)
+    out = Path(tempfile.mkdtemp())
+    cmd = [sys.executable, str(ROOT / '2pass_lineareval.py'), str(args.config), args.task, '--options', args.options,
+           '--repeat', '3', '--work_root', str(work), '--results_dir', str(out / 'results'),
+           '--logs_dir', str(out / 'logs'), '--progress', 'False']
+    if args.unit_sec:
+        cmd += ['--unit_sec', str(args.unit_sec)]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, cwd=out)
+    return time.perf_counter() - t0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--task', default='spcv2_12')
+    parser.add_argument('--dataset', default=str(ROOT.parent / 'shared/data/speech_commands_v2_test_a'))
+    parser.add_argument('--config', default=str(ROOT / 'config/byola_d512.yaml'))
+    parser.add_argument('--options', default=f'weight_file={ROOT.parent}/shared/weights/AudioNTT2020-BYOLA-64x96d512.pth')
+    parser.add_argument('--unit_sec', type=float, default=None)
+    parser.add_argument('--evar_dir', default=None, help='an EVAR checkout prepared per its README')
+    parser.add_argument('--evar_python', default=None)
+    parser.add_argument('--evar_task', default=None, help="EVAR's name for the same metadata (e.g. spcv2)")
+    parser.add_argument('--evar_options', default=None)
+    args = parser.parse_args()
+
+    from evar.metadata import main as build_metadata
+
+    work = Path(tempfile.mkdtemp()) / 'work'
+    build_metadata([args.task, args.dataset, '--work_root', str(work)])
+    ours = measure_ours(args, work)
+    print(f'\n== {args.task}: {ours["clips"]} clips, {Path(args.config).name}, CPU threads {ours["threads"]}')
+    print(f'extraction (full pipeline) {ours["extract"]:.2f}s  |  pure model forward {ours["forward"]:.2f}s  |  '
+          f'ratio {ours["extract"] / ours["forward"]:.3f} (target <= 1.15)')
+    for kind, seed, sec, acc in ours['heads']:
+        print(f'head {kind:6s} seed {seed}: fit+test {sec:.2f}s, test accuracy {acc:.4f}')
+    print(f'peak RSS: this process {peak_rss_mb(resource.RUSAGE_SELF):.0f} MB, largest worker '
+          f'{peak_rss_mb(resource.RUSAGE_CHILDREN):.0f} MB')
+    if args.evar_dir:
+        from benchmarks.evar_reference import run_evar
+
+        evar = run_evar(args.evar_dir, args.evar_python, args.evar_task or args.task, 'config/byola.yaml',
+                        args.evar_options or args.options, 3)
+        ours_total = time_our_cli(args, work)
+        print(f'end to end, embed once + 3 seeds: EVAR {evar["wall_sec"]:.1f}s vs evar {ours_total:.1f}s -> '
+              f'{evar["wall_sec"] / ours_total:.1f}x faster')
+        print(f'EVAR scores {evar.get("scores")}, peak {evar.get("peak_rss_max_process_mb")} MB (largest process)')
+
+
+if __name__ == '__main__':
+    main()
