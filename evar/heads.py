@@ -1,8 +1,10 @@
 """Probe heads on frozen embeddings, as small estimators with fit / predict_scores / predict / score.
 
-- `ProbeHead` follows EVAR's linear-evaluation protocol so numbers stay comparable with published EVAR results:
-  standardised inputs, a linear layer (or an MLP with `hidden`), Adam, minibatches of 200, up to 200 epochs,
-  early stopping on validation accuracy / mAP with the best weights restored.
+- `ProbeHead` follows EVAR's linear-evaluation protocol (its TorchMLPClassifier2) so numbers stay comparable with
+  published EVAR results: standardised inputs, a linear layer (or an MLP of Linear-ReLU-Dropout(0.5) blocks with
+  `hidden`), Adam with weight decay 1e-8, minibatches of min(200, n), up to 200 epochs, early stopping after
+  `early_stop_epochs` epochs without a validation accuracy / mAP at least as good as the best (ties move the best
+  to the later epoch), best weights restored; mixup mixes each sample with its own Beta(0.1, 0.1) weight.
 - `LogisticRegressionHead` fits a converged L2-regularised logistic regression by full-batch L-BFGS for each
   strength on a grid and keeps the one that scores best on the validation split.
 Both output one logit per class (two for a binary task), softmax + cross-entropy for single-label tasks and
@@ -62,11 +64,17 @@ class _HeadBase:
 
     def predict_scores(self, X) -> np.ndarray:
         """Class probabilities (softmax) or per-class sigmoid scores (multi-label)."""
+        return self._scores_tensor(self._tensor_x(X))
+
+    def _scores_tensor(self, Xt) -> np.ndarray:
         self.model.eval()
-        with torch.inference_mode():
-            logits = self.model(self._tensor_x(X))
+        with torch.no_grad():
+            logits = self.model(Xt)
             probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, -1)
         return probs.float().cpu().numpy()
+
+    def _score_tensor(self, Xt, y) -> float:
+        return metric_score(self.metric, np.asarray(y), self._scores_tensor(Xt))
 
     def predict(self, X) -> np.ndarray:
         s = self.predict_scores(X)
@@ -79,7 +87,7 @@ class _HeadBase:
 def make_mlp(d_in: int, hidden: tuple, n_out: int) -> nn.Sequential:
     layers, d = [], d_in
     for h in hidden:
-        layers += [nn.Linear(d, int(h)), nn.ReLU()]
+        layers += [nn.Linear(d, int(h)), nn.ReLU(), nn.Dropout(0.5)]
         d = int(h)
     return nn.Sequential(*layers, nn.Linear(d, n_out))
 
@@ -92,7 +100,7 @@ class ProbeHead(_HeadBase):
     batch_size: int = 200
     early_stop_epochs: int = 20
     standard_scaler: bool = True
-    mixup: float = 0.0  # Beta(alpha, alpha) mixing of training pairs; 0 disables
+    mixup: float = 0.0  # alpha of the per-sample Beta(alpha, alpha) mixing weights; 0 disables
     seed: int = 42
     device: str = 'cpu'
     history: list = field(default_factory=list)
@@ -106,15 +114,16 @@ class ProbeHead(_HeadBase):
         gen = torch.Generator().manual_seed(self.seed)
         torch.manual_seed(self.seed)
         self.model = make_mlp(np.asarray(X).shape[1], tuple(self.hidden), self.n_classes).to(self.device)
-        Xt, yt, Xv = self._tensor_x(X), self._tensor_y(y), X_val
-        opt = torch.optim.Adam(self.model.parameters(), lr=self.lr)
+        Xt, yt, Xv = self._tensor_x(X), self._tensor_y(y), self._tensor_x(X_val)
+        opt = torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=1e-8)
         loss_fn = _loss_fn(self.multi_label)
         best, best_state, stale = -np.inf, copy.deepcopy(self.model.state_dict()), 0
+        batch_size = min(self.batch_size, len(Xt))
         for epoch in range(self.epochs):
             self.model.train()
             order = torch.randperm(len(Xt), generator=gen).to(self.device)
-            for start in range(0, len(Xt), self.batch_size):
-                idx = order[start:start + self.batch_size]
+            for start in range(0, len(Xt), batch_size):
+                idx = order[start:start + batch_size]
                 xb, yb = Xt[idx], yt[idx]
                 if self.mixup > 0:
                     xb, yb = self._mix(xb, yb, gen)
@@ -122,9 +131,9 @@ class ProbeHead(_HeadBase):
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-            val = self.score(Xv, y_val)
+            val = self._score_tensor(Xv, y_val)
             self.history.append((epoch + 1, loss.item(), val))
-            if val > best:
+            if val >= best:
                 best, best_state, stale = val, copy.deepcopy(self.model.state_dict()), 0
             else:
                 stale += 1
@@ -136,7 +145,8 @@ class ProbeHead(_HeadBase):
         return self
 
     def _mix(self, xb, yb, gen):
-        lam = float(np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=gen))).beta(self.mixup, self.mixup))
+        alpha = torch.full((len(xb), 1), float(self.mixup))
+        lam = torch.distributions.Beta(alpha, alpha).sample().to(xb.device)
         perm = torch.randperm(len(xb), generator=gen).to(xb.device)
         target = yb if self.multi_label else nn.functional.one_hot(yb, self.n_classes).float()
         return lam * xb + (1 - lam) * xb[perm], lam * target + (1 - lam) * target[perm]
@@ -160,7 +170,7 @@ class LogisticRegressionHead(_HeadBase):
     def fit(self, X, y, X_val, y_val):
         self._prepare(X, y)
         torch.manual_seed(self.seed)
-        Xt, yt = self._tensor_x(X), self._tensor_y(y)
+        Xt, yt, Xv = self._tensor_x(X), self._tensor_y(y), self._tensor_x(X_val)
         loss_fn = _loss_fn(self.multi_label)
         model = nn.Linear(Xt.shape[1], self.n_classes).to(self.device)
         nn.init.zeros_(model.weight)
@@ -180,7 +190,7 @@ class LogisticRegressionHead(_HeadBase):
 
             model.train()
             opt.step(closure)
-            val = self.score(X_val, y_val)
+            val = self._score_tensor(Xv, y_val)
             self.history.append((l2, val))
             if val > best[0]:
                 best = (val, l2, copy.deepcopy(model.state_dict()))

@@ -410,7 +410,7 @@ def head_options(lr=None, hidden=(), standard_scaler=True, mixup=False, epochs=N
         hidden = parse_value('[' + text.strip('()[]') + ']', 'hidden') if text.strip('()[] ') else []
     if not isinstance(hidden, (list, tuple)) or not all(isinstance(h, int) and h > 0 for h in hidden):
         raise EvarError(f'--hidden must be a tuple of positive layer sizes such as (512,), got {hidden!r}.')
-    alpha = 0.2 if mixup is True else float(mixup or 0.0)
+    alpha = 0.1 if mixup is True else float(mixup or 0.0)  # EVAR: Beta(0.1, 0.1) when mixup is on
     return HeadOptions(head=str(head), lr=None if lr is None else float(lr), hidden=tuple(int(h) for h in hidden),
                        standard_scaler=bool(standard_scaler), mixup=alpha, epochs=int(epochs or 200),
                        early_stop_epochs=None if early_stop_epochs is None else int(early_stop_epochs),
