@@ -57,7 +57,7 @@ def measure_ours(args, work: Path) -> dict:
     from evar.tasks import get_task
 
     cfg = load_config(args.config, args.options)
-    task = get_task(args.task)
+    task = get_task(args.task, unit_sec=args.unit_sec)
     meta = read_metadata(task.metadata_path(work))
     source = EmbeddingSource(cfg, task, meta, work, 'cpu', progress=False)
     train_rows = meta.split_indices(1)['train']
@@ -67,7 +67,7 @@ def measure_ours(args, work: Path) -> dict:
     model = source.model()  # statistics are now set: the pure pass measures the network and front end only
     root, _ = source.data_root()
     dataset = ClipDataset(root, meta.file_names, source.sample_rate, task.unit_sec, cfg.run.crop)
-    forward = pure_forward_seconds(model, dataset, cfg.run.batch_size)
+    forward = pure_forward_seconds(model, dataset, source.extract_batch_size)
 
     heads = []
     log_dir = Path(tempfile.mkdtemp())
@@ -111,6 +111,8 @@ def main():
     parser.add_argument('--evar_python', default=None)
     parser.add_argument('--evar_task', default=None, help="EVAR's name for the same metadata (e.g. spcv2)")
     parser.add_argument('--evar_options', default=None)
+    parser.add_argument('--sync_metadata', action='store_true',
+                        help="copy our task CSV over EVAR's evar/metadata/<evar_task>.csv so both use the same rows")
     args = parser.parse_args()
 
     from evar.metadata import main as build_metadata
@@ -126,7 +128,16 @@ def main():
     print(f'peak RSS: this process {peak_rss_mb(resource.RUSAGE_SELF):.0f} MB, largest worker '
           f'{peak_rss_mb(resource.RUSAGE_CHILDREN):.0f} MB')
     if args.evar_dir:
+        import shutil
+
         from benchmarks.evar_reference import run_evar
+
+        ours_csv = work / 'metadata' / f'{args.task}.csv'
+        evar_csv = Path(args.evar_dir) / 'evar' / 'metadata' / f'{args.evar_task or args.task}.csv'
+        if args.sync_metadata:
+            shutil.copy(ours_csv, evar_csv)
+        if not evar_csv.is_file() or evar_csv.read_bytes() != ours_csv.read_bytes():
+            sys.exit(f'{evar_csv} differs from our {ours_csv}: pass --sync_metadata to compare on the same rows.')
 
         evar = run_evar(args.evar_dir, args.evar_python, args.evar_task or args.task, 'config/byola.yaml',
                         args.evar_options or args.options, 3)

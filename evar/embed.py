@@ -35,9 +35,14 @@ class ExtractSettings:
     progress: bool = True
 
 
-def default_workers() -> int:
+def default_workers(device: str) -> int:
+    """Decoding workers: on a GPU run they keep the GPU fed; on a small CPU box the model already uses every core,
+    and a worker only adds start-up and contention (BYOL-A on 1,200 clips, 2 cores: 2.18 s in-process against
+    2.8 s with one worker, 1.90 s for the model alone)."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
-    return max(1, min(8, cpus // 2))
+    if not str(device).startswith('cuda'):
+        return 0 if cpus <= 4 else min(4, cpus // 4)
+    return max(1, min(8, cpus - 1))
 
 
 def _worker_init(_):
@@ -47,7 +52,7 @@ def _worker_init(_):
 def _loader(dataset, indices, settings: ExtractSettings):
     from torch.utils.data import DataLoader, Subset
 
-    workers = default_workers() if settings.num_workers is None else settings.num_workers
+    workers = default_workers(settings.device) if settings.num_workers is None else settings.num_workers
     return DataLoader(Subset(dataset, [int(i) for i in indices]), batch_size=settings.batch_size, shuffle=False,
                       num_workers=workers, collate_fn=collate_clips, worker_init_fn=_worker_init if workers else None,
                       prefetch_factor=4 if workers else None, persistent_workers=False)

@@ -144,6 +144,10 @@ class EmbeddingSource:
     def sample_rate(self) -> int:
         return int(self.cfg.model_params['sample_rate'])
 
+    @property
+    def extract_batch_size(self) -> int:
+        return self.cfg.run.extract_batch_size or (self.cfg.run.batch_size if self.device.startswith('cuda') else 16)
+
     def data_root(self):
         root, rate = self.task.data_root(self.work_root, self.sample_rate)
         if not root.is_dir():
@@ -218,7 +222,7 @@ class EmbeddingSource:
         if train_rows.size:
             model.norm_mean = model.norm_std = None  # per fold: statistics of this fold's training rows
         dataset = ClipDataset(root, self.metadata.file_names, self.sample_rate, self.task.unit_sec, self.cfg.run.crop)
-        settings = ExtractSettings(batch_size=self.cfg.run.batch_size, num_workers=self.cfg.run.num_workers,
+        settings = ExtractSettings(batch_size=self.extract_batch_size, num_workers=self.cfg.run.num_workers,
                                    device=self.device, bf16=self.bf16, progress=self.progress)
         t0 = time.perf_counter()
         embs = extract_embeddings(model, dataset, train_rows, settings, self._warned)

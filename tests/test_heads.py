@@ -85,3 +85,23 @@ def test_carved_validation_is_stratified_and_seeded():
     assert len(valid) == 6 and sum(labels[r] == ('b',) for r in valid) == 1
     assert not set(train) & set(valid) and len(train) + len(valid) == 60
     assert np.array_equal(valid, carve_validation(rows, labels, 0.1, seed=1)[1])
+
+
+def test_adam_matches_torch_optim():
+    import torch
+
+    from evar.heads import Adam
+
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(5, 3), torch.nn.Linear(5, 3)
+    b.load_state_dict(a.state_dict())
+    ours, ref = Adam(a.parameters(), lr=1e-2, weight_decay=1e-3), torch.optim.Adam(b.parameters(), lr=1e-2,
+                                                                                      weight_decay=1e-3)
+    x, y = torch.randn(20, 5), torch.randint(0, 3, (20,))
+    for _ in range(30):
+        for model, opt in ((a, ours), (b, ref)):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)

@@ -11,6 +11,7 @@ which is what the convolution's own zero padding sees when a clip is run alone.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -38,24 +39,52 @@ def conv_block(cin: int, cout: int) -> list:
     return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2, stride=2)]
 
 
+def fold_batchnorm(features: nn.Sequential) -> nn.Sequential:
+    """An inference copy of conv blocks with each BatchNorm folded into the convolution before it (exact in eval
+    mode; BN and the extra pass over the activations took a third of BYOL-A's CPU time)."""
+    layers, out = list(features), []
+    for layer in layers:
+        if isinstance(layer, nn.BatchNorm2d) and out and isinstance(out[-1], nn.Conv2d):
+            conv = out[-1]
+            scale = layer.weight / torch.sqrt(layer.running_var + layer.eps)
+            conv.weight.data = conv.weight.data * scale[:, None, None, None]
+            conv.bias.data = (conv.bias.data - layer.running_mean) * scale + layer.bias.data
+        elif isinstance(layer, nn.Conv2d):
+            out.append(copy.deepcopy(layer))
+        else:
+            out.append(nn.ReLU(inplace=True) if isinstance(layer, nn.ReLU) else layer)
+    return nn.Sequential(*out).to(memory_format=torch.channels_last)
+
+
 class AudioNTT2020(nn.Module):
     def __init__(self, n_mels: int = 64, d: int = 512):
         super().__init__()
         self.features = nn.Sequential(*conv_block(1, 64), *conv_block(64, 64), *conv_block(64, 64))
         self.fc = nn.Sequential(nn.Linear(64 * (n_mels // 8), d), nn.ReLU(), nn.Dropout(p=0.3), nn.Linear(d, d),
                                 nn.ReLU())
+        self._folded = None  # inference copy of `features`, rebuilt after any training
+
+    def train(self, mode: bool = True):
+        self._folded = None
+        return super().train(mode)
 
     def forward(self, x: torch.Tensor, frame_lengths: torch.Tensor):
         """x: [B, F, T] normalised log-mel, zero past each clip's end -> ([conv frames, embedding], lengths)."""
-        # channels_last lets oneDNN run these small convolutions about 1.5x faster on CPU.
+        if self.training:
+            features = self.features
+        else:
+            if self._folded is None:
+                self._folded = fold_batchnorm(self.features)
+            features = self._folded
+        # channels_last lets oneDNN run these small convolutions faster on CPU.
         x = x.unsqueeze(1).contiguous(memory_format=torch.channels_last)
         padded = bool((frame_lengths < x.shape[-1]).any())
-        for layer in self.features:
+        for layer in features:
             x = layer(x)
             if isinstance(layer, nn.MaxPool2d):
                 frame_lengths = torch.div(frame_lengths, 2, rounding_mode='floor')
             if padded and isinstance(layer, nn.ReLU):  # zero the padding before the next convolution or pooling
-                x = x * lengths_to_mask(frame_lengths, x.shape[-1])[:, None, None, :]
+                x = x.mul_(lengths_to_mask(frame_lengths, x.shape[-1])[:, None, None, :])
         b, c, f, t = x.shape
         conv_frames = x.permute(0, 3, 2, 1).reshape(b, t, f * c)  # (time, mel, channel) as the official model
         return [conv_frames, self.fc(conv_frames)], frame_lengths
@@ -78,7 +107,6 @@ class BYOLA(MelSpec):
                           f'using {d}.', stacklevel=2)
         self.body = AudioNTT2020(n_mels=params.n_mels, d=d)
         load_strict(self.body, state, params.weight_file)
-        self.body.features.to(memory_format=torch.channels_last)
         self.feature_d = d
         if params.norm_stats is not None:
             self.set_norm_stats(*params.norm_stats)
