@@ -37,7 +37,8 @@ def pure_forward_seconds(model, dataset, batch_size: int) -> float:
     from evar.data import collate_clips
 
     clips = [dataset[i] for i in range(len(dataset))]
-    batches = [collate_clips(clips[i:i + batch_size]) for i in range(0, len(clips), batch_size)]
+    pad_to = dataset.unit_samples if dataset.crop_policy != 'full' else 0  # the batches the pipeline makes
+    batches = [collate_clips(clips[i:i + batch_size], pad_to) for i in range(0, len(clips), batch_size)]
     model.eval()
     with torch.inference_mode():
         model.embed(*batches[0][:2])  # warm-up, as the pipeline's first batch also pays it
@@ -61,13 +62,16 @@ def measure_ours(args, work: Path) -> dict:
     meta = read_metadata(task.metadata_path(work))
     source = EmbeddingSource(cfg, task, meta, work, 'cpu', progress=False)
     train_rows = meta.split_indices(1)['train']
-    t0 = time.perf_counter()
-    embs = source.compute(train_rows if source.stats_scope(1, train_rows) else np.arange(0))
-    extract = time.perf_counter() - t0
-    model = source.model()  # statistics are now set: the pure pass measures the network and front end only
     root, _ = source.data_root()
     dataset = ClipDataset(root, meta.file_names, source.sample_rate, task.unit_sec, cfg.run.crop)
-    forward = pure_forward_seconds(model, dataset, source.extract_batch_size)
+    extracts, forwards = [], []
+    for _ in range(args.rounds):  # interleaved rounds: this VM's speed drifts, so compare medians
+        t0 = time.perf_counter()
+        embs = source.compute(train_rows if source.stats_scope(1, train_rows) else np.arange(0))
+        extracts.append(time.perf_counter() - t0)
+        # Statistics are now set: the pure pass measures the front end and network only.
+        forwards.append(pure_forward_seconds(source.model(), dataset, source.extract_batch_size))
+    extract, forward = float(np.median(extracts)), float(np.median(forwards))
 
     heads = []
     log_dir = Path(tempfile.mkdtemp())
@@ -84,8 +88,8 @@ def measure_ours(args, work: Path) -> dict:
             'threads': torch.get_num_threads()}
 
 
-def time_our_cli(args, work: Path) -> float:
-    """Our whole 2pass run, as a user starts it, in a fresh process with an empty cache."""
+def time_our_cli(args, work: Path) -> tuple:
+    """Our whole 2pass run, as a user starts it, in a fresh process with an empty cache: (seconds, peak MB)."""
     import shutil
 
     shutil.rmtree(work / 'cache', ignore_errors=True)
@@ -96,17 +100,35 @@ def time_our_cli(args, work: Path) -> float:
     if args.unit_sec:
         cmd += ['--unit_sec', str(args.unit_sec)]
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, cwd=out)
-    return time.perf_counter() - t0
+    proc = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=out)
+    seconds = time.perf_counter() - t0
+    peak = float(proc.stderr.rsplit('peak memory ', 1)[1].split()[0])
+    return seconds, peak
+
+
+def wav_copy(src: Path, dst: Path) -> None:
+    import soundfile as sf
+
+    for f in src.rglob('*'):
+        if f.suffix.lower() in ('.flac', '.wav', '.ogg'):
+            out = (dst / f.relative_to(src)).with_suffix('.wav')
+            out.parent.mkdir(parents=True, exist_ok=True)
+            data, rate = sf.read(f, dtype='int16')
+            sf.write(out, data, rate, subtype='PCM_16')
 
 
 def main():
+    import numpy as np
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--task', default='spcv2_12')
     parser.add_argument('--dataset', default=str(ROOT.parent / 'shared/data/speech_commands_v2_test_a'))
     parser.add_argument('--config', default=str(ROOT / 'config/byola_d512.yaml'))
     parser.add_argument('--options', default=f'weight_file={ROOT.parent}/shared/weights/AudioNTT2020-BYOLA-64x96d512.pth')
     parser.add_argument('--unit_sec', type=float, default=None)
+    parser.add_argument('--rounds', type=int, default=3, help='measurement rounds; medians are reported')
+    parser.add_argument('--as_wav', action='store_true',
+                        help='use a 16-bit WAV copy of the audio (as EVAR\'s prepare_wav step makes) instead of FLAC')
     parser.add_argument('--evar_dir', default=None, help='an EVAR checkout prepared per its README')
     parser.add_argument('--evar_python', default=None)
     parser.add_argument('--evar_task', default=None, help="EVAR's name for the same metadata (e.g. spcv2)")
@@ -116,17 +138,24 @@ def main():
     args = parser.parse_args()
 
     from evar.metadata import main as build_metadata
+    from evar.tasks import get_task
 
     work = Path(tempfile.mkdtemp()) / 'work'
-    build_metadata([args.task, args.dataset, '--work_root', str(work)])
+    build_metadata([args.task, args.dataset, '--work_root', str(work), '--no_link'])
+    audio = work / '16k' / get_task(args.task).folder
+    audio.parent.mkdir(parents=True, exist_ok=True)
+    if args.as_wav:
+        wav_copy(Path(args.dataset), audio)  # the metadata still names .flac files: the loader resolves .wav
+    else:
+        audio.symlink_to(Path(args.dataset).resolve())
     ours = measure_ours(args, work)
     print(f'\n== {args.task}: {ours["clips"]} clips, {Path(args.config).name}, CPU threads {ours["threads"]}')
     print(f'extraction (full pipeline) {ours["extract"]:.2f}s  |  pure model forward {ours["forward"]:.2f}s  |  '
-          f'ratio {ours["extract"] / ours["forward"]:.3f} (target <= 1.15)')
+          f'ratio {ours["extract"] / ours["forward"]:.3f} (target <= 1.15; medians of {args.rounds} rounds)')
     for kind, seed, sec, acc in ours['heads']:
         print(f'head {kind:6s} seed {seed}: fit+test {sec:.2f}s, test accuracy {acc:.4f}')
-    print(f'peak RSS: this process {peak_rss_mb(resource.RUSAGE_SELF):.0f} MB, largest worker '
-          f'{peak_rss_mb(resource.RUSAGE_CHILDREN):.0f} MB')
+    print(f'peak RSS of this benchmark process (all clips held in memory for the pure pass): '
+          f'{peak_rss_mb(resource.RUSAGE_SELF):.0f} MB')
     if args.evar_dir:
         import shutil
 
@@ -139,12 +168,16 @@ def main():
         if not evar_csv.is_file() or evar_csv.read_bytes() != ours_csv.read_bytes():
             sys.exit(f'{evar_csv} differs from our {ours_csv}: pass --sync_metadata to compare on the same rows.')
 
+        ours_runs, peaks = zip(*[time_our_cli(args, work) for _ in range(args.rounds)])
+        ours_peak = max(peaks)
         evar = run_evar(args.evar_dir, args.evar_python, args.evar_task or args.task, 'config/byola.yaml',
                         args.evar_options or args.options, 3)
-        ours_total = time_our_cli(args, work)
-        print(f'end to end, embed once + 3 seeds: EVAR {evar["wall_sec"]:.1f}s vs evar {ours_total:.1f}s -> '
-              f'{evar["wall_sec"] / ours_total:.1f}x faster')
-        print(f'EVAR scores {evar.get("scores")}, peak {evar.get("peak_rss_max_process_mb")} MB (largest process)')
+        ours_total = float(np.median(ours_runs))
+        print(f'end to end, embed once + 3 seeds: EVAR {evar["wall_s"]:.1f}s vs evar {ours_total:.1f}s '
+              f'(runs {", ".join(f"{t:.1f}" for t in ours_runs)}) -> {evar["wall_s"] / ours_total:.1f}x faster')
+        print(f'peak RSS, largest process: EVAR {evar["peak_rss_single_process_mib"]:.0f} MiB '
+              f'(all its processes {evar["peak_rss_tree_sum_mib"]} MiB) vs evar {ours_peak:.0f} MB')
+        print('EVAR test accuracy per seed: ' + ', '.join(f'{s["score"]:.4f}' for s in evar['scores']))
 
 
 if __name__ == '__main__':

@@ -23,12 +23,17 @@ def resolve_audio_path(root: Path, file_name: str) -> Path:
     raise EvarError(f'Audio file {path} does not exist (also looked for {", ".join(AUDIO_SUFFIXES)}).')
 
 
-def load_audio(path: Path, sample_rate: int) -> tuple[np.ndarray, int]:
-    """Mono float32 samples at `sample_rate`, and the file's own rate. Bad files raise EvarError naming the file."""
+def load_audio(path: Path, sample_rate: int, max_sec: float = None) -> tuple[np.ndarray, int]:
+    """Mono float32 samples at `sample_rate` (at most the first `max_sec` seconds), and the file's own rate.
+    Bad files raise EvarError naming the file."""
     import soundfile as sf
 
     try:
-        wav, rate = sf.read(str(path), dtype='float32', always_2d=True)
+        with sf.SoundFile(str(path)) as f:
+            rate = f.samplerate
+            # Decode only what a head crop keeps (plus a margin for the resampler's filter).
+            frames = -1 if max_sec is None else int(np.ceil(max_sec * rate)) + 64
+            wav = f.read(frames, dtype='float32', always_2d=True)
     except Exception as e:  # libsndfile raises several types for unreadable files
         raise EvarError(f'Cannot read audio file {path}: {e}') from e
     wav = wav.mean(axis=1) if wav.shape[1] > 1 else wav[:, 0]

@@ -102,14 +102,16 @@ class ClipDataset:
     def __getitem__(self, i):
         try:
             path = resolve_audio_path(self.root, self.file_names[i])
-            wav, rate = load_audio(path, self.sample_rate)
+            head = self.unit_samples / self.sample_rate if self.crop_policy == 'head' else None
+            wav, rate = load_audio(path, self.sample_rate, max_sec=head)
         except EvarError as e:  # carried to the main process as a message, not a worker traceback
             return None, str(e)
         return crop(wav, self.unit_samples, self.crop_policy), rate
 
 
-def collate_clips(items):
-    """Pads clips to the longest in the batch; returns (waves [B, N], lengths [B], source rates).
+def collate_clips(items, pad_to: int = 0):
+    """Pads clips to the longest in the batch (or `pad_to`, so that batches share one shape and the CPU kernels
+    chosen for it are reused); returns (waves [B, N], lengths [B], source rates).
 
     A clip that failed to load makes the batch (None, None, message); the consumer raises it as EvarError.
     """
@@ -119,7 +121,7 @@ def collate_clips(items):
         if wav is None:
             return None, None, info
     lengths = [len(w) for w, _ in items]
-    batch = np.zeros((len(items), max(lengths)), dtype=np.float32)
+    batch = np.zeros((len(items), max(max(lengths), pad_to)), dtype=np.float32)
     for row, (wav, _) in zip(batch, items):
         row[:len(wav)] = wav
     return torch.from_numpy(batch), torch.tensor(lengths, dtype=torch.long), [r for _, r in items]

@@ -36,9 +36,9 @@ class ExtractSettings:
 
 
 def default_workers(device: str) -> int:
-    """Decoding workers: on a GPU run they keep the GPU fed; on a small CPU box the model already uses every core,
-    and a worker only adds start-up and contention (BYOL-A on 1,200 clips, 2 cores: 2.18 s in-process against
-    2.8 s with one worker, 1.90 s for the model alone)."""
+    """Decoding worker processes: on a GPU run they keep the GPU fed; on a small CPU box the model already uses
+    every core, and a worker process only adds start-up and contention (BYOL-A on 1,200 clips, 2 cores: 2.18 s
+    decoding in-process against 2.8 s with one worker, 1.90 s for the model alone)."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
     if not str(device).startswith('cuda'):
         return 0 if cpus <= 4 else min(4, cpus // 4)
@@ -49,10 +49,19 @@ def _worker_init(_):
     torch.set_num_threads(1)  # workers only decode and resample; leave the cores to the model
 
 
+def _in_process(dataset, indices, batch_size: int):
+    """Batches decoded in this process, between forward passes (a decoding thread was measured no faster)."""
+    pad_to = dataset.unit_samples if dataset.crop_policy != 'full' else 0
+    for i in range(0, len(indices), batch_size):
+        yield collate_clips([dataset[int(j)] for j in indices[i:i + batch_size]], pad_to)
+
+
 def _loader(dataset, indices, settings: ExtractSettings):
     from torch.utils.data import DataLoader, Subset
 
     workers = default_workers(settings.device) if settings.num_workers is None else settings.num_workers
+    if workers == 0:
+        return _in_process(dataset, indices, settings.batch_size)
     return DataLoader(Subset(dataset, [int(i) for i in indices]), batch_size=settings.batch_size, shuffle=False,
                       num_workers=workers, collate_fn=collate_clips, worker_init_fn=_worker_init if workers else None,
                       prefetch_factor=4 if workers else None, persistent_workers=False)
@@ -64,7 +73,8 @@ def _batches(dataset, indices, settings: ExtractSettings, desc: str, warned: set
 
     start = 0
     loader = _loader(dataset, indices, settings)
-    for wav, lengths, rates in tqdm(loader, desc=desc, disable=not settings.progress, mininterval=2.0, leave=False):
+    for wav, lengths, rates in tqdm(loader, desc=desc, total=-(-len(indices) // settings.batch_size),
+                                    disable=not settings.progress, mininterval=2.0, leave=False):
         if wav is None:
             raise EvarError(rates)
         warn_resampling(rates, dataset.sample_rate, str(dataset.root), warned)

@@ -317,7 +317,21 @@ def lineareval(config_file, task, options: str = '', seeds: Sequence[int] = (42,
         results.append(run)
 
     _record(cfg, task_def, head_name, results, source, Path(results_dir), log_dir, time.perf_counter() - t_start)
+    log.info(f'done in {time.perf_counter() - t_start:.1f}s, peak memory {peak_memory_mb():.0f} MB')
     return results
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory (VmHWM; unlike ru_maxrss it does not count the parent's pages)."""
+    try:
+        for line in open('/proc/self/status'):
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _fit_and_test(cfg, task, head: HeadOptions, seed, fold, embs, splits, classes, ys, device, metadata, log_dir):
