@@ -241,3 +241,52 @@ def test_byola_beats_melspec_on_real_speech_commands(tmp_path):
                            head=HeadOptions(head='logreg'))[0].score
     print('spcv2_12 logreg accuracy:', scores)
     assert scores['byola'] > scores['melspec'] + 0.25
+
+
+def test_multilabel_task_reports_map(tmp_path, demo_root):
+    """Multi-label rows ('a,b' labels): sigmoid outputs, mAP as the score, per-class scores in predictions."""
+    lines = (demo_root / 'metadata' / 'demo.csv').read_text().splitlines()[1:]
+    tonal = {'hum', 'whistle', 'beeps', 'sweep'}
+    rows = []
+    for line in lines:
+        name, label, split = line.split(',')
+        tags = [label] + (['tonal'] if label in tonal else [])
+        rows.append(f'{name},"{",".join(tags)}",{split}')
+    (tmp_path / 'ml.csv').write_text('file_name,label,split\n' + '\n'.join(rows) + '\n')
+    (tmp_path / 'ml.yaml').write_text(f'metadata: ml.csv\ndata: {demo_root / "16k" / "demo"}\nunit_sec: 1\n'
+                                      'metric: mAP\n')
+    result = run(tmp_path, tmp_path / 'work', task=str(tmp_path / 'ml.yaml'), head=HeadOptions(head='logreg'))[0]
+    assert result.score > 0.9
+    preds = list(csv.DictReader(open(result.log_dir / 'predictions-seed42-fold1.csv')))
+    assert 'tonal' in preds[0] and len(preds) == 60
+    assert read_scores(tmp_path / 'results' / 'scores.csv')[0]['metric'] == 'mAP'
+
+
+def test_linspec_float16_cache_and_mixup(tmp_path, work):
+    result = run(tmp_path, work, config=ROOT / 'config' / 'linspec.yaml', options='+cache_dtype=float16', head=HeadOptions(mixup=0.1, lr=0.003))
+    cache = next((work / 'cache').glob('embs-*.npy'))
+    embs = np.load(cache, mmap_mode='r')
+    assert embs.dtype == np.float16 and embs.shape == (300, 513)
+    assert result[0].score > 0.5
+
+
+def test_interrupted_cache_write_leaves_no_file(tmp_path, work, monkeypatch):
+    from evar import cache as cache_module
+
+    def broken_save(f, array):
+        f.write(b'partial')
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cache_module.np, 'save', broken_save)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, work)
+    assert not list((work / 'cache').glob('embs-*')) and not list((work / 'cache').glob('.*tmp'))
+    assert not (tmp_path / 'results').exists()
+
+
+def test_summarize_reads_our_scores(tmp_path, work):
+    run(tmp_path, work, seeds=(42, 43), head=HeadOptions(head='logreg'))
+    proc = run_script('summarize.py', '--results', tmp_path / 'results' / 'scores.csv', '--out',
+                      tmp_path / 'summary.csv', cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert 'melspec' in proc.stdout and 'demo' in proc.stdout and (tmp_path / 'summary.csv').is_file()

@@ -98,3 +98,20 @@ def test_byola_weight_errors(tmp_path):
     (tmp_path / 'junk.pth').write_bytes(b'not a checkpoint')
     with pytest.raises(EvarError, match='cannot read weight file'):
         create_model('byola', weight_file=str(tmp_path / 'junk.pth'))
+
+
+def test_byola_embedding_size_follows_the_checkpoint(tmp_path):
+    """d1024 / d2048 checkpoints: the same architecture with a wider projection (checked on random weights)."""
+    from evar.models.byola import AudioNTT2020
+
+    for d in (1024, 2048):
+        path = tmp_path / f'd{d}.pth'
+        torch.save(AudioNTT2020(d=d).state_dict(), path)
+        model = create_model('byola', weight_file=str(path), norm_stats=[0.0, 1.0]).eval()
+        assert model.feature_d == d
+        assert model.embed(torch.randn(2, 16000) * 0.1, torch.tensor([16000, 9000])).shape == (2, d)
+
+
+def test_linspec_has_fft_bins():
+    model = create_model('linspec').eval()
+    assert _batch_equals_single(model, [16000, 4000]).shape == (2, 513)
