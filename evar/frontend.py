@@ -54,8 +54,11 @@ class Spectrogram(nn.Module):
         if wav.shape[-1] <= self.n_fft // 2:  # reflect padding needs more samples than half a window
             wav = nn.functional.pad(wav, (0, self.n_fft // 2 + 1 - wav.shape[-1]))
         spec = torch.stft(wav, self.n_fft, self.hop_length, self.win_length, self.window, center=True,
-                          pad_mode='reflect', return_complex=True).abs()
-        spec = spec.pow(self.power) if self.power != 1 else spec
+                          pad_mode='reflect', return_complex=True)
+        if self.power == 2:  # |X|^2 without the square root and square
+            spec = torch.view_as_real(spec).square().sum(-1)
+        else:
+            spec = spec.abs().pow(self.power)
         if self.mel_fb is not None:
             spec = torch.matmul(spec.transpose(-1, -2), self.mel_fb).transpose(-1, -2)
         return (spec + self.eps).log() if self.log else spec
