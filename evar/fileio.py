@@ -35,7 +35,7 @@ def locked(path):
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(str(path) + '.lock', 'a') as lock:
+    with open(path.parent / f'.{path.name}.lock', 'a') as lock:  # hidden, beside the file it guards
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
