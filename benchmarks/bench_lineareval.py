@@ -67,7 +67,7 @@ def measure_ours(args, work: Path) -> dict:
     extracts, forwards = [], []
     for _ in range(args.rounds):  # interleaved rounds: this VM's speed drifts, so compare medians
         t0 = time.perf_counter()
-        embs = source.compute(train_rows if source.stats_scope(1, train_rows) else np.arange(0))
+        embs = source.compute(train_rows if source.stats_scope(1) else np.arange(0))
         extracts.append(time.perf_counter() - t0)
         # Statistics are now set: the pure pass measures the front end and network only.
         forwards.append(pure_forward_seconds(source.model(), dataset, source.extract_batch_size))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 import torch
@@ -114,6 +113,11 @@ class Adam:
             p.addcdiv_(m, denom, value=-self.lr / correction1)
 
 
+def probe_name(hidden) -> str:
+    """'linear', or 'mlp512' / 'mlp512x256' for hidden layer sizes."""
+    return 'linear' if not hidden else 'mlp' + 'x'.join(str(int(h)) for h in hidden)
+
+
 def make_mlp(d_in: int, hidden: tuple, n_out: int) -> nn.Sequential:
     layers, d = [], d_in
     for h in hidden:
@@ -137,7 +141,7 @@ class ProbeHead(_HeadBase):
 
     @property
     def name(self) -> str:
-        return 'linear' if not self.hidden else 'mlp' + 'x'.join(str(int(h)) for h in self.hidden)
+        return probe_name(self.hidden)
 
     def fit(self, X, y, X_val, y_val):
         self._prepare(X, y)
@@ -227,14 +231,3 @@ class LogisticRegressionHead(_HeadBase):
         self.best_valid, self.l2, state = best
         model.load_state_dict(state)
         return self
-
-
-def make_head(kind: str, **kwargs):
-    from .errors import EvarError
-
-    if kind == 'probe':
-        return ProbeHead(**kwargs)
-    if kind == 'logreg':
-        allowed = {'standard_scaler', 'seed', 'device'}
-        return LogisticRegressionHead(**{k: v for k, v in kwargs.items() if k in allowed})
-    raise EvarError(f'Unknown head {kind!r}: expected probe (EVAR protocol: linear, or MLP with --hidden) or logreg.')

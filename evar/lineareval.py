@@ -7,7 +7,6 @@ process on the same embeddings (2pass_lineareval.py).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
@@ -176,7 +175,7 @@ class EmbeddingSource:
             self._model = create_model(self.cfg.audio_repr, **self.cfg.model_params).to(self.device)
         return self._model
 
-    def stats_scope(self, fold: int, train_rows: np.ndarray) -> Optional[str]:
+    def stats_scope(self, fold: int) -> Optional[str]:
         """Which training rows the normalisation statistics come from, or None when embeddings don't depend on it."""
         from .models import model_class
 
@@ -196,7 +195,7 @@ class EmbeddingSource:
     def embeddings(self, fold: int, train_rows: np.ndarray, allow_compute: bool = True) -> np.ndarray:
         from .cache import EmbeddingCache, cache_key
 
-        scope = self.stats_scope(fold, train_rows)
+        scope = self.stats_scope(fold)
         fields = self.key_fields(scope)
         key = cache_key(fields)
         cache = EmbeddingCache(self.work_root / 'cache')
@@ -289,8 +288,9 @@ def lineareval(config_file, task, options: str = '', seeds: Sequence[int] = (42,
         check_audio_exists(metadata, root)
 
     run_id = cfg.full_hash()
-    head_name = head.head if head.head == 'logreg' else ('linear' if not head.hidden else
-                                                         'mlp' + 'x'.join(str(int(h)) for h in head.hidden))
+    from .heads import probe_name
+
+    head_name = head.head if head.head == 'logreg' else probe_name(head.hidden)
     log_dir = Path(logs_dir) / f'{cfg.name}-{task_def.name}-{head_name}-{run_id}'
     setup_logging(log_dir if step != '2pass_1_precompute_only' else None)
     log.info(f'{cfg.name} ({cfg.audio_repr}) on {task_def.name}: {len(metadata)} clips, folds {folds}, '

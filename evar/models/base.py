@@ -123,11 +123,6 @@ class AudioRepr(nn.Module):
     def pooling(self) -> str:
         return getattr(self.params, 'temporal_pooling_type', 'mean_max')
 
-    def weight_files(self) -> list:
-        """Files whose content determines the outputs; the embedding cache hashes them."""
-        path = getattr(self.params, 'weight_file', None)
-        return [Path(path).expanduser()] if path else []
-
     # The two stages.
     def features(self, wav: torch.Tensor, lengths: torch.Tensor):
         return wav, lengths

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import EvarError
-from .base import AudioRepr, Frames, lengths_to_mask, load_checkpoint, load_strict, select_layers
+from .base import Frames, lengths_to_mask, load_checkpoint, load_strict, select_layers
 from .spec import MelSpec, SpecParams
 
 WEIGHTS_URL = 'https://github.com/nttcslab/byol-a/tree/master/pretrained_weights'
