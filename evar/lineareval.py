@@ -157,14 +157,16 @@ class EmbeddingSource:
 
     def weight_hashes(self) -> list:
         from .cache import weight_hash
+        from .config import typed_dataclass
+        from .models import model_class
 
         if self._weights is None:
-            params = self.cfg.model_params
-            files = [params[k] for k in ('weight_file',) if params.get(k)]
-            missing = [f for f in files if not Path(f).expanduser().is_file()]
-            if missing:
+            cls = model_class(self.cfg.audio_repr)
+            paths = cls.weight_paths(typed_dataclass(cls.Params, self.cfg.model_params, str(self.cfg.path)))
+            if any(not p.is_file() for p in paths):
                 self.model()  # the model's own loader gives the message saying where to get the file
-            self._weights = [weight_hash(Path(f).expanduser(), self.work_root / 'cache' / 'weight-hashes') for f in files]
+            memo = self.work_root / 'cache' / 'weight-hashes'
+            self._weights = [weight_hash(p, memo) for p in paths]
         return self._weights
 
     def model(self):
@@ -395,7 +397,10 @@ def _write_predictions(path, metadata, rows, classes, scores, y_true):
 def _record(cfg, task, head_name, results, source, results_dir, log_dir, elapsed):
     from .results import append_scores
 
-    weights = ';'.join(h[:16] for h in source.weight_hashes())
+    import hashlib
+
+    hashes = source.weight_hashes()  # one short digest for all weight files (a hub model may have many)
+    weights = hashlib.sha256(';'.join(hashes).encode()).hexdigest()[:16] if hashes else ''
     stamp = time.strftime('%Y-%m-%dT%H:%M:%S')
     run_id = cfg.full_hash()
     base = {'representation': cfg.name, 'task': task.name, 'run_id': run_id, 'metric': task.metric,

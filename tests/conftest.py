@@ -44,3 +44,19 @@ def work(tmp_path, demo_root):
     (root / '16k').mkdir()
     (root / '16k' / 'demo').symlink_to(demo_root / '16k' / 'demo')
     return root
+
+
+def batch_equals_single(model, lengths, atol=1e-4):
+    """Embeds clips of `lengths` as one padded batch and one by one; asserts they agree (padding invariance)."""
+    import numpy as np
+    import torch
+
+    torch.manual_seed(0)
+    wav = torch.randn(len(lengths), max(lengths)) * 0.1
+    lengths = torch.tensor(lengths)
+    with torch.inference_mode():
+        batch = model.embed(wav, lengths)
+        for i, n in enumerate(lengths.tolist()):
+            single = model.embed(wav[i:i + 1, :n], lengths[i:i + 1])
+            np.testing.assert_allclose(batch[i].numpy(), single[0].numpy(), rtol=1e-4, atol=atol)
+    return batch

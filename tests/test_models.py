@@ -7,7 +7,7 @@ from evar.frontend import Spectrogram, mel_filterbank
 from evar.models import create_model
 from evar.models.base import Frames, pool
 
-from conftest import BYOLA_D512, needs_byola
+from conftest import batch_equals_single, BYOLA_D512, needs_byola
 
 
 def numpy_log_mel(x, sr=16000, n_fft=1024, hop=160, n_mels=64, fmin=60, fmax=7800):
@@ -53,28 +53,18 @@ def test_pooling_ignores_padding():
         pool(frames, 'median')
 
 
-def _batch_equals_single(model, lengths):
-    torch.manual_seed(0)
-    wav = torch.randn(len(lengths), max(lengths)) * 0.1
-    lengths = torch.tensor(lengths)
-    with torch.inference_mode():
-        batch = model.embed(wav, lengths)
-        for i, n in enumerate(lengths.tolist()):
-            single = model.embed(wav[i:i + 1, :n], lengths[i:i + 1])
-            np.testing.assert_allclose(batch[i].numpy(), single[0].numpy(), rtol=1e-4, atol=1e-4)
-    return batch
 
 
 def test_melspec_padding_invariance():
     model = create_model('melspec').eval()
-    assert _batch_equals_single(model, [16000, 9000, 300]).shape == (3, 64)
+    assert batch_equals_single(model, [16000, 9000, 300]).shape == (3, 64)
 
 
 @needs_byola
 def test_byola_real_weights_load_strictly_and_ignore_padding():
     model = create_model('byola', weight_file=str(BYOLA_D512), norm_stats=[-5.4919195, 5.0389895]).eval()
     assert model.feature_d == 512
-    emb = _batch_equals_single(model, [16000, 12345, 800, 100])
+    emb = batch_equals_single(model, [16000, 12345, 800, 100])
     assert emb.shape == (4, 512) and torch.isfinite(emb).all()
     conv = create_model('byola', weight_file=str(BYOLA_D512), norm_stats=[0, 1], output_layers=0).eval()
     assert conv.embed(torch.zeros(1, 16000), torch.tensor([16000])).shape == (1, 512)
@@ -114,4 +104,4 @@ def test_byola_embedding_size_follows_the_checkpoint(tmp_path):
 
 def test_linspec_has_fft_bins():
     model = create_model('linspec').eval()
-    assert _batch_equals_single(model, [16000, 4000]).shape == (2, 513)
+    assert batch_equals_single(model, [16000, 4000]).shape == (2, 513)

@@ -16,6 +16,9 @@ MODELS = MappingProxyType({
     'melspec': 'evar.models.spec:MelSpec',
     'linspec': 'evar.models.spec:LinSpec',
     'byola': 'evar.models.byola:BYOLA',
+    'hf': 'evar.models.hf:HFAudio',
+    'soundnet': 'evar.models.soundnet:SoundNet',
+    'crepe': 'evar.models.crepe:Crepe',
 })
 
 EVAR_ALIASES = MappingProxyType({

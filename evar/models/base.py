@@ -123,6 +123,12 @@ class AudioRepr(nn.Module):
     def pooling(self) -> str:
         return getattr(self.params, 'temporal_pooling_type', 'mean_max')
 
+    @classmethod
+    def weight_paths(cls, params) -> list:
+        """Files whose content determines the outputs; the embedding cache hashes them (not their paths)."""
+        path = getattr(params, 'weight_file', None)
+        return [Path(path).expanduser()] if path else []
+
     # The two stages.
     def features(self, wav: torch.Tensor, lengths: torch.Tensor):
         return wav, lengths

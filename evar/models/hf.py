@@ -1,0 +1,257 @@
+"""Hugging Face transformers audio encoders: wav2vec 2.0, HuBERT, WavLM, data2vec-audio (and other models fed raw
+waveforms through a convolutional feature encoder), Whisper's encoder, and AST.
+
+The model and its own feature extractor are loaded with `AutoModel` / `AutoFeatureExtractor.from_pretrained(model_id)`
+(a hub id or a local `save_pretrained` folder), so the model's own normalisation and mel settings are used.
+transformers is imported only when this AR is built (`pip install 'evar[hf]'`).
+
+Every clip is cut into pieces of at most `chunk_sec` (Whisper: its 30 s window; AST: its ~10 s input by default),
+each piece goes through the feature extractor alone (CPU, numpy), and only the frames that come from real audio are
+kept, then concatenated per clip:
+- waveform models: valid frames from the conv encoder's `_get_feat_extract_output_lengths`; the attention mask is
+  passed when the conv encoder uses layer norm; models whose outputs padding would change even with the mask (group
+  norm over time in wav2vec2-base / HuBERT-base; data2vec-audio's stacked positional convolutions) run pieces of
+  different lengths in separate batches instead of padding them.
+- Whisper: input is always padded to 30 s of log-mel; 50 Hz output frames, valid = ceil(samples / 320).
+- AST: patch tokens (the [CLS]/distillation tokens are dropped) whose time patch starts on a real fbank frame.
+So a clip's embedding does not depend on what else is in the batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from ..errors import EvarError
+from .base import AudioRepr, Frames, lengths_to_mask, select_layers
+
+WAVEFORM_TYPES = ('wav2vec2', 'hubert', 'wavlm', 'data2vec-audio', 'wav2vec2-conformer', 'unispeech', 'unispeech-sat',
+                  'sew', 'sew-d', 'mert_model')
+PADDING_UNSAFE = ('data2vec-audio',)  # run only equal-length pieces together
+OUTPUTS = ('hidden_states', 'conv_features', 'ctc_logits')
+
+
+@dataclass(frozen=True)
+class HFParams:
+    model_id: Optional[str] = None  # hub id (e.g. facebook/hubert-base-ls960) or a local save_pretrained folder
+    sample_rate: int = 16000
+    output_layers: Any = -1  # hidden-state index, list of indices (concatenated), or 'all'; 0 = input embeddings
+    layer_average: bool = False  # average the chosen layers instead of concatenating them
+    temporal_pooling_type: str = 'mean'
+    feature_d: Optional[int] = None  # informational
+    trust_remote_code: bool = False  # models whose code lives on the hub (e.g. m-a-p/MERT-v1-95M)
+    chunk_sec: Optional[float] = None  # None: the model's own input limit (Whisper 30 s, AST ~10 s), else unlimited
+    # Waveform models only: 'conv_features' = conv feature encoder output (EVAR's AR_Wav2Vec2Feature),
+    # 'ctc_logits' = logits of a CTC fine-tuned checkpoint (EVAR's AR_Wav2Vec2Logit).
+    output: str = 'hidden_states'
+    # Where the feature extractor (preprocessor_config.json) comes from when not model_id's own; EVAR preprocesses
+    # HuBERT and WavLM with facebook/wav2vec2-base-960h's.
+    feature_extractor_id: Optional[str] = None
+
+
+def _resolve(model_id: str, what: str) -> str:
+    """A local folder (checked) or a hub id; a path-like id that does not exist is an error saying what to put."""
+    local = Path(model_id).expanduser()
+    if local.exists():
+        if not (local / 'config.json').is_file() and not (local / 'preprocessor_config.json').is_file():
+            raise EvarError(f'audio_repr hf: {what} folder {local} has no config.json; expected a folder written by '
+                            'save_pretrained (config.json, weights, preprocessor_config.json).')
+        return str(local)
+    if model_id.startswith(('/', '.', '~')) or model_id.count('/') > 1 or '\\' in model_id:
+        raise EvarError(f'audio_repr hf: {what} folder {local} does not exist. Expected a local folder written by '
+                        'save_pretrained (config.json, model weights, preprocessor_config.json) or a hub id such as '
+                        'facebook/hubert-base-ls960.')
+    return model_id
+
+
+class HFAudio(AudioRepr):
+    Params = HFParams
+
+    @classmethod
+    def weight_paths(cls, params) -> list:
+        """Every file of the model's (and feature extractor's) folder: a local save_pretrained folder, or the hub
+        snapshot (fetched into the Hugging Face cache, as loading would), so changed weights change the cache key."""
+        files = []
+        for ident in dict.fromkeys(i for i in (params.model_id, params.feature_extractor_id) if i):
+            folder = Path(_resolve(ident, 'model')).expanduser()
+            if not folder.is_dir():
+                from huggingface_hub import snapshot_download
+
+                folder = Path(snapshot_download(ident))
+            files += sorted(f for f in folder.rglob('*') if f.is_file() and '.cache' not in f.parts)
+        return files
+
+    def __init__(self, params: HFParams):
+        super().__init__(params)
+        try:
+            import transformers
+        except ImportError as e:
+            raise EvarError(f'audio_repr hf needs transformers: pip install "transformers>=4.40" ({e}).') from e
+        if not params.model_id:
+            raise EvarError('audio_repr hf: model_id is not set. Set it to a Hugging Face hub id (e.g. '
+                            'facebook/hubert-base-ls960) or a local folder written by save_pretrained.')
+        if params.output not in OUTPUTS:
+            raise EvarError(f'audio_repr hf: output must be one of {list(OUTPUTS)}, got {params.output!r}.')
+        model_id = _resolve(params.model_id, 'model')
+        fe_id = _resolve(params.feature_extractor_id, 'feature extractor') if params.feature_extractor_id else model_id
+        remote = {'trust_remote_code': True} if params.trust_remote_code else {}
+        try:
+            config = transformers.AutoConfig.from_pretrained(model_id, **remote)
+            self.feature_extractor = transformers.AutoFeatureExtractor.from_pretrained(fe_id, **remote)
+            if params.output == 'ctc_logits':
+                model = transformers.AutoModelForCTC.from_pretrained(model_id, **remote)
+            else:
+                model = transformers.AutoModel.from_pretrained(model_id, **remote)
+        except (OSError, ValueError, KeyError) as e:
+            raise EvarError(f'audio_repr hf: cannot load {model_id!r} (expected a hub id or a save_pretrained folder '
+                            f'with config.json, weights and preprocessor_config.json): {e}') from e
+        self.model_type = getattr(config, 'model_type', '')
+        if self.model_type == 'whisper':
+            self.family = 'whisper'
+            model = model.get_encoder()
+        elif self.model_type == 'audio-spectrogram-transformer':
+            self.family = 'ast'
+        elif hasattr(model, '_get_feat_extract_output_lengths'):
+            self.family = 'waveform'
+        else:
+            raise EvarError(f'audio_repr hf: model type {self.model_type!r} of {model_id} is not supported. Supported: '
+                            f'{", ".join(WAVEFORM_TYPES)} (raw-waveform encoders), whisper, '
+                            'audio-spectrogram-transformer.')
+        if params.output != 'hidden_states' and self.family != 'waveform':
+            raise EvarError(f'audio_repr hf: output={params.output!r} is only for waveform models (wav2vec2 family).')
+        fe_rate = getattr(self.feature_extractor, 'sampling_rate', None)
+        if fe_rate is not None and int(fe_rate) != int(params.sample_rate):
+            raise EvarError(f'audio_repr hf: {model_id} expects {fe_rate} Hz audio; set sample_rate: {fe_rate}.')
+        self.backbone = model.eval()
+        self.config = config
+        # Group norm over time in the conv encoder (wav2vec2-base, HuBERT-base) is not padding-safe, nor is
+        # data2vec-audio's stack of positional convolutions (padding re-enters after the first one).
+        self.batch_with_mask = (getattr(config, 'feat_extract_norm', 'layer') != 'group'
+                                and self.model_type not in PADDING_UNSAFE)
+        self.chunk_samples = self._chunk_samples()
+        self.min_samples = self._min_samples()
+        self.feature_d = params.feature_d
+
+    # --- sizes -----------------------------------------------------------------------------------------------------
+    def _chunk_samples(self) -> Optional[int]:
+        if self.params.chunk_sec:
+            return max(1, int(round(self.params.chunk_sec * self.sample_rate)))
+        fe = self.feature_extractor
+        if self.family == 'whisper':
+            return int(fe.n_samples)
+        if self.family == 'ast':  # kaldi fbank: 25 ms window, 10 ms shift -> max_length frames
+            return int(fe.max_length - 1) * self._ast_shift() + self._ast_window()
+        return None
+
+    def _ast_window(self) -> int:
+        return int(round(0.025 * self.sample_rate))
+
+    def _ast_shift(self) -> int:
+        return int(round(0.010 * self.sample_rate))
+
+    def _min_samples(self) -> int:
+        if self.family == 'waveform':  # receptive field of the conv encoder: at least one frame
+            n = 1
+            for kernel, stride in zip(self.config.conv_kernel, self.config.conv_stride):
+                n = (n - 1) * stride + kernel
+            return n
+        if self.family == 'ast':
+            return self._ast_window()
+        return 1
+
+    def _valid_frames(self, n: int) -> int:
+        if self.family == 'waveform':
+            return int(self.backbone._get_feat_extract_output_lengths(torch.tensor([n]))[0])
+        if self.family == 'whisper':
+            hop = int(self.feature_extractor.hop_length)
+            return min(math.ceil(n / (2 * hop)), int(self.config.max_source_positions))
+        # AST: fbank frames, then the time index of every patch token that starts on a real frame
+        return 1 + (n - self._ast_window()) // self._ast_shift()
+
+    # --- the model -------------------------------------------------------------------------------------------------
+    def _device_dtype(self):
+        p = next(self.backbone.parameters())
+        return p.device, p.dtype
+
+    def _run(self, arrays: list) -> list:
+        """Frame embeddings [T_i, D] of the real audio of each piece (numpy arrays) run as one batch."""
+        device, dtype = self._device_dtype()
+        fe, sr = self.feature_extractor, self.sample_rate
+        lens = [len(a) for a in arrays]
+        arrays = [a if len(a) >= self.min_samples else _pad(a, self.min_samples) for a in arrays]
+        if self.family == 'waveform':
+            inputs = fe(arrays, sampling_rate=sr, padding=True, return_attention_mask=True, return_tensors='pt')
+            x = inputs['input_values'].to(device=device, dtype=dtype)
+            mask = inputs['attention_mask'].to(device) if self.batch_with_mask else None
+            if self.params.output == 'conv_features':
+                layers = [self.backbone.feature_extractor(x).transpose(1, 2)]
+            elif self.params.output == 'ctc_logits':
+                layers = [self.backbone(x, attention_mask=mask).logits]
+            else:
+                layers = list(self.backbone(x, attention_mask=mask, output_hidden_states=True).hidden_states)
+            emb = select_layers(layers, self.params.output_layers, self.params.layer_average)
+            valid = [max(1, self._valid_frames(max(n, self.min_samples))) for n in lens]
+            return [emb[i, :v] for i, v in enumerate(valid)]
+        if self.family == 'whisper':
+            inputs = fe(arrays, sampling_rate=sr, return_tensors='pt')
+            x = inputs['input_features'].to(device=device, dtype=dtype)
+            layers = list(self.backbone(x, output_hidden_states=True).hidden_states)
+            emb = select_layers(layers, self.params.output_layers, self.params.layer_average)
+            return [emb[i, :max(1, self._valid_frames(n))] for i, n in enumerate(lens)]
+        # AST
+        inputs = fe(arrays, sampling_rate=sr, return_tensors='pt')
+        x = inputs['input_values'].to(device=device, dtype=dtype)
+        layers = list(self.backbone(x, output_hidden_states=True).hidden_states)
+        emb = select_layers(layers, self.params.output_layers, self.params.layer_average)[:, 2:]  # patch tokens
+        c = self.config
+        f_out = (c.num_mel_bins - 16) // c.frequency_stride + 1
+        t_out = (c.max_length - 16) // c.time_stride + 1
+        if f_out * t_out != emb.shape[1]:
+            raise EvarError(f'AST: expected {f_out}x{t_out} patch tokens, got {emb.shape[1]}.')
+        t_index = torch.arange(t_out, device=emb.device).repeat(f_out)  # tokens are (frequency, time), time fastest
+        out = []
+        for i, n in enumerate(lens):
+            frames = self._valid_frames(max(n, self.min_samples))
+            keep = t_index * c.time_stride < max(frames, 1)
+            out.append(emb[i, keep])
+        return out
+
+    def _groups(self, lens: list) -> list:
+        """Indices of pieces run together: all at once, or equal lengths together when padding is unsafe."""
+        if self.family != 'waveform' or self.batch_with_mask:
+            return [list(range(len(lens)))]
+        by_len = {}
+        for k, n in enumerate(lens):
+            by_len.setdefault(n, []).append(k)
+        return list(by_len.values())
+
+    def encode(self, wav: torch.Tensor, lengths: torch.Tensor) -> Frames:
+        lengths = [max(1, int(n)) for n in lengths.tolist()]
+        audio = wav.detach().float().cpu().numpy()
+        pieces = []  # (clip, start, end)
+        for i, n in enumerate(lengths):
+            step = self.chunk_samples or n
+            pieces += [(i, s, min(n, s + step)) for s in range(0, n, step)]
+        arrays = [audio[i, s:e] for i, s, e in pieces]
+        frames = [None] * len(pieces)
+        with torch.no_grad():
+            for group in self._groups([len(a) for a in arrays]):
+                for k, f in zip(group, self._run([arrays[k] for k in group])):
+                    frames[k] = f
+        per_clip = [[] for _ in lengths]
+        for (i, _, _), f in zip(pieces, frames):
+            per_clip[i].append(f)
+        clips = [torch.cat(p) for p in per_clip]
+        counts = torch.tensor([len(c) for c in clips])
+        x = torch.nn.utils.rnn.pad_sequence(clips, batch_first=True).to(wav.device)
+        return Frames(x.float(), lengths_to_mask(counts.to(wav.device), x.shape[1]))
+
+
+def _pad(a, n: int):
+    import numpy as np
+
+    return np.pad(a, (0, n - len(a)))

@@ -1,0 +1,172 @@
+"""The Hugging Face AR (audio_repr: hf) on tiny random models saved locally: no download, a few seconds each."""
+
+import pytest
+import torch
+
+from evar.config import load_config
+from evar.errors import EvarError
+from evar.models import create_model
+
+from conftest import batch_equals_single, ROOT
+
+transformers = pytest.importorskip('transformers')
+
+CONV = dict(conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 4), num_conv_pos_embeddings=16,
+            num_conv_pos_embedding_groups=2)
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37)
+
+
+def _wav_fe(mask=True):
+    return transformers.Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0,
+                                                 do_normalize=True, return_attention_mask=mask)
+
+
+def _build(kind):
+    torch.manual_seed(0)
+    t = transformers
+    if kind == 'wav2vec2':  # large-style: layer norm conv encoder, attention mask
+        model = t.Wav2Vec2Model(t.Wav2Vec2Config(**TINY, **CONV, feat_extract_norm='layer', do_stable_layer_norm=True))
+        fe = _wav_fe()
+    elif kind == 'hubert':  # base-style: group norm conv encoder, no attention mask
+        model = t.HubertModel(t.HubertConfig(**TINY, **CONV, feat_extract_norm='group'))
+        fe = _wav_fe(mask=False)
+    elif kind == 'wavlm':
+        model = t.WavLMModel(t.WavLMConfig(**TINY, **CONV, feat_extract_norm='layer', num_buckets=16,
+                                           max_bucket_distance=100))
+        fe = _wav_fe()
+    elif kind == 'data2vec':
+        model = t.Data2VecAudioModel(t.Data2VecAudioConfig(**TINY, **{**CONV, 'num_conv_pos_embeddings': 2},
+                                                           conv_pos_kernel_size=5))
+        fe = _wav_fe()
+    elif kind == 'whisper':
+        model = t.WhisperModel(t.WhisperConfig(d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
+                                               decoder_attention_heads=2, encoder_ffn_dim=37, decoder_ffn_dim=37,
+                                               num_mel_bins=80, vocab_size=64, pad_token_id=0, bos_token_id=1,
+                                               eos_token_id=2, decoder_start_token_id=1, max_target_positions=16))
+        fe = t.WhisperFeatureExtractor(feature_size=80)
+    elif kind == 'ast':  # 2 s input: 200 fbank frames, 16x16 patches with stride 10 x 10
+        model = t.ASTModel(t.ASTConfig(**TINY, num_mel_bins=128, max_length=200))
+        fe = t.ASTFeatureExtractor(max_length=200)
+    else:
+        raise ValueError(kind)
+    return model.eval(), fe
+
+
+KINDS = ['wav2vec2', 'hubert', 'wavlm', 'data2vec', 'whisper', 'ast']
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    """kind -> folder holding a tiny random model and its feature extractor (save_pretrained)."""
+    root = tmp_path_factory.mktemp('hf')
+    folders = {}
+    for kind in KINDS:
+        model, fe = _build(kind)
+        model.save_pretrained(root / kind)
+        fe.save_pretrained(root / kind)
+        folders[kind] = root / kind
+    return folders
+
+
+
+
+@pytest.mark.parametrize('kind', KINDS)
+def test_tiny_model_embeds_and_ignores_padding(tiny, kind):
+    model = create_model('hf', model_id=str(tiny[kind])).eval()
+    emb = batch_equals_single(model, [16000, 9000, 300])
+    assert emb.shape == (3, 32) and torch.isfinite(emb).all()
+
+
+@pytest.mark.parametrize('kind', ['wav2vec2', 'whisper', 'ast'])
+def test_layer_selection_shapes(tiny, kind):
+    wav, lengths = torch.randn(2, 8000) * 0.1, torch.tensor([8000, 5000])
+    shapes = {}
+    for name, kw in {'list': dict(output_layers=[0, -1]), 'all': dict(output_layers='all'),
+                     'avg': dict(output_layers='all', layer_average=True)}.items():
+        model = create_model('hf', model_id=str(tiny[kind]), **kw).eval()
+        with torch.inference_mode():
+            shapes[name] = tuple(model.embed(wav, lengths).shape)
+    assert shapes == {'list': (2, 64), 'all': (2, 96), 'avg': (2, 32)}  # 2 layers + input embeddings = 3 states
+    with pytest.raises(EvarError, match='out of range'):
+        create_model('hf', model_id=str(tiny[kind]), output_layers=7).embed(wav, lengths)
+
+
+def test_long_audio_is_chunked_and_frames_stay_valid(tiny):
+    """Whisper: 65 s -> 30 + 30 + 5 s chunks, 50 Hz frames from real audio only; AST: 2 s chunks of patch tokens."""
+    n = 16000 * 65
+    model = create_model('hf', model_id=str(tiny['whisper'])).eval()
+    with torch.inference_mode():
+        frames = model(torch.randn(1, n) * 0.1, torch.tensor([n]))
+    assert frames.embeddings.shape[1] == 1500 + 1500 + 250 and bool(frames.mask.all())
+    ast = create_model('hf', model_id=str(tiny['ast'])).eval()
+    with torch.inference_mode():
+        one, two = (ast(torch.randn(1, k) * 0.1, torch.tensor([k])) for k in (16000, 40000))
+    assert two.embeddings.shape[1] > one.embeddings.shape[1] > 0
+
+
+def test_wav2vec2_conv_features(tiny):
+    model = create_model('hf', model_id=str(tiny['wav2vec2']), output='conv_features').eval()
+    assert batch_equals_single(model, [8000, 3000]).shape == (2, 16)
+
+
+def test_missing_or_bad_model_folder_says_what_is_expected(tmp_path):
+    with pytest.raises(EvarError, match='does not exist.*save_pretrained'):
+        create_model('hf', model_id=str(tmp_path / 'nope'))
+    with pytest.raises(EvarError, match='no config.json'):
+        create_model('hf', model_id=str(tmp_path))
+    with pytest.raises(EvarError, match='model_id is not set'):
+        create_model('hf')
+
+
+def test_lineareval_demo_with_tiny_model(tmp_path, work, tiny):
+    from test_lineareval import run
+    from evar.lineareval import HeadOptions
+    from evar.results import read_scores
+
+    cfg = tmp_path / 'tiny_w2v2.yaml'
+    cfg.write_text(f'audio_repr: hf\nmodel_id: {tiny["wav2vec2"]}\noutput_layers: all\nbatch_size: 64\n')
+    result = run(tmp_path, work, config=cfg, head=HeadOptions(head='logreg'))[0]
+    assert 0.0 <= result.score <= 1.0
+    rows = read_scores(tmp_path / 'results' / 'scores.csv')
+    assert rows[0]['representation'] == 'tiny_w2v2' and rows[0]['task'] == 'demo'
+    assert len(list((work / 'cache').glob('embs-*.npy'))) == 1
+
+
+SHIPPED = ['wav2vec2feature', 'wav2vec2context', 'wav2vec2logit', 'hubert', 'wavlm', 'data2vec', 'whisper', 'ast']
+
+
+@pytest.mark.parametrize('name', SHIPPED)
+def test_shipped_configs_load(name):
+    cfg = load_config(ROOT / 'config' / f'{name}.yaml')
+    assert cfg.audio_repr == 'hf' and '/' in cfg.model_params['model_id']
+
+
+def test_ctc_logits_and_separate_feature_extractor(tmp_path, tiny):
+    torch.manual_seed(0)
+    config = transformers.Wav2Vec2Config(**TINY, **CONV, feat_extract_norm='group', vocab_size=12)
+    transformers.Wav2Vec2ForCTC(config).save_pretrained(tmp_path / 'ctc')  # no preprocessor_config.json here
+    model = create_model('hf', model_id=str(tmp_path / 'ctc'), output='ctc_logits',
+                         feature_extractor_id=str(tiny['wav2vec2'])).eval()
+    assert batch_equals_single(model, [8000, 5000, 1000]).shape == (3, 12)
+    with pytest.raises(EvarError, match='only for waveform models'):
+        create_model('hf', model_id=str(tiny['whisper']), output='conv_features')
+
+
+def test_changed_model_folder_gets_a_new_cache_key(tmp_path, work, tiny):
+    """The cache key hashes the folder's files: new weights saved to the same folder never reuse embeddings."""
+    import shutil
+
+    from test_lineareval import run
+
+    folder = tmp_path / 'model'
+    shutil.copytree(tiny['wav2vec2'], folder)
+    cfg = tmp_path / 'tiny.yaml'
+    cfg.write_text(f'audio_repr: hf\nmodel_id: {folder}\n')
+    run(tmp_path, work, config=cfg)
+    model = transformers.AutoModel.from_pretrained(folder)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(0.5)
+    model.save_pretrained(folder)
+    run(tmp_path, work, config=cfg)
+    assert len(list((work / 'cache').glob('embs-*.npy'))) == 2
