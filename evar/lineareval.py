@@ -189,7 +189,10 @@ class EmbeddingSource:
     def key_fields(self, scope: Optional[str]) -> dict:
         root, rate = self.data_root()
         params = {k: v for k, v in self.cfg.model_params.items() if k not in ('weight_file', 'feature_d')}
-        return {'audio_repr': self.cfg.audio_repr, 'params': params, 'weights': self.weight_hashes(),
+        from .models import model_class
+
+        return {'audio_repr': self.cfg.audio_repr, 'model_version': model_class(self.cfg.audio_repr).cache_version,
+                'params': params, 'weights': self.weight_hashes(),
                 'metadata_sha256': self.metadata.content_hash, 'data_folder': self.task.folder,
                 'source_rate': rate, 'unit_sec': self.task.unit_sec, 'crop': self.cfg.run.crop,
                 'norm_stats_scope': scope, 'dtype': self.cfg.run.cache_dtype}

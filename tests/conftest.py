@@ -60,3 +60,19 @@ def batch_equals_single(model, lengths, atol=1e-4):
             single = model.embed(wav[i:i + 1, :n], lengths[i:i + 1])
             np.testing.assert_allclose(batch[i].numpy(), single[0].numpy(), rtol=1e-4, atol=atol)
     return batch
+
+
+def logreg_scores_on_shared(tmp_path, task, dataset, configs):
+    """Builds `task` from ../shared/data/`dataset` and returns {name: logreg test score} for `configs`, a mapping
+    name -> (config path, options)."""
+    from evar.lineareval import HeadOptions, lineareval
+    from evar.metadata import main as metadata_main
+
+    work = tmp_path / 'work'
+    assert metadata_main([task, str(SHARED / 'data' / dataset), '--work_root', str(work)]) == 0
+    scores = {name: lineareval(config, task, options=options, work_root=work, progress=False,
+                               results_dir=tmp_path / 'results', logs_dir=tmp_path / 'logs',
+                               head=HeadOptions(head='logreg'))[0].score
+              for name, (config, options) in configs.items()}
+    print(f'{task} logreg accuracy:', scores)
+    return scores

@@ -12,7 +12,7 @@ from evar.errors import EvarError
 from evar.lineareval import HeadOptions, lineareval
 from evar.results import COLUMNS, EVAR_COLUMNS, read_scores
 
-from conftest import BYOLA_D512, ROOT, SHARED, needs_byola, needs_shared, run_script
+from conftest import BYOLA_D512, ROOT, logreg_scores_on_shared, needs_byola, needs_shared, run_script
 
 MELSPEC = ROOT / 'config' / 'melspec.yaml'
 
@@ -229,16 +229,8 @@ def test_evar_scores_file_gets_new_columns_and_keeps_rows(tmp_path):
 @needs_byola
 def test_byola_beats_melspec_on_real_speech_commands(tmp_path):
     """Real audio, real weights: BYOL-A d512 must clearly beat the log-mel baseline (Speech Commands, 12 classes)."""
-    from evar.metadata import main as metadata_main
-
-    work = tmp_path / 'work'
-    assert metadata_main(['spcv2_12', str(SHARED / 'data' / 'speech_commands_v2_test_a'), '--work_root', str(work)]) == 0
-    scores = {}
-    for name, config, options in (('byola', ROOT / 'config/byola_d512.yaml', f'weight_file={BYOLA_D512}'),
-                                  ('melspec', MELSPEC, '')):
-        scores[name] = run(tmp_path, work, config=config, task='spcv2_12', options=options,
-                           head=HeadOptions(head='logreg'))[0].score
-    print('spcv2_12 logreg accuracy:', scores)
+    scores = logreg_scores_on_shared(tmp_path, 'spcv2_12', 'speech_commands_v2_test_a', {
+        'byola': (ROOT / 'config/byola_d512.yaml', f'weight_file={BYOLA_D512}'), 'melspec': (MELSPEC, '')})
     assert scores['byola'] > scores['melspec'] + 0.25
 
 

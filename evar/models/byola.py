@@ -87,8 +87,11 @@ class AudioNTT2020(nn.Module):
             x = layer(x)
             if isinstance(layer, nn.MaxPool2d):
                 frame_lengths = torch.div(frame_lengths, 2, rounding_mode='floor')
-            if padded and isinstance(layer, nn.ReLU):  # zero the padding before the next convolution or pooling
-                x = x.mul_(lengths_to_mask(frame_lengths, x.shape[-1])[:, None, None, :])
+                # Zero the padding before the next convolution. After the pooling, not before: with an odd number of
+                # valid frames the pooled frame just past the end mixes the last valid frame with padding, and the
+                # next convolution would see it where a clip run alone sees zero padding (found by evar.check).
+                if padded:
+                    x = x.mul_(lengths_to_mask(frame_lengths, x.shape[-1])[:, None, None, :])
         b, c, f, t = x.shape
         conv_frames = x.permute(0, 3, 2, 1).reshape(b, t, f * c)  # (time, mel, channel) as the official model
         return [conv_frames, self.fc(conv_frames)], frame_lengths
@@ -97,6 +100,7 @@ class AudioNTT2020(nn.Module):
 class BYOLA(MelSpec):
     Params = BYOLAParams
     needs_norm_stats = True
+    cache_version = 2  # 2: padding zeroed after each pooling (odd-length clips no longer see it)
 
     def __init__(self, params: BYOLAParams):
         super().__init__(params)

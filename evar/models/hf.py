@@ -109,6 +109,13 @@ class HFAudio(AudioRepr):
         except (OSError, ValueError, KeyError) as e:
             raise EvarError(f'audio_repr hf: cannot load {model_id!r} (expected a hub id or a save_pretrained folder '
                             f'with config.json, weights and preprocessor_config.json): {e}') from e
+        self._setup(config, model, model_id)
+        if params.output != 'hidden_states' and self.family != 'waveform':
+            raise EvarError(f'audio_repr hf: output={params.output!r} is only for waveform models (wav2vec2 family).')
+
+    def _setup(self, config, model, model_id: str) -> None:
+        """Family, sizes and the eval-mode backbone of a loaded model; `self.feature_extractor` must be set. Also used
+        by models built in memory (whisper_ct2)."""
         self.model_type = getattr(config, 'model_type', '')
         if self.model_type == 'whisper':
             self.family = 'whisper'
@@ -121,10 +128,8 @@ class HFAudio(AudioRepr):
             raise EvarError(f'audio_repr hf: model type {self.model_type!r} of {model_id} is not supported. Supported: '
                             f'{", ".join(WAVEFORM_TYPES)} (raw-waveform encoders), whisper, '
                             'audio-spectrogram-transformer.')
-        if params.output != 'hidden_states' and self.family != 'waveform':
-            raise EvarError(f'audio_repr hf: output={params.output!r} is only for waveform models (wav2vec2 family).')
         fe_rate = getattr(self.feature_extractor, 'sampling_rate', None)
-        if fe_rate is not None and int(fe_rate) != int(params.sample_rate):
+        if fe_rate is not None and int(fe_rate) != int(self.params.sample_rate):
             raise EvarError(f'audio_repr hf: {model_id} expects {fe_rate} Hz audio; set sample_rate: {fe_rate}.')
         self.backbone = model.eval()
         self.config = config
@@ -134,7 +139,7 @@ class HFAudio(AudioRepr):
                                 and self.model_type not in PADDING_UNSAFE)
         self.chunk_samples = self._chunk_samples()
         self.min_samples = self._min_samples()
-        self.feature_d = params.feature_d
+        self.feature_d = self.params.feature_d
 
     # --- sizes -----------------------------------------------------------------------------------------------------
     def _chunk_samples(self) -> Optional[int]:

@@ -1,0 +1,302 @@
+"""Sanity checks of a model wrapper (the AR interface) before spending hours of evaluation on it.
+
+    python -m evar.check config/<model>.yaml [--options 'key=value,...'] [--device cpu] [--long_sec 600]
+
+Checks, one table row each (exit status 1 when any fails):
+  shapes        frames [B, T, D], mask [B, T] (bool, >= 1 valid frame per clip), pooled [B, D], all finite
+  frame_rate    valid frames per second of a 10 s input against the declared hop: a model attribute
+                `frame_hop_sec` if present, else spectrogram models hop_size / sample_rate (BYOL-A: 8x coarser
+                after its three 2x poolings); skipped with a note when no hop is declared
+  length <s>    one clip each of 0.2 s, 1 s, 10 s and `long_sec` (default 10 min) runs, with its time. Long inputs
+                are run as the model runs them (models with chunking bound their own memory); peak memory is shown
+  batch_single  clips of different lengths embedded as one padded batch and one by one agree within 1e-4
+                relative (padding never leaks into a clip's embedding)
+  deterministic two runs of the same batch give identical embeddings
+  device        every parameter and buffer, and the outputs, are on the requested device
+
+Models that normalise their front end with training-split statistics (BYOL-A) and have no `norm_stats` in the
+config get statistics of the check's own test signal (noted under the table). A model that cannot be built (e.g.
+its weight file is absent) ends with the model's own message and exit status 1, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+
+from .errors import EvarError
+
+LENGTHS_SEC = (0.2, 1.0, 10.0)
+BATCH_LENGTHS_SEC = (0.2, 1.0, 3.3, 10.0)
+REL_TOL = 1e-4
+
+
+@dataclass
+class CheckResult:
+    name: str
+    passed: bool
+    detail: str = ''
+    skipped: bool = False
+
+    @property
+    def status(self) -> str:
+        return 'SKIP' if self.skipped else ('PASS' if self.passed else 'FAIL')
+
+
+@dataclass
+class CheckReport:
+    config: str
+    device: str
+    checks: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def __getitem__(self, name: str) -> CheckResult:
+        for c in self.checks:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def table(self) -> str:
+        width = max([len(c.name) for c in self.checks] + [5])
+        lines = [f'{self.config} on {self.device}', f'{"check":<{width}}  stat  detail']
+        lines += [f'{c.name:<{width}}  {c.status}  {c.detail}' for c in self.checks]
+        lines += [f'note: {n}' for n in self.notes]
+        failed = [c.name for c in self.checks if not c.passed]
+        lines.append(f'FAILED: {", ".join(failed)}' if failed else 'all checks passed')
+        return '\n'.join(lines)
+
+
+def test_signal(seconds: float, sample_rate: int, seed: int) -> torch.Tensor:
+    """Seeded noise plus a tone sweep (structure for the model to respond to), amplitude ~0.1."""
+    n = max(1, int(round(seconds * sample_rate)))
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(n, dtype=torch.float64) / sample_rate
+    f0 = 200.0 + 100.0 * seed
+    sweep = torch.sin(2 * math.pi * (f0 * t + 40.0 * t * t)).float()
+    return 0.05 * torch.randn(n, generator=g) + 0.05 * sweep
+
+
+def padded_batch(lengths: list, sample_rate: int, device) -> tuple:
+    clips = [test_signal(n / sample_rate, sample_rate, seed=i) for i, n in enumerate(lengths)]
+    wav = torch.zeros(len(clips), max(lengths))
+    for i, c in enumerate(clips):
+        wav[i, :len(c)] = c
+    return wav.to(device), torch.tensor(lengths, device=device)
+
+
+def declared_hop_sec(model) -> Optional[float]:
+    """Seconds between output frames as the model declares it, or None."""
+    hop = getattr(model, 'frame_hop_sec', None)
+    if hop:
+        return float(hop)
+    from .models.spec import MelSpec
+
+    if isinstance(model, MelSpec):
+        hop = model.params.hop_size / model.params.sample_rate
+        from .models.byola import BYOLA
+
+        return hop * 8 if isinstance(model, BYOLA) else hop
+    return None
+
+
+def _peak_memory(device: str) -> str:
+    if str(device).startswith('cuda'):
+        return f'peak GPU {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB'
+    try:
+        import resource
+
+        return f'peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB'
+    except ImportError:  # not on POSIX
+        return ''
+
+
+def _frames_problems(frames, batch: int) -> list:
+    x, mask = frames.embeddings, frames.mask
+    problems = []
+    if x.dim() != 3 or x.shape[0] != batch:
+        problems.append(f'embeddings shape {tuple(x.shape)}, expected [{batch}, T, D]')
+    if tuple(mask.shape) != tuple(x.shape[:2]):
+        problems.append(f'mask shape {tuple(mask.shape)} != embeddings [B, T] {tuple(x.shape[:2])}')
+    if mask.dtype != torch.bool:
+        problems.append(f'mask dtype {mask.dtype}, expected torch.bool')
+    elif mask.dim() == 2 and not bool(mask.any(1).all()):
+        problems.append('a clip has no valid frame')
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        problems.append('non-finite values in embeddings')
+    return problems
+
+
+def _check(report: CheckReport, name: str, fn: Callable) -> None:
+    """Runs one check; an exception is that check's failure, and the other checks still run."""
+    try:
+        result = fn()
+    except EvarError as e:
+        result = CheckResult(name, False, f'EvarError: {e}')
+    except Exception as e:  # a broken model must not stop the report
+        result = CheckResult(name, False, f'{type(e).__name__}: {str(e)[:300]}')
+    result.name = name
+    report.checks.append(result)
+
+
+def check_model(cfg_path, options: str = '', device: Optional[str] = None, long_sec: float = 600.0) -> CheckReport:
+    """Builds the model of `cfg_path` (with `options`) on `device` and runs every check. Raises EvarError when the
+    model cannot be built (bad config, absent weights)."""
+    from .config import load_config
+    from .lineareval import pick_device
+    from .models import create_model
+    from .models.base import Frames, pool
+
+    cfg = load_config(cfg_path, options)
+    device = pick_device(device)
+    model = create_model(cfg.audio_repr, **cfg.model_params).to(device).eval()
+    sr = model.sample_rate
+    report = CheckReport(config=str(cfg_path), device=device)
+
+    if model.needs_norm_stats and model.norm_mean is None:
+        with torch.inference_mode():
+            wav, lengths = padded_batch([int(10 * sr)], sr, device)
+            mean, std = _stats(model, wav, lengths)
+        model.set_norm_stats(mean, std)
+        report.notes.append(f'norm_stats not in the config: using the test signal\'s ({mean:.3f}, {std:.3f})')
+
+    def run(wav, lengths):
+        with torch.inference_mode():
+            frames = model(wav, lengths)
+            if not isinstance(frames, Frames):
+                raise TypeError(f'forward returned {type(frames).__name__}, expected Frames')
+            return frames, pool(frames, model.pooling)
+
+    def shapes():
+        lens = [int(s * sr) for s in (1.0, 2.5, 1.7)]
+        frames, pooled = run(*padded_batch(lens, sr, device))
+        problems = _frames_problems(frames, len(lens))
+        d = frames.embeddings.shape[-1]
+        if tuple(pooled.shape) != (len(lens), d):
+            problems.append(f'pooled shape {tuple(pooled.shape)}, expected [{len(lens)}, {d}]')
+        detail = (f'frames {tuple(frames.embeddings.shape)}, mask {tuple(frames.mask.shape)}, pooled '
+                  f'{tuple(pooled.shape)} ({model.pooling})')
+        return CheckResult('', not problems, '; '.join(problems) or detail)
+
+    def frame_rate():
+        hop = declared_hop_sec(model)
+        if hop is None:
+            return CheckResult('', True, 'skipped: the model declares no hop (set frame_hop_sec to check it)',
+                               skipped=True)
+        frames, _ = run(*padded_batch([int(10 * sr)], sr, device))
+        valid = int(frames.mask[0].sum())
+        expected = 10.0 / hop
+        ok = abs(valid - expected) <= max(2.0, 0.02 * expected)
+        return CheckResult('', ok, f'{valid / 10:.2f} frames/s from 10 s; declared hop {hop * 1000:g} ms -> '
+                                   f'{1 / hop:.2f} frames/s')
+
+    def length(seconds):
+        def fn():
+            wav, lengths = padded_batch([max(1, int(round(seconds * sr)))], sr, device)
+            if str(device).startswith('cuda'):
+                torch.cuda.synchronize(device)
+                torch.cuda.reset_peak_memory_stats(device)
+            t0 = time.perf_counter()
+            frames, pooled = run(wav, lengths)
+            if str(device).startswith('cuda'):
+                torch.cuda.synchronize(device)
+            elapsed = time.perf_counter() - t0
+            problems = _frames_problems(frames, 1)
+            if pooled.dim() != 2 or not bool(torch.isfinite(pooled).all()):
+                problems.append(f'pooled {tuple(pooled.shape)} not [1, D] or not finite')
+            detail = (f'{int(frames.mask.sum())} valid of {frames.embeddings.shape[1]} frames, D '
+                      f'{frames.embeddings.shape[-1]}, {elapsed:.2f} s')
+            if seconds > 10:
+                detail += f', {seconds / max(elapsed, 1e-9):.0f}x real time, {_peak_memory(device)}'
+            return CheckResult('', not problems, '; '.join(problems + [detail]))
+        return fn
+
+    batch_lens = [max(1, int(round(s * sr))) for s in BATCH_LENGTHS_SEC]
+
+    def batch_single():
+        wav, lengths = padded_batch(batch_lens, sr, device)
+        _, batch = run(wav, lengths)
+        worst, where = 0.0, ''
+        for i, n in enumerate(batch_lens):
+            _, single = run(wav[i:i + 1, :n], lengths[i:i + 1])
+            err = float((batch[i] - single[0]).abs().max()) / max(float(single[0].abs().max()), 1e-8)
+            if err > worst:
+                worst, where = err, f' (clip of {n / sr:g} s)'
+        return CheckResult('', worst <= REL_TOL, f'max relative difference {worst:.2e}{where}, tolerance {REL_TOL:g}; '
+                                                 f'lengths {list(BATCH_LENGTHS_SEC)} s')
+
+    def deterministic():
+        wav, lengths = padded_batch(batch_lens, sr, device)
+        _, a = run(wav, lengths)
+        _, b = run(wav, lengths)
+        diff = float((a - b).abs().max())
+        return CheckResult('', bool(torch.equal(a, b)), 'identical' if torch.equal(a, b) else f'max difference {diff:.2e}')
+
+    def placement():
+        want = torch.device(device)
+        misplaced = [f'{kind} {name} on {t.device}'
+                     for kind, items in (('parameter', model.named_parameters()), ('buffer', model.named_buffers()))
+                     for name, t in items if not _same_device(t.device, want)]
+        frames, pooled = run(*padded_batch(batch_lens[:2], sr, device))
+        for name, t in (('embeddings', frames.embeddings), ('mask', frames.mask), ('pooled', pooled)):
+            if not _same_device(t.device, want):
+                misplaced.append(f'output {name} on {t.device}')
+        n = sum(1 for _ in model.parameters()) + sum(1 for _ in model.buffers())
+        return CheckResult('', not misplaced, '; '.join(misplaced[:6]) + (f' (+{len(misplaced) - 6} more)' if len(misplaced) > 6 else '')
+                           if misplaced else f'{n} parameters/buffers and outputs on {device}')
+
+    _check(report, 'shapes', shapes)
+    _check(report, 'frame_rate', frame_rate)
+    for seconds in (*LENGTHS_SEC, float(long_sec)):
+        _check(report, f'length {seconds:g}s', length(seconds))
+    _check(report, 'batch_single', batch_single)
+    _check(report, 'deterministic', deterministic)
+    _check(report, 'device', placement)
+    return report
+
+
+def _stats(model, wav, lengths):
+    from .models.base import stats_from_sums
+
+    feats, feat_lengths = model.features(wav, lengths)
+    return stats_from_sums(model.stat_sums(feats, feat_lengths).cpu())
+
+
+def _same_device(have: torch.device, want: torch.device) -> bool:
+    if have.type != want.type:
+        return False
+    if want.type == 'cuda':
+        return (have.index or 0) == (want.index if want.index is not None else torch.cuda.current_device())
+    return True
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog='python -m evar.check', description=__doc__.split('\n\n')[0])
+    parser.add_argument('config', help='model YAML, e.g. config/melspec.yaml')
+    parser.add_argument('--options', default='', help="config overrides 'key=value,+new_key=value'")
+    parser.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
+    parser.add_argument('--long_sec', type=float, default=600.0, help='length of the long input (default 600 s)')
+    args = parser.parse_args(argv)
+    try:
+        report = check_model(args.config, args.options, args.device, args.long_sec)
+    except EvarError as e:
+        print(f'Error: {e}', file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print('Interrupted.', file=sys.stderr)
+        return 130
+    print(report.table())
+    return 0 if report.passed else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())

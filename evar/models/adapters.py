@@ -1,0 +1,217 @@
+"""Bring-your-own-model adapters: any module implementing the HEAR API (`hear`) or an X-ARES encoder (`xares`).
+
+HEAR (https://hearbenchmark.com/hear-api.html): the module has `load_model(model_file_path='')` returning a model
+with `sample_rate`, `scene_embedding_size`, `timestamp_embedding_size`; `get_timestamp_embeddings(audio [n, N],
+model) -> (embeddings [n, T, D], timestamps [n, T] in ms)` and `get_scene_embeddings(audio, model) -> [n, D]`.
+  use: timestamp  frames are the timestamp embeddings; a frame is valid where its timestamp lies within the clip
+  use: scene      one frame per clip: the scene embedding of the clip's unpadded audio
+
+X-ARES (https://github.com/jimbozhang/xares): a class with `sampling_rate`, `output_dim`, `hop_size_in_ms` and
+`forward(audio [B, N]) -> [B, T, D]` (or `forward(audio, audio_attention_mask)`); valid frames of a clip of n
+samples: ceil(n / hop_samples), clipped to [1, T].
+
+Neither API guarantees that padding is ignored, so clips are never padded for the user's model: clips of equal
+length run together, each group on its unpadded audio, and the outputs are padded (and masked) afterwards.
+The embedding cache hashes the module's source file (and HEAR's model_file), so editing it invalidates cached
+embeddings; edits to other files it imports do not: give the config another `name` or clear the cache then.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..errors import EvarError
+from .base import AudioRepr, Frames, lengths_to_mask
+
+
+def _import(module_name: str, what: str):
+    if not module_name:
+        raise EvarError(f'{what}: set `module` to the importable name of your module (on PYTHONPATH).')
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as e:
+        raise EvarError(f'{what}: cannot import module {module_name!r} ({e}). Put it on PYTHONPATH or install it.') \
+            from e
+
+
+def _source_file(module_name: Optional[str]) -> list:
+    """The module's source file (hashed by the embedding cache), without importing the module itself."""
+    if not module_name:
+        return []
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        return []
+    origin = getattr(spec, 'origin', None) if spec else None
+    return [Path(origin)] if origin and Path(origin).is_file() else []
+
+
+def _tensor(x, device) -> torch.Tensor:
+    return torch.as_tensor(x).to(device).float()
+
+
+def _by_length(wav: torch.Tensor, lengths: torch.Tensor, run) -> Frames:
+    """Calls run(audio [n, L]) -> (embeddings [n, T, D], valid [n, T] bool) once per distinct clip length, on the
+    unpadded audio, and pads the outputs into one Frames."""
+    outs = [None] * wav.shape[0]
+    for n in sorted(set(lengths.tolist())):
+        idx = (lengths == n).nonzero().flatten()
+        emb, valid = run(wav[idx, :int(n)])
+        if emb.dim() != 3 or emb.shape[0] != len(idx):
+            raise EvarError(f'the model returned embeddings of shape {tuple(emb.shape)} for {len(idx)} clips; '
+                            f'expected [{len(idx)}, T, D].')
+        valid = valid.clone()
+        valid[:, 0] |= ~valid.any(1)  # at least one frame per clip
+        for j, i in enumerate(idx.tolist()):
+            outs[i] = (emb[j], valid[j])
+    t = max(e.shape[0] for e, _ in outs)
+    emb = wav.new_zeros(len(outs), t, outs[0][0].shape[-1], dtype=outs[0][0].dtype)
+    mask = torch.zeros(len(outs), t, dtype=torch.bool, device=wav.device)
+    for i, (e, v) in enumerate(outs):
+        emb[i, :e.shape[0]] = e
+        mask[i, :v.shape[0]] = v
+    return Frames(emb, mask)
+
+
+@dataclass(frozen=True)
+class HEARParams:
+    module: str = ''  # importable module implementing the HEAR API
+    model_file: Optional[str] = None  # passed to load_model(model_file_path) when set
+    sample_rate: int = 16000  # must equal the model's sample_rate
+    use: str = 'timestamp'  # timestamp | scene
+    temporal_pooling_type: str = 'mean'
+    feature_d: Optional[int] = None  # informational
+
+
+class HEARAdapter(AudioRepr):
+    Params = HEARParams
+
+    def __init__(self, params: HEARParams):
+        super().__init__(params)
+        if params.use not in ('timestamp', 'scene'):
+            raise EvarError(f'hear: use must be timestamp or scene, got {params.use!r}.')
+        self.api = _import(params.module, 'hear')
+        missing = [f for f in ('load_model', 'get_timestamp_embeddings', 'get_scene_embeddings')
+                   if not callable(getattr(self.api, f, None))]
+        if missing:
+            raise EvarError(f'hear: module {params.module!r} lacks {missing} of the HEAR API.')
+        model = self.api.load_model(params.model_file) if params.model_file else self.api.load_model()
+        rate = getattr(model, 'sample_rate', None)
+        if rate is None or int(rate) != params.sample_rate:
+            raise EvarError(f'hear: the model\'s sample_rate is {rate}, the config says {params.sample_rate}; set '
+                            f'sample_rate: {rate} in the config.')
+        self.model = model  # an nn.Module registers as a submodule and follows .to(device)
+        if isinstance(model, nn.Module):
+            model.eval()
+
+    @classmethod
+    def weight_paths(cls, params) -> list:
+        files = [Path(params.model_file).expanduser()] if params.model_file else []
+        return files + _source_file(params.module)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if isinstance(self.model, nn.Module):
+            self.model.eval()  # a frozen representation: never dropout or batch-statistics updates
+        return self
+
+    def _timestamp(self, audio):
+        emb, ts = self.api.get_timestamp_embeddings(audio, self.model)
+        emb, ts = _tensor(emb, audio.device), _tensor(ts, audio.device)
+        return emb, ts <= audio.shape[1] * 1000.0 / self.sample_rate + 1e-3
+
+    def _scene(self, audio):
+        emb = _tensor(self.api.get_scene_embeddings(audio, self.model), audio.device)
+        return emb[:, None, :], torch.ones(emb.shape[0], 1, dtype=torch.bool, device=audio.device)
+
+    def encode(self, wav, lengths) -> Frames:
+        return _by_length(wav, lengths, self._timestamp if self.params.use == 'timestamp' else self._scene)
+
+
+@dataclass(frozen=True)
+class XARESParams:
+    target: Optional[str] = None  # 'package.module:Class', or module + class_name
+    module: Optional[str] = None
+    class_name: Optional[str] = None
+    init_args: dict = field(default_factory=dict)  # keyword arguments of the class
+    sample_rate: int = 16000  # must equal the encoder's sampling_rate
+    temporal_pooling_type: str = 'mean'
+    feature_d: Optional[int] = None  # informational
+
+    def module_and_class(self) -> tuple:
+        if self.target:
+            module, _, cls = self.target.partition(':')
+            if not module or not cls:
+                raise EvarError(f'xares: target must be package.module:Class, got {self.target!r}.')
+            return module, cls
+        if not self.module or not self.class_name:
+            raise EvarError('xares: set target: package.module:Class (or module and class_name).')
+        return self.module, self.class_name
+
+
+class XARESAdapter(AudioRepr):
+    Params = XARESParams
+
+    def __init__(self, params: XARESParams):
+        super().__init__(params)
+        module_name, class_name = params.module_and_class()
+        cls = getattr(_import(module_name, 'xares'), class_name, None)
+        if cls is None:
+            raise EvarError(f'xares: module {module_name!r} has no class {class_name!r}.')
+        try:
+            encoder = cls(**params.init_args)
+        except TypeError as e:
+            raise EvarError(f'xares: {class_name}(**init_args) failed: {e}') from e
+        missing = [a for a in ('sampling_rate', 'output_dim', 'hop_size_in_ms') if getattr(encoder, a, None) is None]
+        if missing:
+            raise EvarError(f'xares: encoder {class_name} lacks attribute(s) {missing} of the X-ARES encoder API.')
+        if int(encoder.sampling_rate) != params.sample_rate:
+            raise EvarError(f'xares: the encoder\'s sampling_rate is {encoder.sampling_rate}, the config says '
+                            f'{params.sample_rate}; set sample_rate: {encoder.sampling_rate} in the config.')
+        self.encoder = encoder
+        if isinstance(encoder, nn.Module):
+            encoder.eval()
+        forward = encoder.forward if hasattr(encoder, 'forward') else encoder.__call__
+        params_ = [p for p in inspect.signature(forward).parameters.values()
+                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        self.takes_mask = len(params_) >= 2
+        self.hop_samples = float(encoder.hop_size_in_ms) * params.sample_rate / 1000.0
+        self.frame_hop_sec = float(encoder.hop_size_in_ms) / 1000.0  # read by evar.check
+
+    @classmethod
+    def weight_paths(cls, params) -> list:
+        try:
+            module_name, _ = params.module_and_class()
+        except EvarError:
+            return []
+        return _source_file(module_name)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if isinstance(self.encoder, nn.Module):
+            self.encoder.eval()
+        return self
+
+    def _run(self, audio):
+        if self.takes_mask:
+            out = self.encoder(audio, torch.ones(audio.shape, dtype=torch.long, device=audio.device))
+        else:
+            out = self.encoder(audio)
+        if isinstance(out, (tuple, list)):  # some encoders return (embeddings, mask)
+            out = out[0]
+        emb = _tensor(out, audio.device)
+        valid_n = min(max(1, math.ceil(audio.shape[1] / self.hop_samples)), emb.shape[1])
+        valid = lengths_to_mask(torch.full((emb.shape[0],), valid_n, device=audio.device), emb.shape[1])
+        return emb, valid
+
+    def encode(self, wav, lengths) -> Frames:
+        return _by_length(wav, lengths, self._run)
