@@ -70,6 +70,18 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def find_package_file(package: str, relative: str) -> Optional[Path]:
+    """A data file inside an installed package, located without importing the package (None if absent)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / relative
+        if path.is_file():
+            return path
+    return None
+
+
 def load_checkpoint(path: Optional[str], model_name: str, where: str) -> dict:
     """A state dict read safely (weights only); a missing file says where to put it and where to get it."""
     if not path:

