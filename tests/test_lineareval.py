@@ -128,6 +128,7 @@ def write_task(tmp_path, rows, name='bad'):
 @pytest.mark.parametrize('case,expected', [
     ('missing', 'does not exist'),
     ('corrupt', 'Cannot read audio file'),
+    ('corrupt_flac', 'Cannot read audio file .*x.flac'),
     ('empty', 'is empty'),
     ('nan', 'NaN'),
     ('unseen', "label 'c'.*never occurs in the training split"),
@@ -144,6 +145,9 @@ def test_bad_input_stops_with_one_message_and_touches_nothing(tmp_path, case, ex
     elif case == 'corrupt':
         (audio / 'x.wav').write_bytes(b'RIFF....WAVEfmt garbage')
         rows.append('x.wav,a,test')
+    elif case == 'corrupt_flac':
+        (audio / 'x.flac').write_bytes(b'fLaC' + bytes(range(256)) * 4)
+        rows.append('x.flac,a,test')
     elif case == 'empty':
         sf.write(audio / 'x.wav', np.zeros(0, dtype=np.float32), 16000)
         rows.append('x.wav,a,test')
