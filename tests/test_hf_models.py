@@ -47,12 +47,20 @@ def _build(kind):
     elif kind == 'ast':  # 2 s input: 200 fbank frames, 16x16 patches with stride 10 x 10
         model = t.ASTModel(t.ASTConfig(**TINY, num_mel_bins=128, max_length=200))
         fe = t.ASTFeatureExtractor(max_length=200)
+    elif kind == 'clap':  # the real HTS-AT geometry (10 s at 48 kHz, 256x256 Swin input), tiny widths
+        audio = dict(hidden_size=32, depths=[1, 1], num_attention_heads=[2, 2], patch_embeds_hidden_size=16,
+                     projection_dim=16, enable_fusion=False)
+        text = dict(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                    projection_dim=16)
+        model = t.ClapModel(t.ClapConfig(text_config=text, audio_config=audio, projection_dim=16))
+        fe = t.ClapFeatureExtractor(truncation='rand_trunc', padding='repeatpad')  # laion/clap-htsat-unfused's
     else:
         raise ValueError(kind)
     return model.eval(), fe
 
 
-KINDS = ['wav2vec2', 'hubert', 'wavlm', 'data2vec', 'whisper', 'ast']
+KINDS = ['wav2vec2', 'hubert', 'wavlm', 'data2vec', 'whisper', 'ast', 'clap']
+EMBED_D = {'clap': 16}  # CLAP's joint-space projection
 
 
 @pytest.fixture(scope='module')
@@ -72,9 +80,74 @@ def tiny(tmp_path_factory):
 
 @pytest.mark.parametrize('kind', KINDS)
 def test_tiny_model_embeds_and_ignores_padding(tiny, kind):
-    model = create_model('hf', model_id=str(tiny[kind])).eval()
+    output = {'output': 'audio_embeds'} if kind == 'clap' else {}
+    model = create_model('hf', model_id=str(tiny[kind]), sample_rate=48000 if kind == 'clap' else 16000,
+                         **output).eval()
     emb = batch_equals_single(model, [16000, 9000, 300])
-    assert emb.shape == (3, 32) and torch.isfinite(emb).all()
+    assert emb.shape == (3, EMBED_D.get(kind, 32)) and torch.isfinite(emb).all()
+
+
+def test_clap_one_embedding_per_10s_piece_and_outputs(tiny):
+    """25 s at 48 kHz -> 10 + 10 + 5 s pieces; a piece shorter than 10 s is filled by repeating it (CLAP's
+    'repeatpad'), so a clip and the same clip repeated to 10 s give the same embedding."""
+    folder = str(tiny['clap'])
+    model = create_model('hf', model_id=folder, sample_rate=48000, output='audio_embeds').eval()
+    n = 48000 * 25
+    wav = torch.randn(1, n) * 0.1
+    with torch.inference_mode():
+        frames = model(wav, torch.tensor([n]))
+        assert frames.embeddings.shape == (1, 3, 16) and model.frame_hop_sec == 10.0
+        short = wav[:, :48000 * 2]
+        repeated = short.repeat(1, 5)
+        torch.testing.assert_close(model.embed(short, torch.tensor([96000])),
+                                   model.embed(repeated, torch.tensor([480000])), atol=1e-4, rtol=1e-4)
+        tower = create_model('hf', model_id=folder, sample_rate=48000).eval()
+        assert tower.embed(short, torch.tensor([96000])).shape == (1, 32)  # audio tower's pooled output
+    with pytest.raises(EvarError, match='expects 48000 Hz'):
+        create_model('hf', model_id=folder)
+    with pytest.raises(EvarError, match="'audio_embeds' is only for CLAP"):
+        create_model('hf', model_id=str(tiny['hubert']), output='audio_embeds')
+
+
+TINY_MERT_CONFIG = '''from transformers import HubertConfig
+
+
+class TinyMertConfig(HubertConfig):
+    model_type = 'tiny_mert'
+'''
+TINY_MERT_MODEL = '''from transformers import HubertModel
+
+from .configuration_tiny_mert import TinyMertConfig
+
+
+class TinyMertModel(HubertModel):
+    config_class = TinyMertConfig
+'''
+
+
+def test_remote_code_model_like_mert_loads_with_trust_remote_code(tmp_path, tiny):
+    """A model whose code ships in its folder (as MERT's does on the hub) loads through AutoModel only with
+    trust_remote_code, and runs as a waveform encoder."""
+    import json
+    import shutil
+
+    folder = tmp_path / 'tiny_mert'
+    shutil.copytree(tiny['hubert'], folder)
+    (folder / 'configuration_tiny_mert.py').write_text(TINY_MERT_CONFIG)
+    (folder / 'modeling_tiny_mert.py').write_text(TINY_MERT_MODEL)
+    config = json.loads((folder / 'config.json').read_text())
+    config.update(model_type='tiny_mert', architectures=['TinyMertModel'],
+                  auto_map={'AutoConfig': 'configuration_tiny_mert.TinyMertConfig',
+                            'AutoModel': 'modeling_tiny_mert.TinyMertModel'})
+    (folder / 'config.json').write_text(json.dumps(config))
+    with pytest.raises(EvarError, match='cannot load'):
+        create_model('hf', model_id=str(folder))
+    model = create_model('hf', model_id=str(folder), trust_remote_code=True).eval()
+    assert type(model.backbone).__name__ == 'TinyMertModel'
+    reference = create_model('hf', model_id=str(tiny['hubert'])).eval()
+    with torch.inference_mode():
+        wav, lengths = torch.randn(2, 8000) * 0.1, torch.tensor([8000, 6000])
+        torch.testing.assert_close(model.embed(wav, lengths), reference.embed(wav, lengths))
 
 
 @pytest.mark.parametrize('kind', ['wav2vec2', 'whisper', 'ast'])
@@ -132,7 +205,8 @@ def test_lineareval_demo_with_tiny_model(tmp_path, work, tiny):
     assert len(list((work / 'cache').glob('embs-*.npy'))) == 1
 
 
-SHIPPED = ['wav2vec2feature', 'wav2vec2context', 'wav2vec2logit', 'hubert', 'wavlm', 'data2vec', 'whisper', 'ast']
+SHIPPED = ['wav2vec2feature', 'wav2vec2context', 'wav2vec2logit', 'hubert', 'wavlm', 'data2vec', 'whisper', 'ast',
+           'clap_htsat_unfused', 'mert_v1_95m']
 
 
 @pytest.mark.parametrize('name', SHIPPED)

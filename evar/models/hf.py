@@ -1,5 +1,5 @@
 """Hugging Face transformers audio encoders: wav2vec 2.0, HuBERT, WavLM, data2vec-audio (and other models fed raw
-waveforms through a convolutional feature encoder), Whisper's encoder, and AST.
+waveforms through a convolutional feature encoder), Whisper's encoder, AST, and the audio tower of CLAP (`ClapModel`).
 
 The model and its own feature extractor are loaded with `AutoModel` / `AutoFeatureExtractor.from_pretrained(model_id)`
 (a hub id or a local `save_pretrained` folder), so the model's own normalisation and mel settings are used.
@@ -14,6 +14,10 @@ kept, then concatenated per clip:
   different lengths in separate batches instead of padding them.
 - Whisper: input is always padded to 30 s of log-mel; 50 Hz output frames, valid = ceil(samples / 320).
 - AST: patch tokens (the [CLS]/distillation tokens are dropped) whose time patch starts on a real fbank frame.
+- CLAP: one embedding per piece of at most 10 s (the model's input), which its feature extractor fills by repeating
+  the clip ('repeatpad'), as CLAP was trained and as LAION's inference does; `output: audio_embeds` (default in our
+  CLAP YAMLs, as EVAR's laionclap) is the projection into the joint audio-text space, L2-normalised; `hidden_states`
+  the audio tower's pooled output before the projection.
 So a clip's embedding does not depend on what else is in the batch.
 """
 
@@ -32,7 +36,7 @@ from .base import AudioRepr, Frames, lengths_to_mask, select_layers
 WAVEFORM_TYPES = ('wav2vec2', 'hubert', 'wavlm', 'data2vec-audio', 'wav2vec2-conformer', 'unispeech', 'unispeech-sat',
                   'sew', 'sew-d', 'mert_model')
 PADDING_UNSAFE = ('data2vec-audio',)  # run only equal-length pieces together
-OUTPUTS = ('hidden_states', 'conv_features', 'ctc_logits')
+OUTPUTS = ('hidden_states', 'conv_features', 'ctc_logits', 'audio_embeds')
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class HFParams:
     chunk_sec: Optional[float] = None  # None: the model's own input limit (Whisper 30 s, AST ~10 s), else unlimited
     # Waveform models only: 'conv_features' = conv feature encoder output (EVAR's AR_Wav2Vec2Feature),
     # 'ctc_logits' = logits of a CTC fine-tuned checkpoint (EVAR's AR_Wav2Vec2Logit).
+    # CLAP only: 'audio_embeds' = the audio embedding projected into the joint audio-text space.
     output: str = 'hidden_states'
     # Where the feature extractor (preprocessor_config.json) comes from when not model_id's own; EVAR preprocesses
     # HuBERT and WavLM with facebook/wav2vec2-base-960h's.
@@ -110,8 +115,10 @@ class HFAudio(AudioRepr):
             raise EvarError(f'audio_repr hf: cannot load {model_id!r} (expected a hub id or a save_pretrained folder '
                             f'with config.json, weights and preprocessor_config.json): {e}') from e
         self._setup(config, model, model_id)
-        if params.output != 'hidden_states' and self.family != 'waveform':
+        if params.output in ('conv_features', 'ctc_logits') and self.family != 'waveform':
             raise EvarError(f'audio_repr hf: output={params.output!r} is only for waveform models (wav2vec2 family).')
+        if params.output == 'audio_embeds' and self.family != 'clap':
+            raise EvarError("audio_repr hf: output='audio_embeds' is only for CLAP models.")
 
     def _setup(self, config, model, model_id: str) -> None:
         """Family, sizes and the eval-mode backbone of a loaded model; `self.feature_extractor` must be set. Also used
@@ -122,12 +129,15 @@ class HFAudio(AudioRepr):
             model = model.get_encoder()
         elif self.model_type == 'audio-spectrogram-transformer':
             self.family = 'ast'
+        elif self.model_type == 'clap':
+            self.family = 'clap'
+            model.text_model = model.text_projection = None  # only the audio tower and its projection are used
         elif hasattr(model, '_get_feat_extract_output_lengths'):
             self.family = 'waveform'
         else:
             raise EvarError(f'audio_repr hf: model type {self.model_type!r} of {model_id} is not supported. Supported: '
                             f'{", ".join(WAVEFORM_TYPES)} (raw-waveform encoders), whisper, '
-                            'audio-spectrogram-transformer.')
+                            'audio-spectrogram-transformer, clap.')
         fe_rate = getattr(self.feature_extractor, 'sampling_rate', None)
         if fe_rate is not None and int(fe_rate) != int(self.params.sample_rate):
             raise EvarError(f'audio_repr hf: {model_id} expects {fe_rate} Hz audio; set sample_rate: {fe_rate}.')
@@ -140,6 +150,17 @@ class HFAudio(AudioRepr):
         self.chunk_samples = self._chunk_samples()
         self.min_samples = self._min_samples()
         self.feature_d = self.params.feature_d
+        self.frame_hop_sec = self._frame_hop_sec()
+
+    def _frame_hop_sec(self) -> Optional[float]:
+        """Seconds between output frames (evar.check verifies it); AST's tokens are patches, not time frames."""
+        if self.family == 'waveform':
+            return math.prod(self.config.conv_stride) / self.sample_rate
+        if self.family == 'whisper':
+            return 2 * int(self.feature_extractor.hop_length) / self.sample_rate
+        if self.family == 'clap':
+            return self.chunk_samples / self.sample_rate
+        return None
 
     # --- sizes -----------------------------------------------------------------------------------------------------
     def _chunk_samples(self) -> Optional[int]:
@@ -150,6 +171,8 @@ class HFAudio(AudioRepr):
             return int(fe.n_samples)
         if self.family == 'ast':  # kaldi fbank: 25 ms window, 10 ms shift -> max_length frames
             return int(fe.max_length - 1) * self._ast_shift() + self._ast_window()
+        if self.family == 'clap':
+            return int(fe.nb_max_samples)
         return None
 
     def _ast_window(self) -> int:
@@ -171,6 +194,8 @@ class HFAudio(AudioRepr):
     def _valid_frames(self, n: int) -> int:
         if self.family == 'waveform':
             return int(self.backbone._get_feat_extract_output_lengths(torch.tensor([n]))[0])
+        if self.family == 'clap':
+            return 1
         if self.family == 'whisper':
             hop = int(self.feature_extractor.hop_length)
             return min(math.ceil(n / (2 * hop)), int(self.config.max_source_positions))
@@ -207,6 +232,8 @@ class HFAudio(AudioRepr):
             layers = list(self.backbone(x, output_hidden_states=True).hidden_states)
             emb = select_layers(layers, self.params.output_layers, self.params.layer_average)
             return [emb[i, :max(1, self._valid_frames(n))] for i, n in enumerate(lens)]
+        if self.family == 'clap':
+            return self._run_clap(arrays, device, dtype)
         # AST
         inputs = fe(arrays, sampling_rate=sr, return_tensors='pt')
         x = inputs['input_values'].to(device=device, dtype=dtype)
@@ -224,6 +251,19 @@ class HFAudio(AudioRepr):
             keep = t_index * c.time_stride < max(frames, 1)
             out.append(emb[i, keep])
         return out
+
+    def _run_clap(self, arrays: list, device, dtype) -> list:
+        inputs = self.feature_extractor(arrays, sampling_rate=self.sample_rate, return_tensors='pt')
+        x = inputs['input_features'].to(device=device, dtype=dtype)
+        is_longer = inputs['is_longer'].to(device)
+        if self.params.output == 'audio_embeds':
+            out = self.backbone.get_audio_features(input_features=x, is_longer=is_longer)
+            emb = out if torch.is_tensor(out) else out.pooler_output  # transformers 5 returns a model output
+            emb = torch.nn.functional.normalize(emb, dim=-1)  # unit length, as LAION's inference (and EVAR) use it
+        else:
+            emb = self.backbone.audio_model(input_features=x, is_longer=is_longer).pooler_output
+        emb = select_layers([emb], self.params.output_layers, self.params.layer_average)
+        return [emb[i:i + 1] for i in range(len(arrays))]
 
     def _groups(self, lens: list) -> list:
         """Indices of pieces run together: all at once, or equal lengths together when padding is unsafe."""
