@@ -251,7 +251,8 @@ def check_model(cfg_path, options: str = '', device: Optional[str] = None, long_
             if not _same_device(t.device, want):
                 misplaced.append(f'output {name} on {t.device}')
         n = sum(1 for _ in model.parameters()) + sum(1 for _ in model.buffers())
-        return CheckResult('', not misplaced, '; '.join(misplaced[:6]) + (f' (+{len(misplaced) - 6} more)' if len(misplaced) > 6 else '')
+        more = f' (+{len(misplaced) - 6} more)' if len(misplaced) > 6 else ''
+        return CheckResult('', not misplaced, '; '.join(misplaced[:6]) + more
                            if misplaced else f'{n} parameters/buffers and outputs on {device}')
 
     _check(report, 'shapes', shapes)

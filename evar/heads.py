@@ -216,7 +216,7 @@ class LogisticRegressionHead(_HeadBase):
             opt = torch.optim.LBFGS(model.parameters(), lr=1, max_iter=self.max_iter, tolerance_grad=self.tol,
                                     tolerance_change=1e-9, history_size=20, line_search_fn='strong_wolfe')
 
-            def closure():
+            def closure(opt=opt, l2=l2):  # called by opt.step below, within this iteration
                 opt.zero_grad(set_to_none=True)
                 loss = loss_fn(model(Xt), yt) + 0.5 * l2 * model.weight.pow(2).sum()
                 loss.backward()

@@ -258,7 +258,8 @@ def test_multilabel_task_reports_map(tmp_path, demo_root):
 
 
 def test_linspec_float16_cache_and_mixup(tmp_path, work):
-    result = run(tmp_path, work, config=ROOT / 'config' / 'linspec.yaml', options='+cache_dtype=float16', head=HeadOptions(mixup=0.1, lr=0.003))
+    result = run(tmp_path, work, config=ROOT / 'config' / 'linspec.yaml', options='+cache_dtype=float16',
+                 head=HeadOptions(mixup=0.1, lr=0.003))
     cache = next((work / 'cache').glob('embs-*.npy'))
     embs = np.load(cache, mmap_mode='r')
     assert embs.dtype == np.float16 and embs.shape == (300, 513)

@@ -203,7 +203,7 @@ def test_spcv2_12_official_layout(tmp_path, capsys):
 def test_spcv2_12_test_set_layout_groups_speakers(tmp_path):
     root = tmp_path / 'sc_test'
     speakers = [f'{i:08x}' for i in range(30)]
-    for i, spk in enumerate(speakers):
+    for spk in speakers:
         audio(root / f'yes/{spk}_nohash_0.wav', seconds=0.01)
         audio(root / f'_unknown_/bird_{spk}_nohash_1.wav', seconds=0.01)
     audio(root / '_silence_/1037.wav', seconds=0.01)

@@ -17,9 +17,8 @@ def numpy_log_mel(x, sr=16000, n_fft=1024, hop=160, n_mels=64, fmin=60, fmax=780
     win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
     frames = np.stack([pad[i * hop:i * hop + n_fft] * win for i in range(n_frames)])
     power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
-    mel = lambda f: 2595 * np.log10(1 + f / 700)
-    hz = lambda m: 700 * (10 ** (m / 2595) - 1)
-    edges = hz(np.linspace(mel(fmin), mel(fmax), n_mels + 2))
+    mel_lo, mel_hi = (2595 * np.log10(1 + f / 700) for f in (fmin, fmax))
+    edges = 700 * (10 ** (np.linspace(mel_lo, mel_hi, n_mels + 2) / 2595) - 1)
     bins = np.linspace(0, sr / 2, n_fft // 2 + 1)
     fb = np.zeros((len(bins), n_mels))
     for m in range(n_mels):

@@ -132,6 +132,7 @@ def test_real_tiny_en_loads_strictly_and_embeds():
 @slow_on_cpu
 def test_tiny_en_beats_melspec_on_real_speech_commands(tmp_path):
     scores = logreg_scores_on_shared(tmp_path, 'spcv2_12', 'speech_commands_v2_test_a',
-                                     {name: (ROOT / 'config' / f'{name}.yaml', '') for name in ('whisper_tiny_en_ct2', 'melspec')})
+                                     {name: (ROOT / 'config' / f'{name}.yaml', '')
+                                      for name in ('whisper_tiny_en_ct2', 'melspec')})
     assert np.isfinite(list(scores.values())).all()
     assert scores['whisper_tiny_en_ct2'] > scores['melspec']

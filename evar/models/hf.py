@@ -112,8 +112,11 @@ class HFAudio(AudioRepr):
             else:
                 model = transformers.AutoModel.from_pretrained(model_id, **remote)
         except (OSError, ValueError, KeyError) as e:
+            where = '' if Path(model_id).exists() else (
+                f' It is published at https://huggingface.co/{model_id}; without hub access, copy that repository '
+                f'(snapshot) to a folder such as external/{model_id.split("/")[-1]} and set model_id to the folder.')
             raise EvarError(f'audio_repr hf: cannot load {model_id!r} (expected a hub id or a save_pretrained folder '
-                            f'with config.json, weights and preprocessor_config.json): {e}') from e
+                            f'with config.json, weights and preprocessor_config.json).{where} Cause: {e}') from e
         self._setup(config, model, model_id)
         if params.output in ('conv_features', 'ctc_logits') and self.family != 'waveform':
             raise EvarError(f'audio_repr hf: output={params.output!r} is only for waveform models (wav2vec2 family).')
