@@ -28,6 +28,34 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_ma
     return torch.clamp(torch.minimum(rising, falling), min=0.0).to(torch.float32)
 
 
+def hz_to_mel_slaney(hz: torch.Tensor) -> torch.Tensor:
+    """Slaney's Auditory Toolbox mel scale (librosa's default, htk=False): linear to 1 kHz, logarithmic above."""
+    linear = hz / (200.0 / 3)
+    log = 15.0 + torch.log(hz.clamp(min=1e-10) / 1000.0) / (math.log(6.4) / 27.0)
+    return torch.where(hz >= 1000.0, log, linear)
+
+
+def mel_to_hz_slaney(mel: torch.Tensor) -> torch.Tensor:
+    linear = mel * (200.0 / 3)
+    log = 1000.0 * torch.exp((math.log(6.4) / 27.0) * (mel - 15.0))
+    return torch.where(mel >= 15.0, log, linear)
+
+
+def slaney_mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float) -> torch.Tensor:
+    """Triangular filters on the Slaney scale, each scaled by 2 / bandwidth (area normalisation): librosa's
+    `filters.mel` defaults (htk=False, norm='slaney'), which nnAudio, torchlibrosa and the HTS-AT / PANNs / BYOL-A v2
+    releases use. [n_freqs, n_mels]."""
+    bin_hz = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
+    mel_range = hz_to_mel_slaney(torch.tensor([float(f_min), float(f_max)], dtype=torch.float64))
+    edges_hz = mel_to_hz_slaney(torch.linspace(float(mel_range[0]), float(mel_range[1]), n_mels + 2,
+                                               dtype=torch.float64))
+    lower, centre, upper = edges_hz[:-2], edges_hz[1:-1], edges_hz[2:]
+    rising = (bin_hz[:, None] - lower[None]) / (centre - lower)[None]
+    falling = (upper[None] - bin_hz[:, None]) / (upper - centre)[None]
+    weights = torch.clamp(torch.minimum(rising, falling), min=0.0)
+    return (weights * (2.0 / (upper - lower))[None]).to(torch.float32)
+
+
 class Spectrogram(nn.Module):
     """log(|STFT|^power [@ mel filters] + eps): [B, N] waves with lengths -> [B, F, T] and valid frame counts.
 

@@ -91,6 +91,7 @@ BUILTIN_TASKS = MappingProxyType({t.name: t for t in (
     _t('ravdess', 4.0),  # RAVDESS speech emotion, actor-independent split
     _t('ravdess_gender', 4.0, folder='ravdess'),
     _t('spcv2_12', 1.0),  # Speech Commands v2, 12-class protocol
+    _t('piano_pitch', 0.5),  # Salamander piano notes: pitch, split by time within each note's decay
     _t('demo', 1.0),  # generated offline on first use (evar.demo)
 )})
 

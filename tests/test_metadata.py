@@ -417,3 +417,44 @@ def test_real_esc50(tmp_path):
     assert header == ['file_name', 'label', 'fold'] and len(rows) == 414 and len({r['label'] for r in rows}) == 50
     assert all(r['file_name'].endswith('.flac') and r['file_name'].startswith('audio/') for r in rows)
     assert (tmp_path / 'work/16k/esc50').is_symlink()
+
+
+def test_piano_segments_energy_rule_and_time_split():
+    from evar.metadata import piano_segments
+
+    rate = 1000
+    levels_db = [-20, -30, -40, -49, -51, -20]  # per 0.5 s; the -51 dBFS segment ends the note (the loud one after too)
+    wav = np.concatenate([np.full(500, 10 ** (db / 20), np.float32) * np.sign(np.arange(500) % 2 - 0.5)
+                          for db in levels_db])
+    assert piano_segments(wav, rate) == [(0, 'train'), (500, 'train'), (1000, 'valid'), (1500, 'test')]
+    assert piano_segments(wav[:1500], rate) == [(0, 'train'), (500, 'valid'), (1000, 'test')]
+    assert piano_segments(wav[:1000], rate) == []  # fewer than 3 segments: no three-way split
+    long = np.full(20 * 500, 0.1, np.float32)
+    assert [s for _, s in piano_segments(long, rate)] == ['train'] * 7 + ['valid'] + ['test'] * 4  # capped at 12
+
+
+def test_real_piano_pitch(tmp_path, capsys):
+    import re
+
+    root = shared('piano')
+    header, rows, _ = build('piano_pitch', root, tmp_path, link=False)  # writes its segments even without a link
+    assert header == ['file_name', 'label', 'split']
+    dropped = re.search(r'were left out: (.*)\.', capsys.readouterr().err)[1].split(', ')
+    assert dropped == ['A4v10', 'A6v10', 'A7v10', 'C6v10', 'C7v10', 'C8v10', 'D#6v10', 'D#7v10', 'F#7v10']
+    labels = {r['label'] for r in rows}
+    assert len(labels) == 21 and {'A0', 'F#6'} <= labels and len(rows) == 182
+    folder = tmp_path / 'work' / '16k' / 'piano_pitch'
+    assert folder.is_dir() and not folder.is_symlink()
+    by_note = {}
+    for r in rows:
+        info = sf.info(str(folder / r['file_name']))
+        assert info.samplerate == 16000 and info.frames == 8000
+        wav, _ = sf.read(str(folder / r['file_name']), dtype='float32')
+        assert 10 * np.log10(np.mean(wav.astype(np.float64) ** 2)) >= -50
+        start = int(re.search(r'_(\d+)ms\.wav$', r['file_name'])[1])
+        by_note.setdefault(r['label'], []).append((start, r['split']))
+    for note, segs in by_note.items():
+        splits = [s for _, s in sorted(segs)]
+        assert sorted(segs)[0][0] == 0 and 3 <= len(splits) <= 12, note
+        n_test = max(1, len(splits) // 3)  # earlier train, one valid, later test
+        assert splits == ['train'] * (len(splits) - n_test - 1) + ['valid'] + ['test'] * n_test, note

@@ -11,6 +11,8 @@ from the front end's output in the same pass that feeds the model:
 from __future__ import annotations
 
 import hashlib
+import pickle
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Optional
@@ -82,6 +84,52 @@ def find_package_file(package: str, relative: str) -> Optional[Path]:
     return None
 
 
+class _Opaque(dict):
+    """Stands in for any non-tensor object of a checkpoint (hyper-parameter containers, argparse namespaces)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def __setstate__(self, state):
+        pass
+
+
+_TENSOR_GLOBALS = {
+    ('collections', 'OrderedDict'), ('torch._utils', '_rebuild_tensor_v2'), ('torch._utils', '_rebuild_parameter'),
+    ('torch._utils', '_rebuild_parameter_with_state'), ('torch._tensor', '_rebuild_from_type_v2'),
+    ('torch', 'Size'), ('torch', 'Tensor'), ('torch.nn.parameter', 'Parameter'),
+}
+
+
+class _TensorOnlyUnpickler(pickle.Unpickler):
+    """Resolves only the globals needed to rebuild tensors; every other object becomes an inert `_Opaque`, so no
+    code from the file runs. Official checkpoints often pickle lightning/argparse/fairseq config objects that
+    torch's weights-only loader refuses, though the tensors themselves are plain."""
+
+    def find_class(self, module, name):
+        if (module, name) in _TENSOR_GLOBALS or (module == 'torch' and name.endswith('Storage')):
+            return super().find_class(module, name)
+        return _Opaque
+
+
+_tensor_only_pickle = types.SimpleNamespace(__name__='evar_tensor_only_pickle', Unpickler=_TensorOnlyUnpickler,
+                                            load=pickle.load)
+
+
+def read_tensors(path: Path, model_name: str):
+    """torch.load of a checkpoint, weights only; where the file also pickles other objects, those are read as inert
+    placeholders (never imported or run) and the tensors kept."""
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError:
+        try:
+            return torch.load(path, map_location='cpu', weights_only=False, pickle_module=_tensor_only_pickle)
+        except Exception as e:
+            raise EvarError(f'{model_name}: cannot read weight file {path}: {e}') from e
+    except Exception as e:
+        raise EvarError(f'{model_name}: cannot read weight file {path}: {e}') from e
+
+
 def load_checkpoint(path: Optional[str], model_name: str, where: str) -> dict:
     """A state dict read safely (weights only); a missing file says where to put it and where to get it."""
     if not path:
@@ -91,10 +139,7 @@ def load_checkpoint(path: Optional[str], model_name: str, where: str) -> dict:
     if not path.is_file():
         raise EvarError(f'{model_name}: weight file {path} does not exist. Put it there (under external/) or set '
                         f'weight_file; the publisher distributes it at {where}.')
-    try:
-        state = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:
-        raise EvarError(f'{model_name}: cannot read weight file {path}: {e}') from e
+    state = read_tensors(path, model_name)
     for key in ('state_dict', 'model', 'body'):  # common wrappers around the tensors
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -1,4 +1,5 @@
-"""BYOL-A (Niizumi et al., IJCNN 2021): the AudioNTT2020 encoder, loading the official checkpoints strictly.
+"""BYOL-A (Niizumi et al., IJCNN 2021): the AudioNTT2020 encoder, loading the official checkpoints strictly; and
+BYOL-A v2 (Niizumi et al., TASLP 2023, `byola2`): the AudioNTT2022 encoder and the v2 front end.
 
 Architecture (from the paper and the official d512/d1024/d2048 checkpoints): 3 x [Conv2d 3x3 pad 1 -> BatchNorm ->
 ReLU -> MaxPool 2], frames flattened as (time, mel x channel), then Linear -> ReLU -> Dropout -> Linear -> ReLU.
@@ -8,6 +9,18 @@ mels from 60 to 7800 Hz, standardised by statistics of the task's training split
 Checked against the official code (nttcslab/byol-a AudioNTT2020 + torchaudio MelSpectrogram) on real clips with
 the real d512 weights: log-mel within 1.2e-4, embeddings within 1.6e-6 relative. Re-check with
 `python benchmarks/parity_byola.py --byol_a_parent <dir> --weights <pth> --audio_glob '<clips>'`.
+
+v2 (AudioNTT2022, official checkpoint AudioNTT2022-BYOLA-64x96d2048.pth): 2 x [Conv2d 3x3 -> BN -> ReLU ->
+MaxPool 2], frames flattened to 64 x 16 = 1024-d, MLP Linear(1024, 2048) -> ReLU -> Dropout -> Linear(2048, 2048)
+-> ReLU, and each frame's output is the conv frame and the MLP output stacked: 3072-d every 40 ms. The v2 release
+computes its log-mel with nnAudio instead of torchaudio: the same STFT (centred, reflect padding, periodic Hann) but
+Slaney-scale mel filters scaled to unit area (librosa's defaults), log(mel + eps), then standardised like v1.
+
+Checked against the official v2 code (byol_a2.models.AudioNTT2022Encoder + nnAudio 0.3.4 MelSpectrogram, random
+weights with randomised BatchNorm statistics, loaded strictly here) on 7 real clips of 0.3 s to 25.8 s: log-mel
+within 8.5e-5, frame embeddings within 1.8e-6 relative, pooled 7.6e-7. Re-check with
+`python benchmarks/parity_byola2.py --byol_a_v2 <byol-a/v2> --audio <clips>` (its docstring has the exact command).
+The real v2 weights were not available here, so they were not run.
 
 Padding never changes a valid frame: the time frames past each clip's end are zeroed before every convolution,
 which is what the convolution's own zero padding sees when a clip is run alone.
@@ -24,6 +37,7 @@ import torch
 from torch import nn
 
 from ..errors import EvarError
+from ..frontend import slaney_mel_filterbank
 from .base import Frames, lengths_to_mask, load_checkpoint, load_strict, select_layers
 from .spec import MelSpec, SpecParams
 
@@ -60,20 +74,20 @@ def fold_batchnorm(features: nn.Sequential) -> nn.Sequential:
     return nn.Sequential(*out).to(memory_format=torch.channels_last)
 
 
-class AudioNTT2020(nn.Module):
-    def __init__(self, n_mels: int = 64, d: int = 512):
+class ConvFrameEncoder(nn.Module):
+    """Conv blocks over a log-mel [B, F, T] whose output frames are flattened as (time, mel x channel); the base of
+    AudioNTT2020 (v1) and AudioNTT2022 (v2). Subclasses set `features` and `fc`."""
+
+    def __init__(self):
         super().__init__()
-        self.features = nn.Sequential(*conv_block(1, 64), *conv_block(64, 64), *conv_block(64, 64))
-        self.fc = nn.Sequential(nn.Linear(64 * (n_mels // 8), d), nn.ReLU(), nn.Dropout(p=0.3), nn.Linear(d, d),
-                                nn.ReLU())
         self._folded = None  # inference copy of `features`, rebuilt after any training
 
     def train(self, mode: bool = True):
         self._folded = None
         return super().train(mode)
 
-    def forward(self, x: torch.Tensor, frame_lengths: torch.Tensor):
-        """x: [B, F, T] normalised log-mel, zero past each clip's end -> ([conv frames, embedding], lengths)."""
+    def conv_frames(self, x: torch.Tensor, frame_lengths: torch.Tensor):
+        """x: [B, F, T] normalised log-mel, zero past each clip's end -> ([B, T', F' x C] frames, lengths)."""
         if self.training:
             features = self.features
         else:
@@ -93,7 +107,19 @@ class AudioNTT2020(nn.Module):
                 if padded:
                     x = x.mul_(lengths_to_mask(frame_lengths, x.shape[-1])[:, None, None, :])
         b, c, f, t = x.shape
-        conv_frames = x.permute(0, 3, 2, 1).reshape(b, t, f * c)  # (time, mel, channel) as the official model
+        return x.permute(0, 3, 2, 1).reshape(b, t, f * c), frame_lengths  # (time, mel, channel) as the official
+
+
+class AudioNTT2020(ConvFrameEncoder):
+    def __init__(self, n_mels: int = 64, d: int = 512):
+        super().__init__()
+        self.features = nn.Sequential(*conv_block(1, 64), *conv_block(64, 64), *conv_block(64, 64))
+        self.fc = nn.Sequential(nn.Linear(64 * (n_mels // 8), d), nn.ReLU(), nn.Dropout(p=0.3), nn.Linear(d, d),
+                                nn.ReLU())
+
+    def forward(self, x: torch.Tensor, frame_lengths: torch.Tensor):
+        """x: [B, F, T] normalised log-mel, zero past each clip's end -> ([conv frames, embedding], lengths)."""
+        conv_frames, frame_lengths = self.conv_frames(x, frame_lengths)
         return [conv_frames, self.fc(conv_frames)], frame_lengths
 
 
@@ -101,36 +127,123 @@ class BYOLA(MelSpec):
     Params = BYOLAParams
     needs_norm_stats = True
     cache_version = 2  # 2: padding zeroed after each pooling (odd-length clips no longer see it)
+    min_frames = MIN_FRAMES  # input frames that give one output frame
 
     def __init__(self, params: BYOLAParams):
         super().__init__(params)
+        self.body, self.feature_d = self.load_encoder(params)
+        if params.norm_stats is not None:
+            self.set_norm_stats(*params.norm_stats)
+
+    def load_encoder(self, params) -> tuple:
+        """The AudioNTT2020 encoder with the checkpoint's weights, and its embedding size."""
         state = load_checkpoint(params.weight_file, 'BYOL-A', WEIGHTS_URL)
         state = {k: v for k, v in state.items() if k.startswith(('features.', 'fc.'))} or state
         if 'fc.3.weight' not in state:
             raise EvarError(f'BYOL-A: weight file {params.weight_file} has no fc.3.weight; expected an AudioNTT2020 '
                             f'checkpoint (keys features.*, fc.*).')
         d = int(state['fc.3.weight'].shape[0])
-        if params.feature_d is not None and params.feature_d != d:
-            warnings.warn(f'BYOL-A: feature_d {params.feature_d} in the config differs from the checkpoint\'s {d}; '
-                          f'using {d}.', stacklevel=2)
-        self.body = AudioNTT2020(n_mels=params.n_mels, d=d)
-        load_strict(self.body, state, params.weight_file)
-        self.feature_d = d
-        if params.norm_stats is not None:
-            self.set_norm_stats(*params.norm_stats)
+        warn_feature_d('BYOL-A', params.feature_d, d)
+        body = AudioNTT2020(n_mels=params.n_mels, d=d)
+        load_strict(body, state, params.weight_file)
+        return body, d
 
     def features(self, wav, lengths):
         spec, frames = self.spec(wav, lengths)
-        short = frames < MIN_FRAMES
+        n = self.min_frames
+        short = frames < n
         if bool(short.any()):  # very short clips: extend with digital-silence frames up to one output frame
-            if spec.shape[-1] < MIN_FRAMES:
-                spec = nn.functional.pad(spec, (0, MIN_FRAMES - spec.shape[-1]))
+            if spec.shape[-1] < n:
+                spec = nn.functional.pad(spec, (0, n - spec.shape[-1]))
             silence = lengths_to_mask(frames, spec.shape[-1]).logical_not() & short[:, None]
-            silence[:, MIN_FRAMES:] = False
+            silence[:, n:] = False
             spec = spec.masked_fill(silence[:, None, :], float(torch.log(torch.tensor(self.spec.eps))))
-        return spec, frames.clamp(min=MIN_FRAMES)
+        return spec, frames.clamp(min=n)
 
     def encode(self, feats, feat_lengths) -> Frames:
         layers, frame_lengths = self.body(self.normalize(feats, feat_lengths), feat_lengths)
         x = select_layers(layers, self.params.output_layers, self.params.layer_average)
         return Frames(x, lengths_to_mask(frame_lengths, x.shape[1]))
+
+
+def warn_feature_d(model_name: str, configured: Optional[int], d: int) -> None:
+    if configured is not None and configured != d:
+        warnings.warn(f'{model_name}: feature_d {configured} in the config differs from the checkpoint\'s {d}; '
+                      f'using {d}.', stacklevel=4)
+
+
+# BYOL-A v2 (Niizumi et al., TASLP 2023): AudioNTT2022 encoder, nnAudio (Slaney) log-mel front end.
+
+V2_WEIGHTS_URL = 'https://github.com/nttcslab/byol-a/tree/master/v2'
+
+
+@dataclass(frozen=True)
+class BYOLA2Params(BYOLAParams):
+    # 0: conv frames (1024-d), 1: the MLP (2048-d), 2 / -1: both stacked (3072-d, the official v2 output)
+    output_layers: Any = -1
+
+
+class AudioNTT2022(ConvFrameEncoder):
+    """The v2 encoder: `conv_layers` conv blocks, an MLP on the flattened conv frames, and the conv frames and MLP
+    output concatenated per frame (d = conv_d + the MLP's output size)."""
+
+    def __init__(self, n_mels: int = 64, d: int = 3072, base_d: int = 64, mlp_hidden_d: int = 2048,
+                 conv_layers: int = 2):
+        super().__init__()
+        blocks = conv_block(1, base_d)
+        for _ in range(conv_layers - 1):
+            blocks += conv_block(base_d, base_d)
+        self.features = nn.Sequential(*blocks)
+        conv_d = base_d * (n_mels // 2 ** conv_layers)
+        self.fc = nn.Sequential(nn.Linear(conv_d, mlp_hidden_d), nn.ReLU(), nn.Dropout(p=0.3),
+                                nn.Linear(mlp_hidden_d, d - conv_d), nn.ReLU())
+
+    def forward(self, x: torch.Tensor, frame_lengths: torch.Tensor):
+        """x: [B, F, T] normalised log-mel -> ([conv frames, MLP output, both stacked], lengths)."""
+        conv_frames, frame_lengths = self.conv_frames(x, frame_lengths)
+        mlp = self.fc(conv_frames)
+        return [conv_frames, mlp, torch.cat([conv_frames, mlp], dim=-1)], frame_lengths
+
+
+def v2_encoder_state(state: dict) -> dict:
+    """The encoder's tensors, as the official loader picks them: a 'body.' (EVAR) or 'model.' prefix dropped, then
+    only features.* and fc.* kept."""
+    out = {}
+    for key, value in state.items():
+        for prefix in ('body.', 'model.'):
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+                break
+        if key.startswith(('features.', 'fc.')):
+            out[key] = value
+    return out or state
+
+
+class BYOLA2(BYOLA):
+    """BYOL-A v2. The encoder's size (conv blocks, channels, MLP widths) is read from the checkpoint's shapes."""
+    Params = BYOLA2Params
+    cache_version = 1
+
+    def __init__(self, params: BYOLA2Params):
+        super().__init__(params)
+        p = params
+        # nnAudio's MelSpectrogram: the same centred, reflect-padded periodic-Hann STFT, Slaney mel filters.
+        self.spec.mel_fb = slaney_mel_filterbank(p.sample_rate, p.n_fft, p.n_mels, p.f_min, p.f_max)
+
+    def load_encoder(self, params) -> tuple:
+        state = v2_encoder_state(load_checkpoint(params.weight_file, 'BYOL-A v2', V2_WEIGHTS_URL))
+        if not {'features.0.weight', 'fc.0.weight', 'fc.3.weight'} <= set(state):
+            raise EvarError(f'BYOL-A v2: weight file {params.weight_file} lacks features.0.weight, fc.0.weight or '
+                            f'fc.3.weight; expected an AudioNTT2022 checkpoint (keys features.*, fc.*).')
+        conv_layers = sum(1 for k, v in state.items() if k.startswith('features.') and k.endswith('.weight')
+                          and v.dim() == 4)
+        base_d = int(state['features.0.weight'].shape[0])
+        mlp_hidden_d, conv_d = (int(n) for n in state['fc.0.weight'].shape)
+        d = conv_d + int(state['fc.3.weight'].shape[0])
+        warn_feature_d('BYOL-A v2', params.feature_d, d)
+        body = AudioNTT2022(n_mels=params.n_mels, d=d, base_d=base_d, mlp_hidden_d=mlp_hidden_d,
+                            conv_layers=conv_layers)
+        load_strict(body, state, params.weight_file)
+        self.min_frames = 2 ** conv_layers
+        self.frame_hop_sec = params.hop_size * 2 ** conv_layers / params.sample_rate
+        return body, d

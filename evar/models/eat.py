@@ -1,0 +1,396 @@
+"""EAT (Chen et al., IJCAI 2024): the Efficient Audio Transformer's encoder, loading the official weights strictly.
+
+Architecture (from the official Hugging Face release worstchan/EAT-base_epoch30_pretrain, whose remote code EVAR
+runs, and the fairseq model of github.com/cwx-worst-one/EAT): 16x16 patches of a [1024 frames x 128 mel] input
+(64 time columns x 8 frequency rows, flattened time-major), fixed 2-D sin-cos positions added to the patches, a
+learned CLS token prepended, LayerNorm (eps 1e-6), then 12 post-norm blocks (x + attn(x) -> norm1 -> + mlp ->
+norm2, data2vec 2.0's layout). The embedding size, depth, MLP width and positional table come from the checkpoint's
+shapes; the number of heads from the `config.json` beside the weights (else `num_heads`, else embed_dim / 64).
+
+Front end (official `feature_extract.py`, training data set and EVAR's ar_eat.py): the clip's mean removed, then
+Kaldi fbank (25 ms Hann window (non-periodic), 10 ms shift, per-frame DC removal, pre-emphasis 0.97, |FFT 512|^2,
+128 Kaldi mel bins from 20 Hz to 8 kHz, log floored at float eps), written here in plain torch; frames past the
+clip's end are 0 and the result is normalised as (x + 4.268) / (2 * 4.569).
+
+Windows: the model takes 1024 frames (10.24 s). A clip is cut into 1024-frame windows from its start (what the
+chunking loop of EVAR's wrapper does; the official script truncates at one window) and each window is padded with
+zero fbank frames before normalisation, as the official code pads every input to 1024 frames. Each window is run
+whole and alone, exactly the official input, so a clip never sees other clips of a batch.
+
+Frames (`frames`): 'patches' (default) gives the patch tokens of the last block in the official time-major order,
+8 per 16-frame column (the official `granularity='frame'`, ~50 per second); tokens of columns that hold only
+padding are masked out, so pooling never averages over padding. 'cls' gives one CLS token per window (the official
+`granularity='utterance'`). 'all' gives the CLS and every patch token of each window, padding included: with
+`temporal_pooling_type: mean` that is EVAR's own clip embedding for clips of at most 10.24 s.
+
+Weights: the Hugging Face folder (`model.safetensors` or `pytorch_model.bin`, keys `model.*`, plus `config.json`),
+or a file with those keys, or a fairseq checkpoint's state dict (`modality_encoders.IMAGE.*`, `blocks.*`), which is
+mapped onto the same names. Heads and pre-training-only parts (classifier, CNN decoder, EMA teacher, projections)
+are dropped by name; everything else must match exactly.
+
+Checked against the official code (the Hugging Face remote code `EAT` module with timm 1.0.15, random init, its
+state dict saved as the Hugging Face folder holds it and loaded strictly here) and torchaudio.compliance.kaldi.fbank,
+on 6 real ESC-50 clips of 1.0-5.0 s and one of 25 s (3 windows), all embedded as one padded batch here:
+`python benchmarks/parity_eat.py --official <folder holding eat_hf/> --audio_glob '<clips>'`; fbank max abs
+difference 9.5e-07, frame embeddings (every window, padded ones included) within 7.1e-07 relative, EVAR's clip
+embedding (mean of a window's 513 tokens) within 1.5e-07 relative.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from ..errors import EvarError
+from .base import AudioRepr, Frames, lengths_to_mask, load_checkpoint, load_strict, select_layers
+from .vit import Attention, Mlp, PatchEmbed
+
+WEIGHTS_URL = ('https://huggingface.co/worstchan/EAT-base_epoch30_pretrain (Hugging Face folder: model.safetensors '
+               'and config.json; fairseq checkpoints are linked from https://github.com/cwx-worst-one/EAT)')
+WEIGHT_NAMES = ('model.safetensors', 'pytorch_model.bin')
+FRAME_MODES = ('patches', 'cls', 'all')
+WINDOWS_PER_PASS = 8  # windows run together: bounds memory on long clips (attention is ~12 MB per window and head)
+
+
+@dataclass(frozen=True)
+class EATParams:
+    weight_file: Optional[str] = None  # the Hugging Face folder, or a weight file
+    sample_rate: int = 16000
+    n_mels: int = 128
+    window: str = 'hanning'  # the official fbank window (EVAR's configs carry this key); nothing else is supported
+    target_length: int = 1024  # fbank frames per window (the positional table covers up to 768 columns of 16)
+    norm_mean: float = -4.268  # AudioSet fbank statistics used in pre-training; inputs are (x - mean) / (2 std)
+    norm_std: float = 4.569
+    num_heads: Optional[int] = None  # None: config.json beside the weights, else embed_dim // 64
+    frames: str = 'patches'  # 'patches', 'cls' or 'all' (see the module docstring)
+    output_layers: Any = -1  # block outputs: -1 the last (the official extract_features), 'all', or a list
+    layer_average: bool = False
+    temporal_pooling_type: str = 'mean'
+    feature_d: Optional[int] = None  # informational (EVAR configs carry it)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Kaldi fbank in plain torch (torchaudio.compliance.kaldi.fbank with the options EAT uses).
+
+def kaldi_mel_banks(n_mels: int, n_fft: int, sample_rate: int, low_hz: float, high_hz: float) -> torch.Tensor:
+    """Kaldi's triangular mel filters (mel = 1127 ln(1 + f / 700), equal spacing on that scale, no area
+    normalisation) over the rFFT bins, the Nyquist bin weighted 0: [n_fft // 2 + 1, n_mels]. Computed in float32 in
+    Kaldi's order of operations (edges in double, slopes in float): float64 slopes differ by up to 1.4e-5, which moved
+    the log fbank by up to 2e-4."""
+    low, high = (1127.0 * math.log(1.0 + hz / 700.0) for hz in (low_hz, high_hz))
+    delta = (high - low) / (n_mels + 1)
+    index = torch.arange(n_mels, dtype=torch.float32)[:, None]
+    left, centre, right = low + index * delta, low + (index + 1.0) * delta, low + (index + 2.0) * delta
+    bin_hz = sample_rate / n_fft * torch.arange(n_fft // 2, dtype=torch.float32)
+    bin_mel = (1127.0 * (1.0 + bin_hz / 700.0).log())[None]
+    rising = (bin_mel - left) / (centre - left)
+    falling = (right - bin_mel) / (right - centre)
+    banks = torch.clamp(torch.minimum(rising, falling), min=0.0)
+    return nn.functional.pad(banks, (0, 1)).T.contiguous()
+
+
+class KaldiFbank(nn.Module):
+    """Log mel filterbank frames as Kaldi computes them with snip_edges (frames wholly inside the clip, 1 + (L -
+    400) // 160 of them), after removing the clip's mean. [B, N] waves with lengths -> [B, n_mels, T], zero past each
+    clip's frame count, and the frame counts."""
+
+    def __init__(self, sample_rate: int = 16000, n_mels: int = 128, frame_ms: float = 25.0, shift_ms: float = 10.0,
+                 low_hz: float = 20.0, preemphasis: float = 0.97):
+        super().__init__()
+        self.win_length = int(sample_rate * frame_ms / 1000)
+        self.hop_length = int(sample_rate * shift_ms / 1000)
+        self.n_fft = 1 << (self.win_length - 1).bit_length()  # Kaldi rounds the window up to a power of two
+        self.preemphasis = preemphasis
+        self.register_buffer('window', torch.hann_window(self.win_length, periodic=False), persistent=False)
+        self.register_buffer('mel_fb', kaldi_mel_banks(n_mels, self.n_fft, sample_rate, low_hz, sample_rate / 2),
+                             persistent=False)
+        self.eps = torch.finfo(torch.float32).eps
+
+    def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        # A clip shorter than one window is zero-extended to one window (Kaldi would give no frame at all).
+        return 1 + torch.div(lengths.clamp(min=self.win_length) - self.win_length, self.hop_length,
+                             rounding_mode='floor')
+
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor):
+        valid = lengths_to_mask(lengths, wav.shape[-1]).to(wav.dtype)
+        mean = (wav * valid).sum(-1, keepdim=True) / lengths.clamp(min=1)[:, None].to(wav.dtype)
+        x = (wav - mean) * valid  # the clip's own mean removed (official); zeros past its end stay zeros
+        if x.shape[-1] < self.win_length:
+            x = nn.functional.pad(x, (0, self.win_length - x.shape[-1]))
+        frames = x.unfold(-1, self.win_length, self.hop_length)  # [B, T, win]
+        frames = frames - frames.mean(-1, keepdim=True)  # per-frame DC offset
+        previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)  # Kaldi repeats the first sample
+        frames = (frames - self.preemphasis * previous) * self.window
+        spec = torch.fft.rfft(frames, n=self.n_fft)
+        power = spec.real.square() + spec.imag.square()
+        fbank = torch.matmul(power, self.mel_fb).clamp(min=self.eps).log()  # [B, T, n_mels]
+        counts = self.frame_lengths(lengths)
+        fbank = fbank * lengths_to_mask(counts, fbank.shape[1]).unsqueeze(-1).to(fbank.dtype)
+        return fbank.transpose(1, 2)[..., :int(counts.max())], counts
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The encoder, in the key names of the official Hugging Face module (`model.` prefix stripped).
+
+class FixedPositions(nn.Module):
+    def __init__(self, n_positions: int, dim: int):
+        super().__init__()
+        self.register_buffer('positions', torch.zeros(1, n_positions, dim))  # stored in the official checkpoints
+
+
+def sincos_positions(dim: int, time_columns: int, freq_rows: int) -> torch.Tensor:
+    """The official fixed table for a (time, frequency) patch grid flattened time-major: the first half of the
+    channels encodes the frequency row, the second the time column, each as [sin | cos] over 10000^(-i / (dim/4))."""
+    quarter = dim // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
+    t, f = torch.meshgrid(torch.arange(time_columns, dtype=torch.float64),
+                          torch.arange(freq_rows, dtype=torch.float64), indexing='ij')
+
+    def encode(pos):
+        angle = pos.reshape(-1, 1) * omega[None]
+        return torch.cat([angle.sin(), angle.cos()], dim=1)
+
+    return torch.cat([encode(f), encode(t)], dim=1).to(torch.float32)[None]
+
+
+class PostNormBlock(nn.Module):
+    """data2vec 2.0's block with layer_norm_first=False: x + attn(x) -> norm1 -> r; norm2(r + mlp(r))."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_hidden: int, eps: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = Attention(dim, num_heads, qkv_bias=True)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, mlp_hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.norm1(x + self.attn(x))
+        return self.norm2(r + self.mlp(r))
+
+
+class EATEncoder(nn.Module):
+    def __init__(self, dim: int = 768, depth: int = 12, num_heads: int = 12, mlp_hidden: int = 3072,
+                 patch: int = 16, freq_rows: int = 8, max_time_columns: int = 768, eps: float = 1e-6):
+        super().__init__()
+        self.local_encoder = PatchEmbed((patch, patch), 1, dim)
+        self.extra_tokens = nn.Parameter(torch.zeros(1, 1, dim))
+        self.fixed_positional_encoder = FixedPositions(max_time_columns * freq_rows, dim)
+        self.fixed_positional_encoder.positions.copy_(sincos_positions(dim, max_time_columns, freq_rows))
+        self.pre_norm = nn.LayerNorm(dim, eps=eps)
+        self.blocks = nn.ModuleList(PostNormBlock(dim, num_heads, mlp_hidden, eps) for _ in range(depth))
+
+    def forward(self, x: torch.Tensor) -> list:
+        """x [N, 1, frames, mels] normalised windows -> every block's output [N, 1 + patches, D] (CLS first)."""
+        x = self.local_encoder(x)
+        positions = self.fixed_positional_encoder.positions
+        if x.shape[1] > positions.shape[1]:
+            raise EvarError(f'EAT: a window of {x.shape[1]} patches exceeds the positional table '
+                            f'({positions.shape[1]}); lower target_length.')
+        x = x + positions[:, :x.shape[1]]
+        x = self.pre_norm(torch.cat([self.extra_tokens.expand(x.shape[0], -1, -1), x], dim=1))
+        layers = []
+        for block in self.blocks:
+            x = block(x)
+            layers.append(x)
+        return layers
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Weights.
+
+def weight_file_of(weight_file: Optional[str]) -> Optional[Path]:
+    """The file holding the tensors: weight_file itself, or the first of WEIGHT_NAMES inside a folder."""
+    if not weight_file:
+        return None
+    path = Path(weight_file).expanduser()
+    if path.is_dir() or (not path.exists() and not path.suffix):  # a folder, or a missing one named like the release
+        for name in WEIGHT_NAMES:
+            if (path / name).is_file():
+                return path / name
+        return path / WEIGHT_NAMES[0]
+    return path
+
+
+SAFETENSORS_DTYPES = {'F64': torch.float64, 'F32': torch.float32, 'F16': torch.float16, 'BF16': torch.bfloat16,
+                      'I64': torch.int64, 'I32': torch.int32}
+
+
+def read_safetensors(path: Path) -> dict:
+    """Tensors of a .safetensors file (8-byte header size, JSON header, raw little-endian data), read without the
+    safetensors package."""
+    data = path.read_bytes()
+    size = int.from_bytes(data[:8], 'little')
+    header = json.loads(data[8:8 + size])
+    body = memoryview(data)[8 + size:]
+    state = {}
+    for name, info in header.items():
+        if name == '__metadata__':
+            continue
+        if info['dtype'] not in SAFETENSORS_DTYPES:
+            raise EvarError(f'EAT: {path}: tensor {name} has unsupported dtype {info["dtype"]}.')
+        start, end = info['data_offsets']
+        dtype = SAFETENSORS_DTYPES[info['dtype']]
+        flat = torch.frombuffer(bytearray(body[start:end]), dtype=dtype) if end > start else torch.empty(0, dtype=dtype)
+        state[name] = flat.reshape(info['shape'])
+    return state
+
+
+def read_weights(weight_file: Optional[str]) -> dict:
+    path = weight_file_of(weight_file)
+    if path is not None and path.name == WEIGHT_NAMES[0] and not path.parent.is_dir():
+        raise EvarError(f'EAT: weight folder {path.parent} does not exist. Put the model.safetensors and '
+                        f'config.json of the Hugging Face release there (under external/) or set weight_file; the '
+                        f'publisher distributes them at {WEIGHTS_URL}.')
+    if path is not None and path.suffix == '.safetensors':
+        if not path.is_file():
+            raise EvarError(f'EAT: {path.parent} holds neither {" nor ".join(WEIGHT_NAMES)}. Put the Hugging Face '
+                            f'release there; the publisher distributes it at {WEIGHTS_URL}.')
+        try:
+            return read_safetensors(path)
+        except EvarError:
+            raise
+        except Exception as e:
+            raise EvarError(f'EAT: cannot read weight file {path}: {e}') from e
+    try:
+        return load_checkpoint(str(path) if path else None, 'EAT', WEIGHTS_URL)
+    except EvarError as e:
+        if 'cannot read' in str(e):  # full fairseq checkpoints pickle their config objects
+            raise EvarError(f'{e} A full fairseq checkpoint cannot be read safely; save its tensors first: '
+                            f'torch.save(torch.load(path, weights_only=False)["model"], "eat_state.pt").') from e
+        raise
+
+
+# Parts of the official checkpoints the embedding does not use: the fine-tuned classifier, and pre-training's CNN
+# decoder, EMA teacher, projection heads and DINO centre (fairseq).
+UNUSED_PREFIXES = ('fc_norm.', 'head.', 'decoder.', '_ema', 'ema.', 'recon_proj.', 'cls_proj.', 'shared_decoder.')
+UNUSED_KEYS = ('center',)
+
+
+def encoder_state(state: dict) -> dict:
+    """The encoder's tensors in the Hugging Face module's names: 'model.' (Hugging Face wrapper, fairseq fine-tuning
+    wrapper) dropped; fairseq's 'modality_encoders.IMAGE.' dropped and its context_encoder.norm named pre_norm."""
+    out = {}
+    for key, value in state.items():
+        if key.startswith('model.'):
+            key = key[len('model.'):]
+        key = key.replace('modality_encoders.IMAGE.context_encoder.norm.', 'pre_norm.')
+        key = key.replace('modality_encoders.IMAGE.', '')
+        if key.startswith(UNUSED_PREFIXES) or key in UNUSED_KEYS or not isinstance(value, torch.Tensor):
+            continue
+        out[key] = value
+    return out
+
+
+def read_config(weight_file: Optional[str]) -> dict:
+    path = weight_file_of(weight_file)
+    config = path.parent / 'config.json' if path is not None else None
+    if config is None or not config.is_file():
+        return {}
+    try:
+        return json.loads(config.read_text())
+    except (OSError, ValueError) as e:
+        raise EvarError(f'EAT: cannot read {config}: {e}') from e
+
+
+def shape_of(state: dict, key: str, source: str) -> tuple:
+    if key not in state:
+        raise EvarError(f'EAT: weight file {source} has no {key}; expected an EAT checkpoint (Hugging Face keys '
+                        f'model.local_encoder.*, model.blocks.*, or fairseq modality_encoders.IMAGE.*, blocks.*).')
+    return tuple(state[key].shape)
+
+
+class EAT(AudioRepr):
+    Params = EATParams
+    cache_version = 1
+
+    def __init__(self, params: EATParams):
+        super().__init__(params)
+        p = params
+        if p.window != 'hanning':
+            raise EvarError(f'EAT: window {p.window!r} is not supported; the official front end uses hanning.')
+        if p.frames not in FRAME_MODES:
+            raise EvarError(f'EAT: frames must be one of {list(FRAME_MODES)}, got {p.frames!r}.')
+        self.fbank = KaldiFbank(p.sample_rate, p.n_mels)
+        self.body = self.load_encoder(p)
+        patch = self.body.local_encoder.patch_size[0]
+        if p.target_length % patch or p.n_mels % patch:
+            raise EvarError(f'EAT: target_length ({p.target_length}) and n_mels ({p.n_mels}) must be multiples of '
+                            f'the patch size {patch}.')
+        self.patch, self.freq_rows = patch, p.n_mels // patch
+        dim, depth = self.body.extra_tokens.shape[-1], len(self.body.blocks)
+        self.feature_d = select_layers([torch.zeros(1, dim)] * depth, p.output_layers, p.layer_average).shape[-1]
+        hop_sec = self.fbank.hop_length / p.sample_rate
+        self.frame_hop_sec = {'patches': hop_sec * patch / self.freq_rows,
+                              'cls': hop_sec * p.target_length}.get(p.frames)  # 'all' mixes CLS and patches
+
+    @classmethod
+    def weight_paths(cls, params) -> list:
+        path = weight_file_of(params.weight_file)
+        if path is None:
+            return []
+        config = path.parent / 'config.json'
+        return [path] + ([config] if config.is_file() else [])
+
+    def load_encoder(self, p: EATParams) -> EATEncoder:
+        source = str(p.weight_file)
+        state = encoder_state(read_weights(p.weight_file))
+        dim = shape_of(state, 'extra_tokens', source)[-1]
+        patch = shape_of(state, 'local_encoder.proj.weight', source)[-1]
+        n_positions = shape_of(state, 'fixed_positional_encoder.positions', source)[1]
+        mlp_hidden = shape_of(state, 'blocks.0.mlp.fc1.weight', source)[0]
+        depth = sum(1 for k in state if k.startswith('blocks.') and k.endswith('.norm1.weight'))
+        freq_rows = p.n_mels // patch
+        if n_positions % freq_rows:
+            raise EvarError(f'EAT: the positional table ({n_positions}) does not fit {freq_rows} frequency rows '
+                            f'(n_mels {p.n_mels}, patch {patch}).')
+        config = read_config(p.weight_file)
+        num_heads = p.num_heads or int(config.get('num_heads', dim // 64))
+        if p.feature_d is not None and p.feature_d != dim:
+            warnings.warn(f'EAT: feature_d {p.feature_d} in the config differs from the checkpoint\'s {dim}; using '
+                          f'{dim}.', stacklevel=3)
+        body = EATEncoder(dim, depth, num_heads, mlp_hidden, patch, freq_rows, n_positions // freq_rows,
+                          float(config.get('norm_eps', 1e-6)))
+        load_strict(body, state, source)
+        return body
+
+    def features(self, wav, lengths):
+        return self.fbank(wav, lengths)
+
+    def encode(self, feats, feat_lengths) -> Frames:
+        p = self.params
+        b, n_mels, total = feats.shape
+        width = p.target_length
+        n_windows = max(1, math.ceil(total / width))
+        # Official padding: zero fbank frames (past the clip's end, and up to whole windows), then normalisation.
+        x = feats * lengths_to_mask(feat_lengths, total).unsqueeze(1).to(feats.dtype)
+        x = nn.functional.pad(x, (0, n_windows * width - total))
+        x = (x - p.norm_mean) / (2 * p.norm_std)
+        windows = x.reshape(b, n_mels, n_windows, width).permute(0, 2, 3, 1)  # [B, W, frames, mels]
+        starts = torch.arange(n_windows, device=feats.device)[None] * width
+        audio_frames = (feat_lengths[:, None] - starts).clamp(0, width)  # [B, W] the clip's frames in each window
+        todo = audio_frames > 0
+        chosen = windows[todo].unsqueeze(1)
+        outputs = []
+        for start in range(0, chosen.shape[0], WINDOWS_PER_PASS):
+            layers = self.body(chosen[start:start + WINDOWS_PER_PASS])
+            outputs.append(select_layers(layers, p.output_layers, p.layer_average))
+        y = torch.cat(outputs)  # [N, 1 + patches, D]
+        columns = width // self.patch
+        if p.frames == 'cls':
+            y, valid = y[:, :1], todo[..., None]
+        elif p.frames == 'all':
+            y, valid = y, todo[..., None].expand(-1, -1, y.shape[1])
+        else:  # patch tokens of columns holding some of the clip's audio, 8 (frequency rows) per column
+            y = y[:, 1:]
+            column_start = torch.arange(columns, device=feats.device) * self.patch
+            valid = (column_start[None, None] < audio_frames[..., None]).repeat_interleave(self.freq_rows, dim=-1)
+        out = y.new_zeros(b, n_windows, y.shape[1], y.shape[2])
+        out[todo] = y
+        return Frames(out.reshape(b, -1, y.shape[2]), valid.reshape(b, -1))

@@ -1,0 +1,168 @@
+"""OPERA-CT (Zhang et al., NeurIPS 2024 datasets and benchmarks): the contrastive HTS-AT encoder of the OPERA
+respiratory-sound foundation models, checkpoint encoder-operaCT.ckpt.
+
+The encoder is HTS-AT's Swin transformer with the official sizes (96-d patches, depths 2-2-6-2, 256 x 256 image of
+64 mels), built from `evar.models.htsat` (transformers' CLAP audio tower holding the official tensors). The lightning
+checkpoint's `encoder.encoder.htsat.*` tensors are loaded strictly in the official names; dropped by name are the
+contrastive projection head (`g`, `layer_norm`, `linear`), HTS-AT's classifier (`tscam_conv`, `head`), its unused
+torchlibrosa constants and the shifted-window attention masks (constants transformers rebuilds).
+
+Front end, per clip, as the official `extract_opera_feature` (src/benchmark/model_util.py, src/util.py), which
+embeds one recording at a time:
+1. leading and trailing silence trimmed as `librosa.effects.trim(frame_length=1600, hop_length=800, top_db=60)`:
+   RMS of zero-padded centred frames, in dB against the loudest frame; frames above -60 dB are kept;
+2. a clip shorter than `input_sec` (8 s) after trimming is repeat-padded to exactly 8 s as `_duplicate_padding`
+   with its fixed seed does: copies of the clip precede it, so the padded clip ends with the clip itself;
+3. |STFT|^2 (n_fft 1024, hop 512, periodic Hann, centred with zero padding as librosa 0.10), 64 Slaney mel filters
+   50-8000 Hz, `power_to_db(ref=max)` (amin 1e-10, top_db 80), then min-max scaled to [0, 1] over the clip.
+The encoder takes those frames (251 for 8 s) with its BatchNorm and stretches them to 1024 (bicubic); a clip
+longer than 1024 frames (32.8 s) is read in 1024-frame crops every 512 frames, starting while at least 1026 frames
+remain from the start of the crop (the official loop `range(0, T - 1025, 512)`: the tail past the last crop is not
+seen; with exactly 1025 frames, where the official loop runs no crop, the first 1024 frames are used).
+
+Output: one 768-d frame per crop (the official `latent_output`, HTS-AT's pooled last stage); mean pooling gives the
+official clip feature. EVAR's wrapper differs: it trims and min-max scales a whole batch at once (the batch's
+loudest clip sets every clip's reference) and fails on clips shorter than 8 s; here each clip is processed alone.
+
+Checked against the official code (evelyn0414/OPERA `HTSATWrapper` and `get_entire_signal_librosa`, librosa 0.11,
+random init, strict load into this model) on real ESC-50 clips of 1.3 and 5.0 s (padded), 11.5 s with silent ends
+(trimmed) and 60 s (two crops): `python benchmarks/parity_opera.py --official <repo> --audio_glob '<clips>'`;
+min-max log-mel within 1.9e-7, embeddings within 1.7e-7 relative.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from ..errors import EvarError
+from .base import AudioRepr, Frames, lengths_to_mask, load_checkpoint
+from .htsat import build_swin, load_official, power_mel, slaney_mel_filterbank, strip_prefix
+
+WEIGHTS_URL = 'https://huggingface.co/evelyn0414/OPERA (file encoder-operaCT.ckpt; code github.com/evelyn0414/OPERA)'
+OPERA_IGNORED = ('spectrogram_extractor.', 'logmel_extractor.', 'tscam_conv.', 'head.')
+CHECKPOINT_PREFIX = 'encoder.encoder.htsat.'
+
+
+@dataclass(frozen=True)
+class OperaCTParams:
+    weight_file: Optional[str] = None
+    feature_d: int = 768  # informational (EVAR configs carry it)
+    sample_rate: int = 16000
+    n_fft: int = 1024
+    hop_size: int = 512
+    n_mels: int = 64
+    f_min: float = 50.0
+    f_max: float = 8000.0
+    input_sec: float = 8.0  # trimmed clips shorter than this are repeat-padded to it
+    trim: bool = True  # the official feature extraction trims leading/trailing silence
+    top_db: float = 60.0  # trimming threshold below the loudest frame
+    temporal_pooling_type: str = 'mean'
+    chunk_batch: int = 16  # crops per forward pass (memory bound; embeddings do not depend on it)
+    # Architecture (OPERA's src/model/htsat/config.py, as HTS-AT's).
+    spec_size: int = 256
+    patch_size: int = 4
+    patch_stride: int = 4
+    embed_dim: int = 96
+    depths: tuple = (2, 2, 6, 2)
+    num_heads: tuple = (4, 8, 16, 32)
+    swin_window: int = 8
+
+
+def trim_silence(y: torch.Tensor, top_db: float, frame_length: int, hop: int) -> torch.Tensor:
+    """librosa.effects.trim: keep from the first to the last frame whose RMS is within `top_db` of the loudest."""
+    padded = torch.nn.functional.pad(y.double()[None], (frame_length // 2, frame_length // 2))[0]
+    frames = padded.unfold(0, frame_length, hop)
+    power = frames.pow(2).mean(1)  # RMS squared
+    db = 10.0 * torch.log10(power.clamp(min=1e-10)) - 10.0 * torch.log10(power.max().clamp(min=1e-10))
+    loud = torch.nonzero(db > -top_db).flatten()
+    if loud.numel() == 0:
+        return y[:0]
+    start = int(loud[0]) * hop
+    end = min(y.shape[0], (int(loud[-1]) + 1) * hop)
+    return y[start:end]
+
+
+def repeat_pad(y: torch.Tensor, length: int) -> torch.Tensor:
+    """The official repeat padding (seeded branch 'pad the front'): sample t of the result is y[(t - left) mod n],
+    left = length - n, so the clip ends the padded signal and whole or partial copies of it come before."""
+    n = y.shape[0]
+    left = length - n
+    index = (torch.arange(length, device=y.device) - left) % n
+    return y[index]
+
+
+class OperaCT(AudioRepr):
+    Params = OperaCTParams
+
+    def __init__(self, params: OperaCTParams):
+        super().__init__(params)
+        p = params
+        self.swin = build_swin(p.spec_size, p.n_mels, p.patch_size, p.patch_stride, p.embed_dim, p.depths,
+                               p.num_heads, p.swin_window).eval()
+        self.register_buffer('mel_fb', slaney_mel_filterbank(p.sample_rate, p.n_fft, p.n_mels, p.f_min, p.f_max),
+                             persistent=False)
+        state = load_checkpoint(p.weight_file, 'OPERA-CT', WEIGHTS_URL)
+        if not any(k.startswith(CHECKPOINT_PREFIX) for k in state):
+            raise EvarError(f'OPERA-CT: weight file {p.weight_file} has no {CHECKPOINT_PREFIX}* tensors; expected the '
+                            f'OPERA lightning checkpoint encoder-operaCT.ckpt.')
+        load_official(self.swin, strip_prefix(state, CHECKPOINT_PREFIX), p.weight_file, OPERA_IGNORED)
+        self.image_frames = p.spec_size * (p.spec_size // p.n_mels)  # 1024 frames per crop
+        self.trim_frame = int(p.sample_rate / 10)  # the official 100 ms frames, 50 ms hop
+
+    def _one_clip(self, y: torch.Tensor) -> torch.Tensor:
+        p = self.params
+        if p.trim:
+            y = trim_silence(y, p.top_db, self.trim_frame, self.trim_frame // 2)
+        if y.shape[0] == 0:
+            raise EvarError('OPERA-CT: a clip is empty.')
+        target = int(p.input_sec * p.sample_rate)
+        if y.shape[0] < target:
+            y = repeat_pad(y, target)
+        power = power_mel(y[None], p.n_fft, self.mel_fb, p.n_fft, p.hop_size, 'constant')[0]  # [T, mels]
+        db = 10.0 * torch.log10(power.clamp(min=1e-10))
+        db = db - db.max()  # ref = max (the floor 1e-10 is far below any non-silent clip's peak)
+        db = db.clamp(min=-80.0)
+        low, high = db.min(), db.max()
+        return (db - low) / (high - low) if bool(high > low) else db
+
+    def features(self, wav: torch.Tensor, lengths: torch.Tensor):
+        mels = [self._one_clip(wav[i, :int(n)]) for i, n in enumerate(lengths.tolist())]
+        feat_lengths = torch.tensor([m.shape[0] for m in mels], device=wav.device)
+        feats = wav.new_zeros(len(mels), self.params.n_mels, int(feat_lengths.max()))
+        for i, m in enumerate(mels):
+            feats[i, :, :m.shape[0]] = m.T
+        return feats, feat_lengths
+
+    def _crops(self, mel: torch.Tensor) -> list:
+        size = self.image_frames
+        if mel.shape[0] <= size:
+            return [mel]
+        starts = list(range(0, mel.shape[0] - size - 1, size // 2)) or [0]
+        return [mel[s:s + size] for s in starts]
+
+    def encode(self, feats: torch.Tensor, feat_lengths: torch.Tensor) -> Frames:
+        crops, counts = [], []
+        for i, n in enumerate(feat_lengths.tolist()):
+            parts = self._crops(feats[i, :, :int(n)].T)
+            crops += parts
+            counts.append(len(parts))
+        latents = [None] * len(crops)
+        by_length = {}
+        for j, c in enumerate(crops):
+            by_length.setdefault(c.shape[0], []).append(j)
+        for indices in by_length.values():
+            for start in range(0, len(indices), self.params.chunk_batch):
+                part = indices[start:start + self.params.chunk_batch]
+                out = self.swin(input_features=torch.stack([crops[j] for j in part]).unsqueeze(1))
+                for j, latent in zip(part, out.pooler_output):
+                    latents[j] = latent
+        longest = max(counts)
+        x = feats.new_zeros(len(counts), longest, latents[0].shape[-1])
+        start = 0
+        for i, n in enumerate(counts):
+            x[i, :n] = torch.stack(latents[start:start + n])
+            start += n
+        return Frames(x, lengths_to_mask(torch.tensor(counts, device=x.device), longest))

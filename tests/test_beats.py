@@ -1,0 +1,192 @@
+"""BEATs: the plain-torch Kaldi fbank, the architecture read from the checkpoint's cfg and loaded strictly under the
+official names, padding invariance (the positional convolution at the padded edge included), chunking of long
+clips, and the entry points.
+
+Most tests use a tiny BEATs (2 layers, 48-d) written as an official container {'cfg': ..., 'model': ...}, so the
+file runs in seconds; one test builds the real BEATs_iter3 size and runs it on a real clip."""
+
+import math
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from evar.check import check_model
+from evar.errors import EvarError
+from evar.models import create_model
+from evar.models.beats import BEATsArch, BEATsModel, kaldi_fbank, kaldi_mel_banks, povey_window
+
+from conftest import ROOT, SHARED, batch_equals_single, needs_shared, run_script
+
+CONFIG = ROOT / 'config' / 'beats.yaml'
+TINY_CFG = dict(input_patch_size=16, embed_dim=32, conv_bias=False, encoder_layers=2, encoder_embed_dim=48,
+                encoder_ffn_embed_dim=96, encoder_attention_heads=4, activation_fn='gelu', layer_norm_first=False,
+                deep_norm=True, conv_pos=16, conv_pos_groups=4, relative_position_embedding=True, num_buckets=320,
+                max_distance=800, gru_rel_pos=True, finetuned_model=False, dropout=0.1, encoder_layerdrop=0.05)
+ITER3_CFG = dict(TINY_CFG, embed_dim=512, encoder_layers=12, encoder_embed_dim=768, encoder_ffn_embed_dim=3072,
+                 encoder_attention_heads=12, conv_pos=128, conv_pos_groups=16)
+
+
+def write_checkpoint(path, cfg=TINY_CFG, seed=0, perturb=True):
+    """A random BEATs in the official container, every tensor perturbed (so a swapped name changes the output)."""
+    torch.manual_seed(seed)
+    model = BEATsModel(BEATsArch.from_cfg(cfg, 'test'))
+    with torch.no_grad():
+        for p in model.parameters() if perturb else []:
+            p.add_(0.05 * torch.randn_like(p))
+    torch.save({'cfg': dict(cfg), 'model': model.state_dict()}, path)
+    return model
+
+
+@pytest.fixture(scope='module')
+def tiny_ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp('beats') / 'BEATs_tiny.pt'
+    write_checkpoint(path)
+    return path
+
+
+@pytest.fixture(scope='module')
+def tiny_model(tiny_ckpt):
+    return create_model('beats', weight_file=str(tiny_ckpt)).eval()
+
+
+def real_clips(sample_rate=16000):
+    from evar.audio import load_audio
+
+    files = [sorted((SHARED / 'data' / 'fsdd' / 'recordings').glob('*.flac'))[0],
+             sorted((SHARED / 'data' / 'RAVDESS' / 'Actor_01').glob('*.flac'))[0],
+             sorted((SHARED / 'data' / 'ESC-50' / 'audio').glob('*.flac'))[0]]
+    return [torch.from_numpy(load_audio(f, sample_rate)[0]) for f in files]
+
+
+def test_fbank_matches_torchaudio_kaldi_values():
+    """Values of torchaudio.compliance.kaldi.fbank(x * 2**15, num_mel_bins=128, sample_frequency=16000,
+    frame_length=25, frame_shift=10) for this signal (torchaudio 2.9.1), which is how BEATs calls it."""
+    t = torch.arange(4000, dtype=torch.float64) / 16000
+    x = (0.3 * torch.sin(2 * math.pi * 440 * t) + 0.05 * torch.sin(2 * math.pi * 3100 * t * (1 + t))).float()
+    fbank = kaldi_fbank(x[None] * 2 ** 15, povey_window(), kaldi_mel_banks())[0]
+    assert fbank.shape == (23, 128)
+    np.testing.assert_allclose(fbank[0, :4].numpy(), [7.854029655, 5.532211303, 8.975612640, -15.942384719],
+                               atol=2e-5)
+    assert float(fbank[12, 100]) == pytest.approx(10.423503875, abs=2e-5)
+    assert float(fbank.double().sum()) == pytest.approx(21729.12013808, abs=0.05)
+
+
+def test_architecture_comes_from_the_checkpoint_cfg(tiny_model):
+    m = tiny_model
+    assert m.arch.encoder_layers == 2 and m.feature_d == 48 and m.frame_hop_sec == pytest.approx(0.16)
+    layers = m.model.encoder.layers
+    assert layers[1].self_attn.relative_attention_bias is layers[0].self_attn.relative_attention_bias
+    assert layers[0].residual_scale == pytest.approx(4 ** 0.25)  # deep-norm: (2 N)^(1/4)
+    with torch.inference_mode():
+        frames = m(torch.randn(2, 32000) * 0.1, torch.tensor([32000, 16000]))
+    # 2 s: 198 frames -> 12 rows of 0.16 s; 1 s: 98 frames -> 6 rows.
+    assert frames.embeddings.shape == (2, 12, 48) and frames.mask.sum(1).tolist() == [12, 6]
+
+
+@needs_shared
+def test_batch_equals_single_on_real_clips_of_unequal_lengths(tiny_model):
+    """Lengths whose last 16 frames are partly padding in the batch: the official padding mask would keep that
+    patch; here it is dropped as in the clip alone, and the positional convolution sees zeros past the end."""
+    clips = real_clips()
+    lengths = [c.shape[0] for c in clips] + [2000, 52800]  # fsdd ~0.3 s, RAVDESS 3.3 s, ESC-50 5 s, 0.125 s, 3.3 s
+    wav = torch.zeros(len(lengths), max(lengths))
+    for i, n in enumerate(lengths):
+        source = clips[i % len(clips)]
+        wav[i, :n] = source[:n] if source.shape[0] >= n else source.repeat(n // source.shape[0] + 1)[:n]
+    lens = torch.tensor(lengths)
+    with torch.inference_mode():
+        batch = tiny_model.embed(wav, lens)
+        for i, n in enumerate(lengths):
+            alone = tiny_model.embed(wav[i:i + 1, :n], lens[i:i + 1])[0]
+            np.testing.assert_allclose(batch[i].numpy(), alone.numpy(), rtol=1e-4, atol=1e-5)
+    batch_equals_single(tiny_model, [16000 * 4 + 123, 16000, 3000, 700])  # noise in the padding region
+
+
+def test_long_clips_are_cut_into_pieces_run_alone(tiny_ckpt):
+    m = create_model('beats', weight_file=str(tiny_ckpt), chunk_sec=3.0).eval()
+    assert m.chunk_rows == 18  # 300 frames -> 18 rows of 16 frames
+    torch.manual_seed(1)
+    x = torch.randn(1, 16000 * 8) * 0.1
+    piece = 18 * 16 * 160
+    with torch.inference_mode():
+        frames = m(x, torch.tensor([x.shape[1]]))
+        assert frames.embeddings.shape == (1, 49, 48) and bool(frames.mask.all())  # 798 frames: 18 + 18 + 13 rows
+        second = x[:, piece:2 * piece + 240]  # the wave of rows 18..35: exactly 288 frames
+        alone = m(second, torch.tensor([second.shape[1]])).embeddings[0]
+        np.testing.assert_allclose(frames.embeddings[0, 18:36].numpy(), alone.numpy(), rtol=1e-4, atol=1e-5)
+        whole = create_model('beats', weight_file=str(tiny_ckpt), chunk_sec=None).eval()
+        assert not torch.allclose(whole(x, torch.tensor([x.shape[1]])).embeddings, frames.embeddings, atol=1e-3)
+    batch_equals_single(m, [16000 * 8, 16000 * 4, 5000])
+
+
+def test_layer_selection(tiny_ckpt):
+    wav, n = torch.randn(1, 24000) * 0.1, torch.tensor([24000])
+    with torch.inference_mode():
+        first = create_model('beats', weight_file=str(tiny_ckpt), output_layers=0).eval()(wav, n).embeddings
+        last = create_model('beats', weight_file=str(tiny_ckpt)).eval()(wav, n).embeddings
+        both = create_model('beats', weight_file=str(tiny_ckpt), output_layers='all').eval()(wav, n).embeddings
+    assert both.shape[-1] == 96 and torch.allclose(both[..., :48], first) and torch.allclose(both[..., 48:], last)
+    with pytest.raises(EvarError, match='out of range'):
+        create_model('beats', weight_file=str(tiny_ckpt), output_layers=5).eval()(wav, n)
+
+
+@needs_shared
+def test_check_model_passes_with_chunking(tiny_ckpt):
+    report = check_model(CONFIG, options=f'weight_file={tiny_ckpt},chunk_sec=10', device='cpu', long_sec=40)
+    assert report.passed, report.table()
+    assert '6.20 frames/s' in report['frame_rate'].detail  # 10 s: 998 frames -> 62 rows
+
+
+@needs_shared
+def test_real_size_model_on_a_real_clip(tmp_path):
+    """The BEATs_iter3 size (90M parameters) loads strictly from its official container and embeds a real clip."""
+    write_checkpoint(tmp_path / 'BEATs_iter3_random.pt', cfg=ITER3_CFG, perturb=False)
+    m = create_model('beats', weight_file=str(tmp_path / 'BEATs_iter3_random.pt')).eval()
+    wav = real_clips()[2]
+    with torch.inference_mode():
+        frames = m(wav[None], torch.tensor([wav.shape[0]]))
+    assert frames.embeddings.shape == (1, 31, 768) and torch.isfinite(frames.embeddings).all()  # 5 s: 498 frames
+    assert sum(p.numel() for p in m.model.parameters()) > 90e6
+
+
+def test_shipped_yaml_without_weights_names_the_file_and_url(tmp_path):
+    proc = subprocess.run([sys.executable, '-m', 'evar.check', str(CONFIG)], cwd=tmp_path, capture_output=True,
+                          text=True, env={**os.environ, 'PYTHONPATH': str(ROOT)}, timeout=300)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith('Error:')]
+    assert len(errors) == 1 and 'external/BEATs_iter3.pt' in errors[0], proc.stderr
+    assert 'github.com/microsoft/unilm/tree/master/beats' in errors[0]
+
+
+def test_wrong_or_missing_keys_fail_with_the_strict_message(tmp_path, tiny_ckpt):
+    container = torch.load(tiny_ckpt, weights_only=True)
+    state = container['model']
+    missing = {k: v for k, v in state.items() if k != 'encoder.layers.1.self_attn.grep_a'}
+    torch.save({'cfg': container['cfg'], 'model': missing}, tmp_path / 'missing.pt')
+    with pytest.raises(EvarError, match=re.escape("Missing: ['encoder.layers.1.self_attn.grep_a']")):
+        create_model('beats', weight_file=str(tmp_path / 'missing.pt'))
+    extra = dict(state, **{'encoder.pos_conv.0.weight': torch.zeros(1)})
+    torch.save({'cfg': container['cfg'], 'model': extra}, tmp_path / 'extra.pt')
+    with pytest.raises(EvarError, match=re.escape("unexpected: ['encoder.pos_conv.0.weight']")):
+        create_model('beats', weight_file=str(tmp_path / 'extra.pt'))
+    torch.save({'cfg': dict(container['cfg'], encoder_ffn_embed_dim=64), 'model': state}, tmp_path / 'shape.pt')
+    with pytest.raises(EvarError, match=re.escape('encoder.layers.0.fc1.weight: file (96, 48) vs model (64, 48)')):
+        create_model('beats', weight_file=str(tmp_path / 'shape.pt'))
+    torch.save(state, tmp_path / 'bare.pt')
+    with pytest.raises(EvarError, match="not an official BEATs checkpoint"):
+        create_model('beats', weight_file=str(tmp_path / 'bare.pt'))
+
+
+def test_lineareval_on_demo_writes_a_score(tmp_path, work, tiny_ckpt):
+    proc = run_script('lineareval.py', CONFIG, 'demo', '--options', f'weight_file={tiny_ckpt},batch_size=64',
+                      '--head', 'logreg', '--work_root', work, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    from evar.results import read_scores
+
+    rows = read_scores(tmp_path / 'results' / 'scores.csv')
+    assert rows[0]['representation'] == 'beats' and 0.0 <= float(rows[0]['score']) <= 1.0

@@ -1,0 +1,154 @@
+"""BYOL-A v2 (`byola2`): the AudioNTT2022 encoder at its real size with random weights in the official checkpoint
+layout, the nnAudio-style Slaney log-mel front end, padding invariance, and the entry points."""
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from evar.audio import load_audio
+from evar.check import check_model
+from evar.errors import EvarError
+from evar.models import create_model
+from evar.frontend import slaney_mel_filterbank
+from evar.models.byola import AudioNTT2022
+
+from conftest import ROOT, SHARED, batch_equals_single, needs_shared, run_script
+
+CONFIG = ROOT / 'config' / 'byola2.yaml'
+STATS = dict(norm_stats=[-7.0, 4.5])
+
+
+def random_encoder(seed=0, **sizes) -> AudioNTT2022:
+    """An AudioNTT2022 with random weights and non-trivial BatchNorm statistics (so BN folding matters)."""
+    torch.manual_seed(seed)
+    body = AudioNTT2022(**sizes)
+    with torch.no_grad():
+        for bn in (m for m in body.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.running_mean.normal_(0, 0.3)
+            bn.running_var.uniform_(0.5, 1.5)
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.normal_(0, 0.2)
+    return body.eval()
+
+
+@pytest.fixture(scope='module')
+def ckpt(tmp_path_factory):
+    """The official v2 layout: a plain AudioNTT2022 state dict (train_v2.py saves model.state_dict())."""
+    path = tmp_path_factory.mktemp('byola2') / 'AudioNTT2022-BYOLA-64x96d2048.pth'
+    torch.save(random_encoder().state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope='module')
+def model(ckpt):
+    return create_model('byola2', weight_file=str(ckpt), **STATS).eval()
+
+
+def test_mel_filters_are_nnaudios_slaney_filters():
+    fb = slaney_mel_filterbank(16000, 1024, 64, 60, 7800)
+    assert fb.shape == (513, 64)
+    # Values of librosa.filters.mel(sr=16000, n_fft=1024, n_mels=64, fmin=60, fmax=7800) (librosa 0.11), the same
+    # filters as nnAudio's MelSpectrogram defaults; an HTK scale or peak-1 triangles would differ.
+    assert float(fb[4, 0]) == pytest.approx(0.0012288258, rel=1e-5)
+    assert float(fb[7, 0]) == pytest.approx(0.0200716555, rel=1e-5)
+    assert float(fb.sum()) == pytest.approx(4.0957389, rel=1e-5)
+    assert int(fb[:, 63].argmax()) == 477 and float(fb[:, 63].max()) == pytest.approx(0.0028241663, rel=1e-5)
+
+
+def test_shapes_layers_and_checkpoint_containers(tmp_path, ckpt, model):
+    assert model.feature_d == 3072 and model.frame_hop_sec == pytest.approx(0.04)
+    wav = torch.randn(2, 16000) * 0.1
+    lengths = torch.tensor([16000, 7000])
+    with torch.inference_mode():
+        frames = model(wav, lengths)
+        stacked = frames.embeddings
+        assert stacked.shape == (2, 101 // 4, 3072) and frames.mask.sum(1).tolist() == [25, 11]
+        for layer, d in ((0, 1024), (1, 2048)):
+            m = create_model('byola2', weight_file=str(ckpt), output_layers=layer, **STATS).eval()
+            part = m(wav, lengths).embeddings
+            assert part.shape[-1] == d
+            # The official output stacks the conv frames (first 1024) and the MLP output (last 2048).
+            np.testing.assert_array_equal(part.numpy(), (stacked[..., :1024] if layer == 0 else stacked[..., 1024:]).numpy())
+    state = torch.load(ckpt, weights_only=True)
+    for name, container in (('lightning', {'state_dict': {'body.' + k: v for k, v in state.items()}}),
+                            ('model', {'model': {'model.' + k: v for k, v in state.items()}, 'epoch': 3})):
+        torch.save(container, tmp_path / f'{name}.pth')
+        other = create_model('byola2', weight_file=str(tmp_path / f'{name}.pth'), **STATS).eval()
+        with torch.inference_mode():
+            np.testing.assert_array_equal(other(wav, lengths).embeddings.numpy(), stacked.numpy())
+    with pytest.warns(UserWarning, match='feature_d 2048 .* using 3072'):
+        create_model('byola2', weight_file=str(ckpt), feature_d=2048)
+
+
+def test_encoder_size_follows_the_checkpoint(tmp_path):
+    """Three conv blocks and a narrower MLP: shapes read from the checkpoint, the frame hop follows the poolings."""
+    path = tmp_path / 'small.pth'
+    torch.save(random_encoder(d=256 + 256, base_d=32, mlp_hidden_d=128, conv_layers=3).state_dict(), path)
+    m = create_model('byola2', weight_file=str(path), **STATS).eval()
+    assert m.feature_d == 32 * 8 + 256 and m.frame_hop_sec == pytest.approx(0.08) and m.min_frames == 8
+    assert m.embed(torch.randn(1, 8000) * 0.1, torch.tensor([8000])).shape == (1, 512)
+
+
+def test_wrong_checkpoints_fail_with_the_strict_load_message(tmp_path, ckpt):
+    state = torch.load(ckpt, weights_only=True)
+    del state['features.5.running_var']
+    torch.save(state, tmp_path / 'missing.pth')
+    with pytest.raises(EvarError, match=r'does not match the architecture\. Missing: \[.features\.5\.running_var'):
+        create_model('byola2', weight_file=str(tmp_path / 'missing.pth'))
+    state = torch.load(ckpt, weights_only=True)
+    state['fc.0.weight'] = state['fc.0.weight'][:, :512]  # as if the checkpoint took 32 mels
+    torch.save(state, tmp_path / 'mels.pth')
+    with pytest.raises(EvarError, match=r'shape mismatches: \[.fc\.0\.weight: file \(2048, 512\) vs model \(2048, 1024\)'):
+        create_model('byola2', weight_file=str(tmp_path / 'mels.pth'))
+    torch.save({'encoder.weight': torch.zeros(3)}, tmp_path / 'other.pth')
+    with pytest.raises(EvarError, match='expected an AudioNTT2022 checkpoint'):
+        create_model('byola2', weight_file=str(tmp_path / 'other.pth'))
+
+
+def test_batch_equals_single_for_unequal_lengths(model):
+    # Odd frame counts at both poolings, and clips shorter than one output frame (4 input frames).
+    emb = batch_equals_single(model, [52800, 16000, 12345, 800, 100])
+    assert emb.shape == (5, 3072) and torch.isfinite(emb).all()
+
+
+@needs_shared
+def test_real_clips_batch_equals_single_and_check_passes(ckpt, model):
+    files = [SHARED / 'data' / 'fsdd' / 'recordings' / '0_george_0.flac',
+             *sorted((SHARED / 'data' / 'RAVDESS' / 'Actor_01').glob('*.flac'))[:1],
+             *sorted((SHARED / 'data' / 'ESC-50' / 'audio').glob('*.flac'))[:1]]
+    clips = [torch.from_numpy(load_audio(f, 16000)[0]) for f in files]
+    lengths = torch.tensor([len(c) for c in clips])
+    batch = torch.nn.utils.rnn.pad_sequence(clips, batch_first=True)
+    with torch.inference_mode():
+        together = model.embed(batch, lengths)
+        alone = torch.cat([model.embed(c[None], lengths[i:i + 1]) for i, c in enumerate(clips)])
+    np.testing.assert_allclose(together.numpy(), alone.numpy(), rtol=1e-4, atol=1e-4)
+    assert float((alone[0] - alone[1]).abs().max()) > 1e-2  # different sounds, different embeddings
+
+    report = check_model(CONFIG, options=f'weight_file={ckpt}', device='cpu', long_sec=30)
+    assert report.passed, report.table()
+    assert '25.00 frames/s' in report['frame_rate'].detail and 'pooled (3, 3072)' in report['shapes'].detail
+
+
+def test_lineareval_on_demo_writes_a_score(tmp_path, work, ckpt):
+    from evar.results import read_scores
+
+    # The default linear head for a few epochs (logreg on 3072-d takes ~50 s on two busy cores).
+    proc = run_script('lineareval.py', CONFIG, 'demo', '--epochs', 20, '--options', f'weight_file={ckpt}',
+                      '--work_root', work, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert 'normalisation statistics from 180 training clips' in proc.stderr
+    rows = read_scores(tmp_path / 'results' / 'scores.csv')
+    assert len(rows) == 1 and rows[0]['representation'] == 'byola2' and rows[0]['task'] == 'demo'
+    assert float(rows[0]['score']) > 0.5  # 6 classes; random weights still separate the demo sounds
+
+
+def test_shipped_yaml_without_weights_names_the_file_and_url(tmp_path):
+    proc = run_script('lineareval.py', CONFIG, 'demo', '--work_root', tmp_path / 'w', cwd=tmp_path)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith('Error:')]
+    assert len(errors) == 1 and 'Traceback' not in proc.stderr, proc.stderr
+    assert re.search(r'external/byol_a/v2/AudioNTT2022-BYOLA-64x96d2048\.pth', errors[0])
+    assert 'https://github.com/nttcslab/byol-a/tree/master/v2' in errors[0]

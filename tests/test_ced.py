@@ -1,0 +1,175 @@
+"""CED (and the audio ViT shared with Dasheng): torchaudio-equal mel filters, official checkpoint container loaded
+strictly, 1012-frame windowing of long audio, padding invariance on real clips, and the entry points.
+
+Most tests use a narrow CED (64-d, 2 blocks) through Params overrides; one loads and runs a real-size ced_base.
+"""
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from evar.audio import load_audio
+from evar.check import check_model
+from evar.errors import EvarError
+from evar.models import create_model
+from evar.models.ced import AudioViT, htk_mel_filterbank_float32
+
+from conftest import ROOT, SHARED, batch_equals_single, needs_shared, run_script
+
+CONFIG = ROOT / 'config' / 'ced.yaml'
+SMALL = dict(embed_dim=64, depth=2, num_heads=4)
+FAMILY = {'ced': ((16, 16), 1012), 'dasheng': ((64, 4), 1008)}
+
+
+def write_checkpoint(path, family='ced', seed=0, embed_dim=768, depth=12, num_heads=12, n_mels=64):
+    """A random model in the official container: {'model': state} with the torchaudio front-end buffers, plus CED's
+    AudioSet head or Dasheng's 'config' entry; init-BN statistics set to log-mel-like values so they matter."""
+    torch.manual_seed(seed)
+    patch, frames = FAMILY[family]
+    body = AudioViT(n_mels, frames, patch, embed_dim, depth, num_heads, 4.0)
+    state = body.state_dict()
+    with torch.no_grad():
+        state['init_bn.1.running_mean'].uniform_(-60, -10)
+        state['init_bn.1.running_var'].uniform_(100, 400)
+        for k, v in state.items():
+            if k.endswith('.bias') and v.is_floating_point():
+                v.add_(0.02 * torch.randn_like(v))
+    state['front_end.0.spectrogram.window'] = torch.hann_window(512)
+    state['front_end.0.mel_scale.fb'] = htk_mel_filterbank_float32(16000, 512, n_mels, 0.0, 8000.0)
+    dump = {'model': state}
+    if family == 'ced':
+        state['outputlayer.0.weight'], state['outputlayer.0.bias'] = torch.ones(embed_dim), torch.zeros(embed_dim)
+        state['outputlayer.1.weight'], state['outputlayer.1.bias'] = torch.zeros(527, embed_dim), torch.zeros(527)
+    else:
+        dump['config'] = dict(embed_dim=embed_dim, depth=depth, num_heads=num_heads, target_length=frames)
+    torch.save(dump, path)
+    return state
+
+
+@pytest.fixture(scope='module')
+def small_ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp('ced') / 'ced_small.pt'
+    write_checkpoint(path, **SMALL)
+    return path
+
+
+@pytest.fixture(scope='module')
+def small_model(small_ckpt):
+    return create_model('ced', weight_file=str(small_ckpt), **SMALL).eval()
+
+
+def test_mel_filters_equal_torchaudio_htk_values():
+    fb = htk_mel_filterbank_float32(16000, 512, 64, 0.0, 8000.0)
+    # torchaudio.functional.melscale_fbanks(257, 0, 8000, 64, 16000, norm=None, mel_scale='htk') (torchaudio 2.9.1).
+    assert fb.shape == (257, 64) and float(fb.sum()) == pytest.approx(250.1951141357422, rel=1e-6)
+    assert float(fb[87, 40]) == pytest.approx(0.9058394432067871, rel=1e-6)
+    assert float(fb[2, 1]) == pytest.approx(0.7972270846366882, rel=1e-6)
+    assert float(fb[250, 63]) == pytest.approx(0.5667406916618347, rel=1e-6)
+    assert (fb[:, 40] > 0).nonzero().flatten().tolist() == list(range(84, 92)) and int(fb[:, -1].argmax()) == 245
+
+
+def test_check_model_passes(small_ckpt):
+    options = f'weight_file={small_ckpt},embed_dim=64,depth=2,num_heads=4'
+    report = check_model(CONFIG, options=options, device='cpu', long_sec=30)
+    assert report.passed, report.table()
+    assert '6.20 frames/s' in report['frame_rate'].detail  # 62 columns of 160 ms from 10 s
+
+
+@needs_shared
+def test_real_size_checkpoint_loads_strictly_and_embeds_a_real_clip(tmp_path):
+    path = tmp_path / 'audiotransformer_base.pt'
+    write_checkpoint(path)
+    model = create_model('ced', weight_file=str(path)).eval()  # ced_base sizes are the defaults
+    wav = torch.from_numpy(load_audio(SHARED / 'data' / 'ESC-50/audio/2-103426-A-3.flac', 16000)[0])[None]
+    with torch.inference_mode():
+        frames = model(wav, torch.tensor([wav.shape[1]]))
+    assert frames.embeddings.shape == (1, 31, 768) and bool(frames.mask.all())  # 501 frames: 31 columns
+    assert bool(torch.isfinite(frames.embeddings).all()) and float(frames.embeddings.std()) > 0.1
+
+
+def test_long_audio_runs_in_official_windows(small_model):
+    """A clip of one window runs unpadded; a longer one in 1012-frame windows, the last zero-padded and attended
+    to whole: the first window's frames equal the clip cut to 1012 frames, the last window's equal a direct run."""
+    model, body = small_model, small_model.body
+    torch.manual_seed(1)
+    feats = torch.randn(1, 64, 1012 + 100) * 20 - 40
+    with torch.inference_mode():
+        long = model.encode(feats, torch.tensor([1112]))
+        one = model.encode(feats[..., :1012], torch.tensor([1012]))
+        tail = torch.nn.functional.pad(body.normalize(feats[..., 1012:]), (0, 912))
+        direct = body(tail, None)[-1].reshape(1, 4, 63, -1).mean(1)
+    assert long.mask.sum().item() == 63 + 7 and one.mask.sum().item() == 63  # ceil(100 / 16) columns of audio
+    torch.testing.assert_close(long.embeddings[0, :63], one.embeddings[0, :63], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(long.embeddings[0, 63:70], direct[0, :7], atol=1e-5, rtol=1e-5)
+    assert long.embeddings.shape[1] == 70  # columns past the last audio are not returned
+    with torch.inference_mode():  # a clip shorter than one patch (0.1 s = 11 frames) still gives one frame
+        short = model(torch.randn(1, 1600) * 0.1, torch.tensor([1600]))
+    assert short.mask.sum().item() == 1
+
+
+@needs_shared
+def test_batch_equals_single_on_real_clips(small_model):
+    files = [SHARED / 'data' / p for p in ('piano/A0v10.flac', 'ESC-50/audio/2-103426-A-3.flac',
+                                           'RAVDESS/Actor_01/03-01-01-01-01-01-01.flac')]
+    waves = [torch.from_numpy(load_audio(f, 16000)[0]) for f in files] + [torch.zeros(2000)]
+    waves[-1][:1000] = waves[1][:1000]  # 0.125 s, half digital silence: its own top-dB floor must apply
+    lengths = torch.tensor([len(w) for w in waves])
+    wav = torch.zeros(len(waves), int(lengths.max()))
+    for i, w in enumerate(waves):
+        wav[i, :len(w)] = w
+    with torch.inference_mode():
+        feats, frames = small_model.features(wav, lengths)
+        batch = small_model.embed(wav, lengths)
+        for i, n in enumerate(lengths.tolist()):
+            alone, _ = small_model.features(wav[i:i + 1, :n], lengths[i:i + 1])
+            torch.testing.assert_close(feats[i:i + 1, :, :alone.shape[-1]], alone)
+            single = small_model.embed(wav[i:i + 1, :n], lengths[i:i + 1])
+            np.testing.assert_allclose(batch[i].numpy(), single[0].numpy(), rtol=1e-4, atol=1e-4)
+    assert float(feats[3, :, :frames[3]].min()) == pytest.approx(float(feats[3, :, :frames[3]].max()) - 120, abs=1e-3)
+    batch_equals_single(small_model, [16000 * 23, 3000, 16000 * 11])
+
+
+def test_lineareval_on_demo(tmp_path, work, small_ckpt):
+    options = f'weight_file={small_ckpt},embed_dim=64,depth=2,num_heads=4,feature_d=64'
+    proc = run_script('lineareval.py', CONFIG, 'demo', '--head', 'logreg', '--options', options,
+                      '--work_root', work, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    from evar.results import read_scores
+
+    rows = read_scores(tmp_path / 'results' / 'scores.csv')
+    assert rows[0]['representation'] == 'ced' and 0.0 <= float(rows[0]['score']) <= 1.0
+
+
+def test_shipped_yaml_without_weights_names_the_file_and_url(tmp_path):
+    proc = run_script('lineareval.py', CONFIG, 'demo', '--work_root', tmp_path / 'w', cwd=tmp_path)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith('Error:')]
+    assert len(errors) == 1 and 'Traceback' not in proc.stderr, proc.stderr
+    assert 'external/audiotransformer_base_mAP_4999.pt' in errors[0] and 'https://zenodo.org/record/8275347' in errors[0]
+
+
+def test_wrong_checkpoints_fail_with_one_clear_message(tmp_path):
+    path = tmp_path / 'x.pt'
+    state = write_checkpoint(path, **SMALL)
+    state.pop('blocks.1.mlp.fc2.bias')
+    state['blocks.0.attn.qkv.weight'] = state['blocks.0.attn.qkv.weight'][:64]
+    torch.save({'model': state}, path)
+    with pytest.raises(EvarError, match=re.escape("Missing: ['blocks.1.mlp.fc2.bias']")) as e:
+        create_model('ced', weight_file=str(path), **SMALL)
+    assert 'blocks.0.attn.qkv.weight: file (64, 64) vs model (192, 64)' in str(e.value)
+    write_checkpoint(path, n_mels=32, **SMALL)  # a 32-mel front end: caught by its saved filters
+    with pytest.raises(EvarError, match='front end'):
+        create_model('ced', weight_file=str(path), **SMALL)
+
+
+def test_output_layers_pick_blocks(small_ckpt):
+    wav, lengths = torch.randn(2, 16000 * 12) * 0.1, torch.tensor([16000 * 12, 16000 * 4])
+    out = {}
+    for layers in (-1, 0, 'all'):
+        model = create_model('ced', weight_file=str(small_ckpt), output_layers=layers, **SMALL).eval()
+        with torch.inference_mode():
+            out[layers] = model(wav, lengths).embeddings
+    assert out['all'].shape[-1] == 128 and not torch.equal(out[0], out[-1])
+    torch.testing.assert_close(out['all'], torch.cat([out[0], out[-1]], dim=-1))

@@ -1,0 +1,117 @@
+"""Dasheng: official checkpoint container ({'model', 'config'}) loaded strictly, 40 ms frames, 252-column windows
+of long audio with the last window shorter (masked here), padding invariance on real clips, and the entry points.
+The front end, init BN and blocks are CED's (tests/test_ced.py covers the mel filters). Most tests use a narrow
+encoder (64-d, 2 blocks) through Params overrides; one loads and runs a real-size dasheng_base."""
+
+import pytest
+import torch
+
+from evar.audio import load_audio
+from evar.check import check_model
+from evar.config import load_config
+from evar.errors import EvarError
+from evar.models import create_model
+
+from conftest import ROOT, SHARED, batch_equals_single, needs_shared, run_script
+from test_ced import write_checkpoint
+
+CONFIG = ROOT / 'config' / 'dasheng.yaml'
+SMALL = dict(embed_dim=64, depth=2, num_heads=4)
+
+
+@pytest.fixture(scope='module')
+def small_ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp('dasheng') / 'dasheng_small.pt'
+    write_checkpoint(path, family='dasheng', **SMALL)
+    return path
+
+
+@pytest.fixture(scope='module')
+def small_model(small_ckpt):
+    return create_model('dasheng', weight_file=str(small_ckpt), **SMALL).eval()
+
+
+def test_check_model_passes(small_ckpt):
+    report = check_model(CONFIG, options=f'weight_file={small_ckpt},embed_dim=64,depth=2,num_heads=4', device='cpu',
+                         long_sec=30)
+    assert report.passed, report.table()
+    assert '25.00 frames/s' in report['frame_rate'].detail  # 250 columns of 40 ms from 10 s
+
+
+@needs_shared
+def test_real_size_checkpoint_loads_strictly_and_embeds_a_real_clip(tmp_path):
+    path = tmp_path / 'dasheng_base.pt'
+    write_checkpoint(path, family='dasheng')
+    model = create_model('dasheng', weight_file=str(path)).eval()  # dasheng_base sizes are the defaults
+    wav = torch.from_numpy(load_audio(SHARED / 'data' / 'RAVDESS/Actor_01/03-01-01-01-01-01-01.flac', 16000)[0])
+    with torch.inference_mode():
+        frames = model(wav[None], torch.tensor([len(wav)]))
+    assert frames.embeddings.shape == (1, (len(wav) // 160 + 1) // 4, 768) and bool(frames.mask.all())
+    assert bool(torch.isfinite(frames.embeddings).all()) and float(frames.embeddings.std()) > 0.1
+
+
+def test_long_audio_runs_in_252_column_windows(small_model):
+    """Each window runs on its own: the frames of a 1008 + 100 frame input are the first 1008 frames' and the last
+    100 frames' (25 columns) run alone, and nothing else."""
+    torch.manual_seed(1)
+    feats = torch.randn(1, 64, 1108) * 20 - 40
+    with torch.inference_mode():
+        long = small_model.encode(feats, torch.tensor([1108]))
+        head = small_model.encode(feats[..., :1008], torch.tensor([1008]))
+        tail = small_model.encode(feats[..., 1008:], torch.tensor([100]))
+    assert long.embeddings.shape[1] == 252 + 25 and bool(long.mask.all())
+    torch.testing.assert_close(long.embeddings[0], torch.cat([head.embeddings[0], tail.embeddings[0]]),
+                               atol=1e-5, rtol=1e-5)
+
+
+@needs_shared
+def test_batch_equals_single_on_real_clips(small_model):
+    files = [SHARED / 'data' / p for p in ('piano/A1v10.flac', 'yesno/0_0_0_0_1_1_1_1.flac',
+                                           'RAVDESS/Actor_01/03-01-01-01-01-02-01.flac')]
+    waves = [torch.from_numpy(load_audio(f, 16000)[0]) for f in files] + [torch.randn(400) * 0.1]  # < 1 patch
+    lengths = torch.tensor([len(w) for w in waves])
+    wav = torch.zeros(len(waves), int(lengths.max()))
+    for i, w in enumerate(waves):
+        wav[i, :len(w)] = w
+    with torch.inference_mode():
+        frames = small_model(wav, lengths)
+        for i, n in enumerate(lengths.tolist()):
+            single = small_model(wav[i:i + 1, :n], lengths[i:i + 1])
+            assert int(frames.mask[i].sum()) == single.embeddings.shape[1] == max(1, (n // 160 + 1) // 4)
+            torch.testing.assert_close(frames.embeddings[i][frames.mask[i]], single.embeddings[0],
+                                       atol=1e-4, rtol=1e-4)
+    batch_equals_single(small_model, [16000 * 21, 5000, 16000 * 10])
+
+
+def test_lineareval_on_demo(tmp_path, work, small_ckpt):
+    options = f'weight_file={small_ckpt},embed_dim=64,depth=2,num_heads=4,feature_d=64'
+    proc = run_script('lineareval.py', CONFIG, 'demo', '--head', 'logreg', '--options', options,
+                      '--work_root', work, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    from evar.results import read_scores
+
+    rows = read_scores(tmp_path / 'results' / 'scores.csv')
+    assert rows[0]['representation'] == 'dasheng' and 0.0 <= float(rows[0]['score']) <= 1.0
+
+
+def test_shipped_yaml_without_weights_names_the_file_and_url(tmp_path):
+    proc = run_script('lineareval.py', CONFIG, 'demo', '--work_root', tmp_path / 'w', cwd=tmp_path)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith('Error:')]
+    assert len(errors) == 1 and 'Traceback' not in proc.stderr, proc.stderr
+    assert 'external/dasheng_base.pt' in errors[0] and 'https://zenodo.org/records/11511780' in errors[0]
+    for name, file in (('dasheng_06b', 'dasheng_06b.pt'), ('dasheng_12b', 'dasheng_12b.pt')):
+        cfg = load_config(ROOT / 'config' / f'{name}.yaml')
+        with pytest.raises(EvarError, match=f'external/{file}.*https://zenodo.org/records/11511780'):
+            create_model(cfg.audio_repr, **cfg.model_params)
+
+
+def test_wrong_checkpoints_fail_with_one_clear_message(tmp_path, small_ckpt):
+    with pytest.raises(EvarError, match=r"blocks.0.attn.proj.weight: file \(64, 64\) vs model \(32, 32\)"):
+        create_model('dasheng', weight_file=str(small_ckpt), embed_dim=32, depth=2, num_heads=4)
+    with pytest.raises(EvarError, match=r"unexpected: \['blocks.1."):
+        create_model('dasheng', weight_file=str(small_ckpt), embed_dim=64, depth=1, num_heads=4)
+    path = tmp_path / 'ced.pt'
+    write_checkpoint(path, family='ced', **SMALL)  # CED's 16x16 patches are not Dasheng's 64x4
+    with pytest.raises(EvarError, match='patch_embed.proj.weight: file'):
+        create_model('dasheng', weight_file=str(path), **SMALL)

@@ -1,0 +1,190 @@
+"""EAT on small random checkpoints in the official formats (Hugging Face folder, fairseq state dict): strict
+loading, Kaldi fbank front end, windows and masks, padding invariance on real clips, evar.check, lineareval, errors."""
+
+import json
+import math
+import re
+
+import pytest
+import torch
+
+from evar.audio import load_audio
+from evar.check import check_model
+from evar.errors import EvarError
+from evar.models import create_model
+from evar.models.eat import EATEncoder, kaldi_mel_banks, read_safetensors
+
+from conftest import ROOT, SHARED, batch_equals_single, needs_shared, run_script
+
+CONFIG = ROOT / 'config' / 'eat.yaml'
+SMALL = dict(dim=64, depth=2, num_heads=4, mlp_hidden=128)
+
+
+def official_state(dim=64, depth=2, num_heads=4, mlp_hidden=128, seed=0) -> dict:
+    """A random encoder's tensors under the Hugging Face wrapper's names (`model.` + the EAT module's keys)."""
+    torch.manual_seed(seed)
+    enc = EATEncoder(dim, depth, num_heads, mlp_hidden)
+    for p in enc.parameters():
+        torch.nn.init.normal_(p, std=0.05 if p.dim() > 1 else 0.5)
+    return {'model.' + k: v.clone() for k, v in enc.state_dict().items()}
+
+
+def hf_folder(path, state=None, num_heads=4, safetensors=False):
+    """The Hugging Face release's layout: weights + config.json (which gives the number of heads)."""
+    path.mkdir(parents=True, exist_ok=True)
+    state = official_state() if state is None else state
+    if safetensors:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path / 'model.safetensors'))
+    else:
+        torch.save(state, path / 'pytorch_model.bin')
+    (path / 'config.json').write_text(json.dumps({'model_type': 'eat', 'num_heads': num_heads, 'norm_eps': 1e-6}))
+    return path
+
+
+@pytest.fixture(scope='module')
+def small_folder(tmp_path_factory):
+    return hf_folder(tmp_path_factory.mktemp('eat') / 'EAT-small')
+
+
+@pytest.fixture(scope='module')
+def small_model(small_folder):
+    return create_model('eat', weight_file=str(small_folder)).eval()
+
+
+def test_kaldi_mel_banks_and_fbank_of_a_tone(small_model):
+    banks = kaldi_mel_banks(128, 512, 16000, 20.0, 8000.0)  # [257, 128]
+    assert banks.shape == (257, 128) and float(banks[-1].abs().max()) == 0.0 and float(banks.max()) <= 1.0
+    t = torch.arange(16000) / 16000
+    wav = torch.sin(2 * math.pi * 1000 * t)[None] * 0.5 + 0.3  # a DC offset the front end removes
+    feats, frames = small_model.features(wav, torch.tensor([16000]))
+    assert feats.shape == (1, 128, 98) and frames.tolist() == [98]  # 1 + (16000 - 400) // 160
+    centres = 700 * (torch.exp((torch.arange(1, 129) * (1127 * math.log(1 + 8000 / 700) - 1127 * math.log(
+        1 + 20 / 700)) / 129 + 1127 * math.log(1 + 20 / 700)) / 1127) - 1)
+    peak = int(feats[0, :, 50].argmax())
+    assert abs(float(centres[peak]) - 1000) < 40, float(centres[peak])
+    zero_dc, _ = small_model.features(wav - 0.3, torch.tensor([16000]))
+    torch.testing.assert_close(feats, zero_dc, atol=0.02, rtol=0)  # float32 rounding at weak bins
+
+
+def test_windows_masks_and_frame_modes(small_folder, small_model):
+    lengths = torch.tensor([16000 * 12, 16000 * 3, 200])  # two windows; one window; shorter than one fbank frame
+    wav = torch.randn(3, int(lengths.max())) * 0.1
+    with torch.inference_mode():
+        frames = small_model(wav, lengths)
+        # 12 s: 1198 fbank frames = 1024 + 174 -> 64 + 11 columns of 8 tokens; 3 s: 298 frames -> 19 columns.
+        assert frames.embeddings.shape == (3, 1024, 64) and frames.mask.sum(1).tolist() == [600, 152, 8]
+        cls = create_model('eat', weight_file=str(small_folder), frames='cls').eval()(wav, lengths)
+        assert cls.embeddings.shape == (3, 2, 64) and cls.mask.tolist() == [[True, True], [True, False], [True, False]]
+        everything = create_model('eat', weight_file=str(small_folder), frames='all').eval()(wav, lengths)
+        assert everything.mask.sum(1).tolist() == [1026, 513, 513]
+        # The same windows underneath: patch tokens and CLS are slices of the 'all' output.
+        all_tokens = everything.embeddings.reshape(3, 2, 513, 64)
+        torch.testing.assert_close(cls.embeddings[:, :, :], all_tokens[:, :, 0])
+        torch.testing.assert_close(frames.embeddings.reshape(3, 2, 512, 64)[0, 1, :88], all_tokens[0, 1, 1:89])
+        layers = create_model('eat', weight_file=str(small_folder), output_layers='all').eval()
+        assert layers.feature_d == 128 and layers(wav[:1, :16000], lengths[:1].clamp(max=16000)).embeddings.shape[-1] == 128
+    assert small_model.frame_hop_sec == pytest.approx(0.02) and cls.embeddings.shape[-1] == small_model.feature_d
+
+
+@needs_shared
+def test_real_clips_batch_equals_single(small_model):
+    files = sorted((SHARED / 'data' / 'ESC-50' / 'audio').glob('*.flac'))[:3]
+    clips = [torch.from_numpy(load_audio(f, 16000)[0]) for f in files]
+    long = torch.cat(clips)[:16000 * 12]  # longer than one 10.24 s window
+    waves = [long, clips[0][:16000 * 3], clips[1][:300], clips[2][:16000]]
+    lengths = torch.tensor([len(w) for w in waves])
+    wav = torch.zeros(len(waves), int(lengths.max()))
+    for i, w in enumerate(waves):
+        wav[i, :len(w)] = w
+    with torch.inference_mode():
+        feats, counts = small_model.features(wav, lengths)
+        for i, n in enumerate(lengths.tolist()):
+            alone, _ = small_model.features(wav[i:i + 1, :n], lengths[i:i + 1])
+            torch.testing.assert_close(feats[i:i + 1, :, :alone.shape[-1]], alone)
+            assert float(feats[i, :, int(counts[i]):].abs().sum()) == 0.0  # zero fbank past the end
+    batch_equals_single(small_model, [16000 * 11, 5000, 16000 * 2])
+
+
+def test_check_passes_on_a_safetensors_folder(tmp_path):
+    pytest.importorskip('safetensors')
+    folder = hf_folder(tmp_path / 'EAT-st', safetensors=True)
+    from safetensors.torch import load_file
+
+    ours, theirs = read_safetensors(folder / 'model.safetensors'), load_file(str(folder / 'model.safetensors'))
+    assert set(ours) == set(theirs) and all(torch.equal(ours[k], theirs[k]) for k in theirs)
+    # 256-frame windows keep it quick; the window logic is the same at 1024.
+    report = check_model(CONFIG, options=f'weight_file={folder},feature_d=64,target_length=256', device='cpu',
+                         long_sec=30)
+    assert report.passed, report.table()
+
+
+def test_fairseq_state_dict_loads_to_the_same_model(tmp_path, small_folder, small_model):
+    hf = torch.load(small_folder / 'pytorch_model.bin', weights_only=True)
+    fairseq = {}
+    for key, value in hf.items():
+        key = key[len('model.'):]
+        if key.startswith('pre_norm.'):
+            key = 'modality_encoders.IMAGE.context_encoder.norm.' + key[len('pre_norm.'):]
+        elif not key.startswith('blocks.'):
+            key = 'modality_encoders.IMAGE.' + key
+        fairseq[key] = value
+    fairseq['modality_encoders.IMAGE.decoder.blocks.0.0.weight'] = torch.zeros(3)  # pre-training only: dropped
+    fairseq['_ema'] = {'blocks.0.norm1.weight': torch.zeros(64)}
+    torch.save({'model': fairseq}, tmp_path / 'eat_fairseq.pt')
+    model = create_model('eat', weight_file=str(tmp_path / 'eat_fairseq.pt'), num_heads=4).eval()
+    wav = torch.randn(1, 16000) * 0.1
+    with torch.inference_mode():
+        torch.testing.assert_close(model.embed(wav, torch.tensor([16000])),
+                                   small_model.embed(wav, torch.tensor([16000])))
+
+
+def test_real_size_checkpoint_loads_and_runs(tmp_path):
+    """EAT-base's shapes (768-d, 12 blocks of 12 heads, 768 x 8 positions): 150 tensors loaded strictly."""
+    state = official_state(dim=768, depth=12, num_heads=12, mlp_hidden=3072)
+    assert len(state) == 150 and tuple(state['model.fixed_positional_encoder.positions'].shape) == (1, 6144, 768)
+    folder = hf_folder(tmp_path / 'EAT-base', state, num_heads=12)
+    model = create_model('eat', weight_file=str(folder)).eval()
+    assert model.body.blocks[0].attn.num_heads == 12 and model.feature_d == 768
+    with torch.inference_mode():
+        emb = model.embed(torch.randn(1, 8000) * 0.1, torch.tensor([8000]))
+    assert emb.shape == (1, 768) and bool(torch.isfinite(emb).all())
+
+
+def test_lineareval_on_demo(tmp_path, work, small_folder):
+    # The demo's 1 s clips (98 fbank frames) fit one 112-frame window: 7x fewer tokens than 1024.
+    proc = run_script('lineareval.py', CONFIG, 'demo', '--head', 'logreg', '--options',
+                      f'weight_file={small_folder},feature_d=64,target_length=112', '--work_root', work, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    from evar.results import read_scores
+
+    rows = read_scores(tmp_path / 'results' / 'scores.csv')
+    assert rows[0]['representation'] == 'eat' and 0.0 <= float(rows[0]['score']) <= 1.0
+
+
+def test_shipped_yaml_without_weights_names_the_folder_and_url(tmp_path):
+    proc = run_script('lineareval.py', CONFIG, 'demo', '--work_root', tmp_path / 'w', cwd=tmp_path)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith('Error:')]
+    assert len(errors) == 1 and 'Traceback' not in proc.stderr, proc.stderr
+    assert 'external/EAT-base_epoch30_pretrain' in errors[0]
+    assert 'https://huggingface.co/worstchan/EAT-base_epoch30_pretrain' in errors[0]
+
+
+def test_wrong_checkpoints_fail_with_one_clear_message(tmp_path):
+    state = official_state()
+    state.pop('model.blocks.1.mlp.fc2.bias')
+    state['model.blocks.0.attn.qkv.weight'] = state['model.blocks.0.attn.qkv.weight'][:64]
+    state['model.blocks.0.attn.extra'] = torch.zeros(1)
+    folder = hf_folder(tmp_path / 'bad', state)
+    with pytest.raises(EvarError, match=re.escape("Missing: ['blocks.1.mlp.fc2.bias']")) as e:
+        create_model('eat', weight_file=str(folder))
+    assert 'blocks.0.attn.qkv.weight: file (64, 64) vs model (192, 64)' in str(e.value)
+    assert "unexpected: ['blocks.0.attn.extra']" in str(e.value)
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(EvarError, match='holds neither model.safetensors nor pytorch_model.bin'):
+        create_model('eat', weight_file=str(tmp_path / 'empty'))
+    torch.save({'model': {'something.else': torch.zeros(2)}}, tmp_path / 'other.pt')
+    with pytest.raises(EvarError, match='has no extra_tokens'):
+        create_model('eat', weight_file=str(tmp_path / 'other.pt'))

@@ -1,0 +1,156 @@
+"""ESResNeXt-fbsp: the official key layout (ResNeXt-50 32x4d with attention, fbsp front end) loaded strictly with
+random weights, the fbsp filters against an independent complex-valued formula, the release's framing, padding
+invariance, and the entry points. Most tests use a reduced network (one block per stage, 256-point fbsp at 16 kHz)
+through Params overrides; one runs the real size on a real clip."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from evar.audio import load_audio
+from evar.check import check_model
+from evar.errors import EvarError
+from evar.models import create_model
+from evar.models.esresnext import ESResNeXtFBSPNet, ESResNeXtParams, periodic_window
+
+from conftest import ROOT, SHARED, batch_equals_single, needs_shared, run_script
+
+CONFIG = ROOT / 'config' / 'esresnext_fbsp.yaml'
+SMALL = dict(blocks=[1, 1, 1, 1], n_fft=256, window_size=200, hop_size=320, sample_rate=16000)
+
+
+def small_options(path, extra=''):
+    sizes = ','.join(f'{"+" if k == "blocks" else ""}{k}={v}' for k, v in SMALL.items())  # blocks: not in the YAML
+    return f'weight_file={path},' + sizes.replace(' ', '') + extra
+
+
+def write_checkpoint(path, seed=0, **sizes):
+    """Random weights in the release's layout (a plain state dict), BatchNorm and fbsp parameters moved off their
+    initial values so the taper's complex power and BN matter."""
+    torch.manual_seed(seed)
+    net = ESResNeXtFBSPNet(ESResNeXtParams(**sizes))
+    with torch.no_grad():
+        for bn in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.running_mean.normal_(0, 0.1)
+            bn.running_var.uniform_(0.75, 1.25)
+        net.fbsp.m.uniform_(0.5, 2.0)
+        net.fbsp.fb.uniform_(0.5, 1.5)
+        net.fbsp.fc.add_(0.3 * torch.randn_like(net.fbsp.fc))
+    torch.save(net.state_dict(), path)
+    return net.state_dict()
+
+
+@pytest.fixture(scope='module')
+def small_ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp('esresnext') / 'ESResNeXtFBSP_small.pt'
+    write_checkpoint(path, **SMALL)
+    return path
+
+
+@pytest.fixture(scope='module')
+def small_model(small_ckpt):
+    return create_model('esresnext_fbsp', weight_file=str(small_ckpt), **SMALL).eval()
+
+
+def test_window_is_scipys_periodic_blackman_harris():
+    w = periodic_window('blackmanharris', 1654)
+    # scipy.signal.get_window('blackmanharris', 1654, fftbins=True) values.
+    assert float(w[1]) == pytest.approx(6.020413004381199e-05, rel=1e-6)
+    assert float(w[400]) == pytest.approx(0.1949721049551671, rel=1e-6)
+    assert float(w[827]) == pytest.approx(1.0) and float(w.double().sum()) == pytest.approx(593.3725, rel=1e-7)
+    with pytest.raises(EvarError, match='window must be one of'):
+        periodic_window('kaiser', 16)
+
+
+def test_fbsp_filters_match_the_complex_formula(small_model):
+    """Bin k's filter is sqrt(fb) * sinc(fb t / m) ** m * exp(-i fc t) / sqrt(n) on t = pi * linspace(-1, 1, n)."""
+    fbsp = small_model.body.fbsp
+    n = 256
+    with torch.no_grad():
+        w_re, w_im = fbsp.weights(n, torch.float32, 'cpu')
+    t = (math.pi * torch.linspace(-1, 1, n, dtype=torch.float64) + 1e-8)[None]
+    m, fb, fc = (p.detach().double()[:, None] for p in (fbsp.m, fbsp.fb, fbsp.fc))
+    arg = fb * t / (m + 1e-8)
+    taper = torch.sin(arg) / arg
+    assert bool((taper < 0).any())  # negative taper values: the power makes them complex
+    expected = fb.sqrt() * taper.to(torch.complex128) ** m * torch.exp(-1j * fc * t) / n ** 0.5
+    np.testing.assert_allclose(w_re.double().numpy(), expected.real.numpy(), atol=2e-6)
+    np.testing.assert_allclose(w_im.double().numpy(), expected.imag.numpy(), atol=2e-6)
+
+
+def test_frames_cover_the_clip_centred_in_zeros(small_model):
+    net = small_model.body
+    wav = torch.arange(1, 1001, dtype=torch.float32)[None]
+    frames = net.frames(wav)
+    count = 1 + math.ceil((1000 - 200) / 320)  # 4 frames covering 1160 samples: 80 zeros before, 80 after
+    assert frames.shape == (1, count, 256)
+    window = net.window
+    # Frame 0 holds 80 zeros, then samples 1..120, windowed, inside 28 zeros of n_fft padding on each side.
+    inner = frames[0, 0, 28:228]
+    np.testing.assert_allclose(inner[80:].numpy(), (torch.arange(1, 121) * window[80:]).numpy(), rtol=1e-6)
+    assert float(inner[:80].abs().max()) == 0 and float(frames[0, 0, :28].abs().max()) == 0
+    np.testing.assert_allclose(frames[0, 1, 28:228].numpy(), (torch.arange(241, 441) * window).numpy(), rtol=1e-6)
+    assert net.frames(torch.ones(1, 50)).shape == (1, 1, 256)  # shorter than a window: one zero-padded frame
+
+
+def test_check_model_passes_on_the_reduced_network(small_ckpt):
+    report = check_model(CONFIG, options=small_options(small_ckpt), device='cpu', long_sec=12)
+    assert report.passed, report.table()
+    assert 'pooled (3, 2048)' in report['shapes'].detail and report['frame_rate'].skipped
+
+
+def test_batch_equals_single_for_unequal_lengths(small_model):
+    emb = batch_equals_single(small_model, [32000, 16000, 12345, 300, 16000])
+    assert emb.shape == (5, 2048) and torch.isfinite(emb).all()
+
+
+@needs_shared
+def test_real_size_network_on_a_real_clip(tmp_path):
+    """The real ESResNeXt-fbsp (2048-point fbsp, ResNeXt-50 32x4d, 527 classes) on a real RAVDESS clip."""
+    path = tmp_path / 'ESResNeXtFBSP_AudioSet.pt'
+    state = write_checkpoint(path)
+    assert len(state) == 370 and tuple(state['fbsp.bias'].shape) == (0,) and tuple(state['window'].shape) == (1654,)
+    assert tuple(state['layer1.0.conv2.weight'].shape) == (128, 4, 3, 3)  # 32 groups of 4 channels
+    model = create_model('esresnext_fbsp', weight_file=str(path)).eval()
+    logits = create_model('esresnext_fbsp', weight_file=str(path), output_layers=1).eval()
+    clip = sorted((SHARED / 'data' / 'RAVDESS' / 'Actor_01').glob('*.flac'))[0]
+    wav = torch.from_numpy(load_audio(clip, 44100, max_sec=2.0)[0])[None]
+    n = torch.tensor([wav.shape[1]])
+    with torch.inference_mode():
+        bands = model.body.log_power_bands(model.features(wav, n)[0])
+        assert bands.shape == (1, 3, 341, 1 + math.ceil((wav.shape[1] - 1654) / 561))
+        emb = model.embed(wav, n)
+        assert emb.shape == (1, 2048) and torch.isfinite(emb).all() and float(emb.abs().max()) > 0
+        assert logits.embed(wav, n).shape == (1, 527)
+
+
+def test_wrong_checkpoints_fail_with_the_strict_load_message(tmp_path, small_ckpt):
+    state = torch.load(small_ckpt, weights_only=True)
+    del state['fbsp.bias']
+    torch.save(state, tmp_path / 'no_bias.pt')
+    with pytest.raises(EvarError, match=r"does not match the architecture\. Missing: \['fbsp\.bias'\]"):
+        create_model('esresnext_fbsp', weight_file=str(tmp_path / 'no_bias.pt'), **SMALL)
+    with pytest.raises(EvarError, match=r'fbsp\.fc: file \(129,\) vs model \(1025,\)'):
+        create_model('esresnext_fbsp', weight_file=str(small_ckpt), blocks=[1, 1, 1, 1])  # n_fft 2048 expected
+
+
+def test_lineareval_on_demo_writes_a_score(tmp_path, work, small_ckpt):
+    from evar.results import read_scores
+
+    proc = run_script('lineareval.py', CONFIG, 'demo', '--epochs', 20, '--options',
+                      small_options(small_ckpt, ',batch_size=32'), '--work_root', work, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = read_scores(tmp_path / 'results' / 'scores.csv')
+    assert len(rows) == 1 and rows[0]['representation'] == 'esresnext_fbsp' and rows[0]['task'] == 'demo'
+    assert float(rows[0]['score']) > 0.3  # 6 classes (chance 0.17)
+
+
+def test_shipped_yaml_without_weights_names_the_file_and_url(tmp_path):
+    proc = run_script('lineareval.py', CONFIG, 'demo', '--work_root', tmp_path / 'w', cwd=tmp_path)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith('Error:')]
+    assert len(errors) == 1 and 'Traceback' not in proc.stderr, proc.stderr
+    assert 'external/ESResNeXtFBSP_AudioSet.pt' in errors[0]
+    assert 'https://github.com/AndreyGuzhov/ESResNeXt-fbsp/releases/download/v0.1/ESResNeXtFBSP_AudioSet.pt' in errors[0]

@@ -1,0 +1,156 @@
+"""HTS-AT: official checkpoint names loaded strictly onto transformers' CLAP audio tower, the plain-torch front end,
+10 s chunking with EVAR's tiling of short chunks, padding invariance, and the entry points.
+
+Most tests use a reduced HTS-AT (128 x 128 image, 2.5 s chunks, 16-d patches) built through Params overrides, so
+the file runs in seconds; one test runs the real size on one real clip."""
+
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from evar.check import check_model
+from evar.errors import EvarError
+from evar.models import create_model
+from evar.frontend import slaney_mel_filterbank
+from evar.models.htsat import HTSAT_IGNORED, build_swin, to_official_state
+
+from conftest import ROOT, SHARED, batch_equals_single, needs_shared, run_script
+
+CONFIG = ROOT / 'config' / 'htsat.yaml'
+SMALL = dict(spec_size=128, clip_sec=2.5, embed_dim=16, depths=[2, 2, 2, 2], num_heads=[1, 2, 2, 4], swin_window=4)
+
+
+def small_options(path) -> str:
+    sizes = ','.join(f'+{k}={v}' for k, v in SMALL.items()).replace(' ', '')
+    return f'weight_file={path},{sizes}'
+
+
+def write_checkpoint(path, seed=0, **sizes):
+    """A random HTS-AT in the official lightning container: {'state_dict': {'sed_model.' + official key}}, with the
+    official extras the loader must drop (front-end constants, classifier, attention masks)."""
+    s = {**dict(spec_size=256, embed_dim=96, depths=(2, 2, 6, 2), num_heads=(4, 8, 16, 32), swin_window=8), **sizes}
+    torch.manual_seed(seed)
+    swin = build_swin(s['spec_size'], 64, 4, 4, s['embed_dim'], s['depths'], s['num_heads'], s['swin_window'])
+    state = to_official_state(swin)
+    with torch.no_grad():
+        for v in state.values():
+            if v.is_floating_point():
+                v.add_(0.02 * torch.randn_like(v))
+    state['logmel_extractor.melW'] = slaney_mel_filterbank(32000, 1024, 64, 50, 14000)
+    state['spectrogram_extractor.stft.conv_real.weight'] = torch.zeros(513, 1, 1024)
+    state['tscam_conv.weight'] = torch.zeros(527, 8 * s['embed_dim'], 2, 3)
+    state['head.weight'] = torch.zeros(527, 527)
+    state['layers.0.blocks.1.attn_mask'] = torch.zeros(64, 64, 64)
+    torch.save({'state_dict': {'sed_model.' + k: v for k, v in state.items()}, 'epoch': 3}, path)
+    return state
+
+
+@pytest.fixture(scope='module')
+def small_ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp('htsat') / 'HTSAT_small.ckpt'
+    write_checkpoint(path, **{k: v for k, v in SMALL.items() if k != 'clip_sec'})
+    return path
+
+
+@pytest.fixture(scope='module')
+def small_model(small_ckpt):
+    return create_model('htsat', weight_file=str(small_ckpt), **SMALL).eval()
+
+
+def test_mel_filters_match_librosa_slaney_values():
+    fb = slaney_mel_filterbank(32000, 1024, 64, 50, 14000)
+    assert fb.shape == (513, 64)
+    # Values of librosa.filters.mel(sr=32000, n_fft=1024, n_mels=64, fmin=50, fmax=14000) (librosa 0.11).
+    assert float(fb[2, 0]) == pytest.approx(0.0042890897, rel=1e-5)
+    assert float(fb.sum()) == pytest.approx(2.0481262, rel=1e-5)
+    assert int(fb[:, -1].argmax()) == 424 and bool((fb >= 0).all())
+
+
+def test_check_model_passes_on_real_size_pieces(small_ckpt):
+    report = check_model(CONFIG, options=small_options(small_ckpt), device='cpu', long_sec=20)
+    assert report.passed, report.table()
+    assert '1.00 frames' not in report['frame_rate'].detail
+
+
+def test_short_and_long_clips_follow_evar_chunking(small_model):
+    """A clip of 2.5 chunks gives 3 chunks of tokens; the short tail is tiled like the official infer_mode."""
+    m = small_model
+    torch.manual_seed(1)
+    x = torch.randn(1, int(6.25 * 32000)) * 0.1
+    with torch.inference_mode():
+        frames = m(x, torch.tensor([x.shape[1]]))
+        assert frames.embeddings.shape == (1, 3 * 8, 16 * 8) and bool(frames.mask.all())
+        # The third chunk (1.25 s) alone is the same as the clip's third chunk.
+        tail = x[:, int(5 * 32000):]
+        alone = m(tail, torch.tensor([tail.shape[1]])).embeddings[0]
+        np.testing.assert_allclose(frames.embeddings[0, 16:].numpy(), alone.numpy(), rtol=1e-4, atol=1e-5)
+        # Tiling: 126 frames tiled twice (252 frames), stretched to 256 by the encoder.
+        feats, n = m.features(tail, torch.tensor([tail.shape[1]]))
+        assert int(n) == tail.shape[1] // 320 + 1 == 126
+        tiled = feats[0].T.repeat(2, 1)
+        direct = m.swin(input_features=tiled[None, None]).last_hidden_state.mean(2).transpose(1, 2)[0]
+        np.testing.assert_allclose(alone.numpy(), direct.numpy(), rtol=1e-5, atol=1e-6)
+        # A clip shorter than n_fft / 2 samples still runs (tiled in time).
+        assert m(torch.randn(1, 300), torch.tensor([300])).embeddings.shape[1] == 8
+
+
+def test_batch_equals_single_for_unequal_lengths(small_model):
+    emb = batch_equals_single(small_model, [32000 * 6, 32000, 20000, 3000])
+    assert emb.shape == (4, 128) and torch.isfinite(emb).all()
+
+
+@needs_shared
+def test_real_size_model_on_a_real_clip(tmp_path):
+    """The real HTS-AT (28M parameters) on a real ESC-50 clip: 32 tokens of 768-d per 10 s chunk."""
+    from evar.audio import load_audio
+
+    write_checkpoint(tmp_path / 'full.ckpt')
+    m = create_model('htsat', weight_file=str(tmp_path / 'full.ckpt')).eval()
+    wav = torch.from_numpy(load_audio(sorted((SHARED / 'data' / 'ESC-50' / 'audio').glob('*.flac'))[0], 32000)[0])
+    with torch.inference_mode():
+        frames = m(wav[None], torch.tensor([wav.shape[0]]))
+    assert frames.embeddings.shape == (1, 32, 768) and torch.isfinite(frames.embeddings).all()
+    assert m.frame_hop_sec == pytest.approx(10 / 32)
+
+
+def test_shipped_yaml_without_weights_names_the_file_and_url(tmp_path):
+    proc = subprocess.run([sys.executable, '-m', 'evar.check', str(CONFIG)], cwd=tmp_path, capture_output=True,
+                          text=True, env={**os.environ, 'PYTHONPATH': str(ROOT)}, timeout=300)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith('Error:')]
+    assert len(errors) == 1 and 'external/HTSAT_AudioSet_Saved_1.ckpt' in errors[0]
+    assert 'drive.google.com' in errors[0] and 'RetroCirce/HTS-Audio-Transformer' in errors[0]
+
+
+def test_wrong_or_missing_keys_fail_with_the_strict_message(tmp_path, small_ckpt):
+    state = torch.load(small_ckpt, weights_only=True)['state_dict']
+    missing = {k: v for k, v in state.items() if k != 'sed_model.layers.1.blocks.0.attn.qkv.weight'}
+    torch.save({'state_dict': missing}, tmp_path / 'missing.ckpt')
+    with pytest.raises(EvarError, match=re.escape("Missing: ['layers.1.blocks.0.attn.qkv.weight']")):
+        create_model('htsat', weight_file=str(tmp_path / 'missing.ckpt'), **SMALL)
+    extra = dict(state, **{'sed_model.layers.0.blocks.0.attn.qkv_extra': torch.zeros(1)})
+    torch.save({'state_dict': extra}, tmp_path / 'extra.ckpt')
+    with pytest.raises(EvarError, match=re.escape("unexpected: ['layers.0.blocks.0.attn.qkv_extra']")):
+        create_model('htsat', weight_file=str(tmp_path / 'extra.ckpt'), **SMALL)
+    with pytest.raises(EvarError, match=re.escape('attn.qkv.weight: file (48, 16) vs model (96, 32)')):
+        create_model('htsat', weight_file=str(small_ckpt), **dict(SMALL, embed_dim=32))
+    bad_mel = dict(state, **{'sed_model.logmel_extractor.melW': slaney_mel_filterbank(16000, 1024, 64, 50, 8000)})
+    torch.save({'state_dict': bad_mel}, tmp_path / 'mel.ckpt')
+    with pytest.raises(EvarError, match='mel filters'):
+        create_model('htsat', weight_file=str(tmp_path / 'mel.ckpt'), **SMALL)
+    assert HTSAT_IGNORED == ('spectrogram_extractor.', 'logmel_extractor.', 'tscam_conv.', 'head.')
+
+
+def test_lineareval_on_demo_writes_a_score(tmp_path, work, small_ckpt):
+    proc = run_script('lineareval.py', CONFIG, 'demo', '--options', small_options(small_ckpt) + ',batch_size=64',
+                      '--head', 'logreg', '--work_root', work, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    from evar.results import read_scores
+
+    rows = read_scores(tmp_path / 'results' / 'scores.csv')
+    assert rows[0]['representation'] == 'htsat' and 0.0 <= float(rows[0]['score']) <= 1.0

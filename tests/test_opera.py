@@ -1,0 +1,128 @@
+"""OPERA-CT: the OPERA lightning checkpoint loaded strictly (HTS-AT encoder from evar.models.htsat), the per-clip
+front end (trim, repeat-pad to 8 s, min-max log-mel), 1024-frame crops, padding invariance and the entry points.
+A reduced encoder (16-d patches, 128 x 128 image) keeps the file fast; crops then hold 256 frames."""
+
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from evar.check import check_model
+from evar.errors import EvarError
+from evar.models import create_model
+from evar.models.htsat import build_swin, to_official_state
+from evar.models.opera import repeat_pad, trim_silence
+
+from conftest import ROOT, SHARED, batch_equals_single, needs_shared, run_script
+
+CONFIG = ROOT / 'config' / 'opera_ct.yaml'
+SMALL = dict(spec_size=128, embed_dim=16, depths=[2, 2, 2, 2], num_heads=[1, 2, 2, 4], swin_window=4)
+
+
+def write_checkpoint(path, seed=0):
+    torch.manual_seed(seed)
+    swin = build_swin(SMALL['spec_size'], 64, 4, 4, SMALL['embed_dim'], SMALL['depths'], SMALL['num_heads'],
+                      SMALL['swin_window'])
+    state = {'encoder.encoder.htsat.' + k: v + 0.02 * torch.randn_like(v) if v.is_floating_point() else v
+             for k, v in to_official_state(swin).items()}
+    state.update({'encoder.encoder.htsat.tscam_conv.weight': torch.zeros(527, 128, 2, 3),
+                  'encoder.encoder.htsat.logmel_extractor.melW': torch.zeros(513, 64),
+                  'g.weight': torch.zeros(512, 128), 'layer_norm.weight': torch.ones(512),
+                  'linear.weight': torch.zeros(512, 512)})
+    torch.save({'state_dict': state, 'hyper_parameters': {'encoder': 'htsat'}}, path)
+    return state
+
+
+@pytest.fixture(scope='module')
+def ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp('opera') / 'encoder-operaCT-small.ckpt'
+    write_checkpoint(path)
+    return path
+
+
+@pytest.fixture(scope='module')
+def model(ckpt):
+    return create_model('opera_ct', weight_file=str(ckpt), **SMALL).eval()
+
+
+def options(path):
+    return f'weight_file={path},' + ','.join(f'+{k}={v}' for k, v in SMALL.items()).replace(' ', '')
+
+
+def test_trim_and_repeat_pad_follow_the_official_rules():
+    y = torch.cat([torch.zeros(2400), torch.ones(4000) * 0.5, torch.zeros(5000)])
+    kept = trim_silence(y, 60.0, 1600, 800)
+    # librosa.effects.trim gives [2400, 7200] here: frames 3..8 (1600 long, hop 800, centred) touch the tone.
+    assert kept.shape[0] == 4800 and float(kept.abs().sum()) == pytest.approx(0.5 * 4000)
+    padded = repeat_pad(torch.arange(5.0), 12)
+    assert padded.tolist() == [3, 4, 0, 1, 2, 3, 4, 0, 1, 2, 3, 4]  # the clip ends the padded signal
+
+
+def test_check_model_passes(ckpt):
+    report = check_model(CONFIG, options=options(ckpt), device='cpu', long_sec=40)
+    assert report.passed, report.table()
+
+
+def test_short_clips_become_8s_and_long_ones_are_cropped(model):
+    torch.manual_seed(0)
+    with torch.inference_mode():
+        feats, n = model.features(torch.randn(2, 16000 * 3) * 0.1, torch.tensor([16000 * 3, 16000]))
+        assert n.tolist() == [251, 251] and float(feats.min()) == 0.0 and float(feats.max()) == 1.0
+        # 20 s -> 626 frames; crops of 256 frames every 128 while 258 frames remain: starts 0, 128, 256
+        long = torch.randn(1, 16000 * 20) * 0.1
+        frames = model(long, torch.tensor([long.shape[1]]))
+        assert frames.embeddings.shape == (1, 3, 128)
+        f, m = model.features(long, torch.tensor([long.shape[1]]))
+        crop = model.swin(input_features=f[0, :, 128:384].T[None, None]).pooler_output[0]
+        np.testing.assert_allclose(frames.embeddings[0, 1].numpy(), crop.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_batch_equals_single_for_unequal_lengths(model):
+    emb = batch_equals_single(model, [16000 * 9, 16000 * 2, 5000])
+    assert emb.shape == (3, 128) and torch.isfinite(emb).all()
+
+
+@needs_shared
+def test_real_clips_with_silence_are_trimmed(model):
+    from evar.audio import load_audio
+
+    wav = load_audio(sorted((SHARED / 'data' / 'ESC-50' / 'audio').glob('*.flac'))[5], 16000)[0]
+    quiet = np.concatenate([np.zeros(16000, np.float32), wav, np.zeros(16000, np.float32)])
+    with torch.inference_mode():
+        a = model.embed(torch.from_numpy(wav)[None], torch.tensor([len(wav)]))
+        b = model.embed(torch.from_numpy(quiet)[None], torch.tensor([len(quiet)]))
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)  # silence added at the ends is trimmed
+
+
+def test_shipped_yaml_without_weights_names_the_file_and_url(tmp_path):
+    proc = subprocess.run([sys.executable, '-m', 'evar.check', str(CONFIG)], cwd=tmp_path, capture_output=True,
+                          text=True, env={**os.environ, 'PYTHONPATH': str(ROOT)}, timeout=300)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith('Error:')]
+    assert len(errors) == 1 and 'external/encoder-operaCT.ckpt' in errors[0]
+    assert 'huggingface.co/evelyn0414/OPERA' in errors[0]
+
+
+def test_wrong_or_missing_keys_fail_with_the_strict_message(tmp_path, ckpt):
+    state = torch.load(ckpt, weights_only=True)['state_dict']
+    del state['encoder.encoder.htsat.bn0.running_var']
+    torch.save({'state_dict': state}, tmp_path / 'missing.ckpt')
+    with pytest.raises(EvarError, match=re.escape("Missing: ['bn0.running_var']")):
+        create_model('opera_ct', weight_file=str(tmp_path / 'missing.ckpt'), **SMALL)
+    torch.save({'state_dict': {'encoder.cnn1.weight': torch.zeros(3, 1, 3, 3)}}, tmp_path / 'operaCE.ckpt')
+    with pytest.raises(EvarError, match='no encoder.encoder.htsat'):
+        create_model('opera_ct', weight_file=str(tmp_path / 'operaCE.ckpt'), **SMALL)
+
+
+def test_lineareval_on_demo_writes_a_score(tmp_path, work, ckpt):
+    proc = run_script('lineareval.py', CONFIG, 'demo', '--options', options(ckpt) + ',batch_size=64', '--head',
+                      'logreg', '--work_root', work, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    from evar.results import read_scores
+
+    rows = read_scores(tmp_path / 'results' / 'scores.csv')
+    assert rows[0]['representation'] == 'opera_ct' and 0.0 <= float(rows[0]['score']) <= 1.0
