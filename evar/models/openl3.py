@@ -20,9 +20,9 @@ after the first three) -> 3x3 `audio_embedding_layer` conv (512) -> max pool to 
 flattened (frequency, time, channel) as Keras; every BN has eps 1e-3. One embedding per window: frames every hop.
 
 Padding never changes a clip's windows: samples past each clip's end are zeroed, which is what the official
-end padding puts there, and only each clip's own windows go through the network. `frame_hop_sec` is not declared:
-the windows are `hop_sec` apart, but a clip of n seconds has (n - 0.5) / hop_sec + 1 of them, not n / hop_sec, which
-evar.check's frame-rate row (tolerance 2 frames) would count as a wrong rate at the default 0.1 s hop.
+end padding puts there, and only each clip's own windows go through the network. Frames are `hop_sec` apart
+(`frame_hop_sec`), and a clip of n seconds has (n - 0.5) / hop_sec + 1 of them: `frame_window_sec` = 0.5 tells
+evar.check so.
 
 The openl3 package's current release (0.4, kapre 0.3) computes a different front end (power mel, Slaney filters)
 for its v0_4_0 weights; torchopenl3 and this port follow the original kapre 0.1.4 one.
@@ -188,6 +188,7 @@ class OpenL3(AudioRepr):
             widths.append(int(w.shape[0]))
         self.body = OpenL3Net(widths, n_dft, n_mels, POOLING[input_repr][params.feature_d])
         load_strict(self.body, state, params.weight_file)
+        self.frame_hop_sec, self.frame_window_sec = float(params.hop_sec), 0.5
         self.body.requires_grad_(False)
         self.input_repr = input_repr
         self.hop = max(1, int(params.hop_sec * SAMPLE_RATE))  # int() as the official code
