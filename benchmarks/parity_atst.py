@@ -28,12 +28,10 @@ import tempfile
 import types
 from pathlib import Path
 
+from parity_common import padded, relative
+
 CLIPS = ('ESC-50/audio/2-103426-A-3.flac', 'yesno/0_0_0_0_1_1_1_1.flac', 'piano/A4v10.flac', 'piano/A3v10.flac',
          'piano/A0v10.flac')
-
-
-def rel(a, b):
-    return float((a - b).abs().max() / b.abs().max())
 
 
 def main():
@@ -81,10 +79,7 @@ def main():
         x, sr = sf.read(str(Path(args.data) / name), dtype='float32')
         assert sr == 16000, name
         waves.append(torch.from_numpy(x))
-    lengths = torch.tensor([len(w) for w in waves])
-    batch = torch.zeros(len(waves), int(lengths.max()))
-    for i, w in enumerate(waves):
-        batch[i, :len(w)] = w
+    batch, lengths = padded(waves)
     print('clips (s):', [round(len(w) / 16000, 2) for w in waves])
 
     with torch.inference_mode():
@@ -119,12 +114,12 @@ def main():
             ref = official_clip_batch(ref_mels, ref_lens, n_blocks)
             emb = ours.embed(batch, lengths)
             print(f'ATST-Clip crop 12 s, n_blocks {n_blocks}: max rel diff '
-                  f'{max(rel(emb[i], ref[i]) for i in range(len(waves))):.1e}')
+                  f'{max(relative(emb[i], ref[i]) for i in range(len(waves))):.1e}')
         full = [frame_tf(w[None, None])[0] for w in waves]  # the same front end without the crop
         ref = official_clip_batch(full, [m.shape[-1] for m in full], 1)
         ours = ATSTClip(ATSTClipParams(weight_file=str(clip_file), crop_sec=None)).eval()
         emb = ours.embed(batch, lengths)
-        print(f'ATST-Clip no crop, n_blocks 1: max rel diff {max(rel(emb[i], ref[i]) for i in range(len(waves))):.1e}')
+        print(f'ATST-Clip no crop, n_blocks 1: max rel diff {max(relative(emb[i], ref[i]) for i in range(len(waves))):.1e}')
 
         # ATST-Frame, clip by clip through the official embedding functions (12 blocks, as EVAR).
         official_frame.transform = frame_tf
@@ -134,10 +129,10 @@ def main():
             ref_t, _ = frame_embedding.get_timestamp_embedding(w[None, None], official_frame)
             n = int(frames.mask[i].sum())
             assert ref_t.shape[1] == n, (ref_t.shape, n)
-            worst_t = max(worst_t, rel(frames.embeddings[i, :n], ref_t[0]))
+            worst_t = max(worst_t, relative(frames.embeddings[i, :n], ref_t[0]))
             ref_s = frame_embedding.get_scene_embedding(w[None, None], official_frame)
             chunk_means = [c.mean(0) for c in frames.embeddings[i, :n].split(250) if len(c)]
-            worst_s = max(worst_s, rel(torch.stack(chunk_means).mean(0), ref_s[0]))
+            worst_s = max(worst_s, relative(torch.stack(chunk_means).mean(0), ref_s[0]))
         print(f'ATST-Frame timestamp frames max rel diff {worst_t:.1e} (frame counts equal); scene {worst_s:.1e}')
 
 

@@ -30,6 +30,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from parity_common import relative
+
 # A BEATs_iter3-sized architecture (12 x 768-d post-LN deep-norm layers, 16x16 patches, 512-d patch embedding, gated
 # relative position bias). The real file's cfg could not be read here (no weights offline); the model reads it.
 ITER3_CFG = dict(input_patch_size=16, embed_dim=512, conv_bias=False, encoder_layers=12, encoder_embed_dim=768,
@@ -66,10 +68,6 @@ def clips(pattern: str):
     short = [(0.5, waves[0]), (1.0, waves[1]), (3.3, waves[2]), (5.0, waves[3]), (12.0, joined)]
     return ([(s, torch.from_numpy(np.ascontiguousarray(w[:int(s * sr)]))) for s, w in short],
             (41.0, torch.from_numpy(np.ascontiguousarray(joined[:41 * sr]))))
-
-
-def rel(a, b) -> float:
-    return float((a - b).abs().max() / b.abs().max())
 
 
 def main():
@@ -109,8 +107,8 @@ def main():
             fbn = float((official.preprocess(wave[None])[0] - feats[0, :, :int(frames)].T).abs().max())
             ref = official_tokens(wave)
             out = ours(wave[None], n)
-            tok = rel(out.embeddings[0], ref.mean(1))
-            emb = rel(ours.embed(wave[None], n)[0], ref.reshape(-1, ref.shape[-1]).mean(0))
+            tok = relative(out.embeddings[0], ref.mean(1))
+            emb = relative(ours.embed(wave[None], n)[0], ref.reshape(-1, ref.shape[-1]).mean(0))
             for k, v in zip(worst, (fb, fbn, tok, emb)):
                 worst[k] = max(worst[k], v)
             print(f'{seconds:5.1f} s: fbank |diff| {fb:.1e} (max |value| {float(ref_fbank.abs().max()):.1f}), '
@@ -123,7 +121,7 @@ def main():
         pieces = [p for p in pieces if p.shape[0] >= 400 + 15 * 160]
         ref = torch.cat([official_tokens(p) for p in pieces]).mean(1)
         out = ours(long_wave[None], torch.tensor([long_wave.shape[0]]))
-        chunked = rel(out.embeddings[0], ref)
+        chunked = relative(out.embeddings[0], ref)
         print(f'{long_sec:.0f} s in {len(pieces)} pieces of {rows_per_piece} rows: relative diff of frames '
               f'{chunked:.1e}')
 
@@ -146,12 +144,12 @@ def main():
         worst_ours = 0.0
         for i, n in enumerate(lengths):
             alone = ours.embed(wav[i:i + 1, :n], lens[i:i + 1])[0]
-            ours_err = rel(ours_batch[i], alone)
+            ours_err = relative(ours_batch[i], alone)
             worst_ours = max(worst_ours, ours_err)
             ref_alone = official_tokens(wav[i, :n]).reshape(-1, alone.shape[-1]).mean(0)
             print(f'batch, clip of {n / 16000:.2f} s: ours vs alone {ours_err:.1e}; official vs alone: sample mask '
-                  f'{rel(official_runs["sample mask"][i], ref_alone):.1e}, row mask '
-                  f'{rel(official_runs["row mask"][i], ref_alone):.1e}')
+                  f'{relative(official_runs["sample mask"][i], ref_alone):.1e}, row mask '
+                  f'{relative(official_runs["row mask"][i], ref_alone):.1e}')
 
     print(f'max fbank |diff| {worst["fbank"]:.1e}, normalised {worst["fbank_norm"]:.1e}; max relative diff: tokens '
           f'{worst["tokens"]:.1e}, embeddings {worst["emb"]:.1e}, chunked {chunked:.1e}, ours batch vs alone '

@@ -22,6 +22,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from parity_common import padded, perturb_init_bn_and_layernorms
+
 ROOT = Path(__file__).resolve().parents[1]
 CLIPS = ('RAVDESS/Actor_01/03-01-01-01-01-01-01.flac', 'ESC-50/audio/2-103426-A-3.flac', 'piano/A2v10.flac',
          'piano/A1v10.flac', 'piano/A0v10.flac')
@@ -47,12 +49,7 @@ def main():
     torch.manual_seed(args.seed)
     official = ced_base(pretrained=False).eval()
     with torch.no_grad():  # make the init BN and the LayerNorms non-trivial
-        bn = official.init_bn[1]
-        bn.running_mean.uniform_(-60, -10), bn.running_var.uniform_(100, 400)
-        bn.weight.uniform_(0.5, 1.5), bn.bias.uniform_(-0.5, 0.5)
-        for m in official.modules():
-            if isinstance(m, torch.nn.LayerNorm):
-                m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.2, 0.2)
+        perturb_init_bn_and_layernorms(official)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / 'ced_base.pt'
         torch.save({'model': official.state_dict()}, path)
@@ -60,10 +57,7 @@ def main():
 
     waves = [sf.read(Path(args.data) / c, dtype='float32')[0] for c in CLIPS]
     waves.insert(0, waves[0][:8000])  # a 0.5 s clip
-    lengths = torch.tensor([len(w) for w in waves])
-    batch = torch.zeros(len(waves), int(lengths.max()))
-    for i, w in enumerate(waves):
-        batch[i, :len(w)] = torch.from_numpy(w)
+    batch, lengths = padded(waves)
 
     width = official.target_length
     worst_spec = worst_frames = worst_head = 0.0

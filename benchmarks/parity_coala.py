@@ -28,20 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-
-def randomise_batchnorm(module, generator):
-    import torch
-
-    for bn in (m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)):
-        n = bn.num_features
-        bn.running_mean.copy_(torch.randn(n, generator=generator) * 0.3)
-        bn.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-        bn.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
-        bn.bias.data.copy_(torch.randn(n, generator=generator) * 0.2)
-
-
-def relative(a, b):
-    return float((a - b).abs().max() / b.abs().max())
+from parity_common import randomise_batchnorm, relative
 
 
 def main():

@@ -28,6 +28,8 @@ import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
+from parity_common import padded
+
 
 def official_config():
     """configuration_eat.py's defaults (the base model)."""
@@ -82,10 +84,7 @@ def main():
         return torchaudio.compliance.kaldi.fbank(x[None], htk_compat=True, sample_frequency=16000, use_energy=False,
                                                  window_type='hanning', num_mel_bins=128, dither=0.0, frame_shift=10)
 
-    lengths = torch.tensor([len(c) for c in clips])
-    wav = torch.zeros(len(clips), int(lengths.max()))
-    for i, c in enumerate(clips):
-        wav[i, :len(c)] = c
+    wav, lengths = padded(clips)
     worst = dict(fbank=0.0, all=0.0, patches=0.0, evar=0.0)
     with torch.inference_mode():
         feats, feat_lengths = ours_all.features(wav, lengths)

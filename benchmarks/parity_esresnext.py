@@ -25,6 +25,8 @@ import sys
 import types
 from pathlib import Path
 
+from parity_common import relative
+
 
 def install_stand_ins(checkout: Path):
     """`ignite_trainer` with only its AbstractNet (loaded from the checkout), and termcolor if it is absent."""
@@ -55,10 +57,6 @@ def randomise(model, generator):
         model.fbsp.m.copy_(torch.rand(n, generator=generator) * 1.5 + 0.5)
         model.fbsp.fb.copy_(torch.rand(n, generator=generator) + 0.5)
         model.fbsp.fc.add_(torch.randn(n, generator=generator) * 0.3)
-
-
-def relative(a, b):
-    return float((a - b).abs().max() / b.abs().max())
 
 
 def main():

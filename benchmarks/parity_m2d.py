@@ -29,6 +29,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from parity_common import padded, relative
+
 ROOT = Path(__file__).resolve().parents[1]
 CLIPS = ['ESC-50/audio/*.flac', 'RAVDESS/Actor_01/*.flac', 'speech_commands_v2_test_a/yes/*.flac']
 
@@ -61,19 +63,6 @@ def perturb(model, seed: int) -> None:
                 p.copy_(torch.tensor([-6.3, 4.6]))
             else:
                 p.add_(torch.randn(p.shape, generator=g) * 0.02)
-
-
-def rel(a, b) -> float:
-    return float((a - b).abs().max() / b.abs().max())
-
-
-def padded(clips):
-    import torch
-
-    wav = torch.zeros(len(clips), max(len(c) for c in clips))
-    for i, c in enumerate(clips):
-        wav[i, :len(c)] = c
-    return wav, torch.tensor([len(c) for c in clips])
 
 
 def compare_m2d(portable, folder: str, rate: int, clips, work: Path, layer=None, flat=False):
@@ -119,7 +108,7 @@ def compare_m2d(portable, folder: str, rate: int, clips, work: Path, layer=None,
                 ref = torch.cat([rearrange(o[:, 1:], 'b (f t) d -> b t (f d)', f=5) for o in captured], dim=1)
             n = int(frames.mask[i].sum())
             assert n == ref.shape[1], f'{folder}: {n} frames vs official {ref.shape[1]}'
-            worst = max(worst, rel(frames.embeddings[i, :n], ref[0]))
+            worst = max(worst, relative(frames.embeddings[i, :n], ref[0]))
     return worst_spec, worst
 
 
@@ -154,12 +143,12 @@ def compare_msm_mae(runtime_module, clips, work: Path, use_cls: bool):
             ref = official.encode_lms(lms)[0]
             n = int(a.mask[i].sum())
             assert n == ref.shape[0] == int(b.mask[i].sum()), f'{n} frames vs official {ref.shape[0]}'
-            worst = max(worst, rel(a.embeddings[i, :n], ref))
+            worst = max(worst, relative(a.embeddings[i, :n], ref))
             full = (lms.shape[-1] // 208) * 13  # frames from windows with no padding
             if full:
-                worst_full = max(worst_full, rel(b.embeddings[i, :full], ref[:full]))
+                worst_full = max(worst_full, relative(b.embeddings[i, :full], ref[:full]))
             if full < n:
-                worst_last = max(worst_last, rel(b.embeddings[i, full:n], ref[full:]))
+                worst_last = max(worst_last, relative(b.embeddings[i, full:n], ref[full:]))
     return worst, worst_full, worst_last
 
 

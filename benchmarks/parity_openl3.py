@@ -24,6 +24,8 @@ import tempfile
 import types
 from pathlib import Path
 
+from parity_common import padded, randomise_batchnorm_uniform
+
 SHARED = Path(__file__).resolve().parents[2] / 'shared' / 'data'
 
 
@@ -59,12 +61,7 @@ def main():
         torch.manual_seed(0)
         ref = PytorchOpenl3(content_type='env', input_repr=repr_, embedding_size=size)
         with torch.no_grad():
-            for m in ref.modules():
-                if isinstance(m, torch.nn.BatchNorm2d):
-                    m.running_mean.uniform_(-0.5, 0.5)
-                    m.running_var.uniform_(0.5, 2.0)
-                    m.weight.uniform_(0.5, 1.5)
-                    m.bias.uniform_(-0.2, 0.2)
+            randomise_batchnorm_uniform(ref)
             ref.batch_normalization_1.running_mean.fill_(-40.0)  # decibel inputs sit around -40
             ref.batch_normalization_1.running_var.fill_(300.0)
         ref.eval()
@@ -93,10 +90,7 @@ def main():
                 window = torch.nn.functional.pad(wav, (24000, 24000))[:, :48000]  # the first window
                 worst_spec = max(worst_spec, float((ref.speclayer(window[:, None]).squeeze(-1)
                                                     - ours.body.speclayer(window)[:, 0]).abs().max()))
-            lengths = torch.tensor([len(x) for x in clips])
-            batch = torch.zeros(len(clips), int(lengths.max()))
-            for i, x in enumerate(clips):
-                batch[i, :len(x)] = torch.from_numpy(x)
+            batch, lengths = padded(clips)
             frames = ours(batch, lengths)
             for i, single in enumerate(singles):
                 got = frames.embeddings[i, :int(frames.mask[i].sum())]

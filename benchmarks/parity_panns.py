@@ -12,7 +12,7 @@ evar builds itself (DFT kernels, Slaney mel matrix) with torchlibrosa's. Needs t
 
 Seen on 2026-11-22 (reference venv: torch 2.9.1, torchlibrosa 0.1.0, librosa 0.11; 6 clips of 0.4, 1.2, 3.3, 5,
 5 and 12 s from ESC-50 and RAVDESS): front-end tensors built here vs torchlibrosa's: DFT kernels 1.5e-08, mel
-matrix 3.5e-08 (abs); with the checkpoint's tensors, log-mel, conv block 6 frames and embedding all identical
+matrix 1.9e-09 (abs; 3.5e-08 before the shared Slaney filterbank of evar/frontend.py); with the checkpoint's tensors, log-mel, conv block 6 frames and embedding all identical
 (max diff 0.0: the same float32 operations); our padded batch vs our single clips 5.5e-07 relative.
 """
 
@@ -22,15 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-
-def load_clip(path, seconds=None):
-    import numpy as np
-    import soundfile as sf
-
-    x, sr = sf.read(path, dtype='float32', always_2d=True)
-    x = x.mean(1)
-    assert sr == 16000, f'{path}: expected 16 kHz audio'
-    return x[:int(seconds * sr)] if seconds else np.ascontiguousarray(x)
+from parity_common import load_clip, padded, randomise_batchnorm_uniform
 
 
 def main():
@@ -56,12 +48,7 @@ def main():
     official = Cnn14_16k(sample_rate=16000, window_size=512, hop_size=160, mel_bins=64, fmin=50, fmax=8000,
                          classes_num=527)
     with torch.no_grad():  # random BN statistics and affine terms, so every BN takes part in the comparison
-        for m in official.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
+        randomise_batchnorm_uniform(official)
     official.eval()
     state = official.state_dict()
     real, imag = dft_kernels(512, 512)
@@ -102,10 +89,7 @@ def main():
             our_frames = ours_frames(wav, n).embeddings
             worst['frames'] = max(worst['frames'], float((ref_frames - our_frames).abs().max()
                                                          / ref_frames.abs().max()))
-        lengths = torch.tensor([len(x) for x in clips])
-        batch = torch.zeros(len(clips), int(lengths.max()))
-        for i, x in enumerate(clips):
-            batch[i, :len(x)] = torch.from_numpy(x)
+        batch, lengths = padded(clips)
         embs = ours.embed(batch, lengths)
         for i, single in enumerate(singles):
             worst['batch'] = max(worst['batch'], float((embs[i] - single).abs().max() / single.abs().max()))

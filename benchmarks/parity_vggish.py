@@ -24,16 +24,9 @@ import tempfile
 import types
 from pathlib import Path
 
+from parity_common import load_clip, padded
+
 SHARED = Path(__file__).resolve().parents[2] / 'shared' / 'data'
-
-
-def load_clip(path, seconds=None):
-    import soundfile as sf
-
-    x, sr = sf.read(path, dtype='float32', always_2d=True)
-    assert sr == 16000, f'{path}: expected 16 kHz audio'
-    x = x.mean(1)
-    return x[:int(seconds * sr)] if seconds else x
 
 
 def main():
@@ -111,10 +104,7 @@ def main():
                 ref_t = tcvrick(examples[:, None])
                 emb_t = ours_tcv(wav, n).embeddings[0]
                 worst['tcv'] = max(worst['tcv'], float((ref_t - emb_t).abs().max() / ref_t.abs().max()))
-        lengths = torch.tensor([len(x) for x in clips])
-        batch = torch.zeros(len(clips), int(lengths.max()))
-        for i, x in enumerate(clips):
-            batch[i, :len(x)] = torch.from_numpy(np.ascontiguousarray(x))
+        batch, lengths = padded(clips)
         frames = ours(batch, lengths)
         for i, single in enumerate(singles):
             got = frames.embeddings[i, :int(frames.mask[i].sum())]

@@ -76,3 +76,34 @@ def logreg_scores_on_shared(tmp_path, task, dataset, configs):
               for name, (config, options) in configs.items()}
     print(f'{task} logreg accuracy:', scores)
     return scores
+
+
+def demo_score(tmp_path, work, config, options, representation, head='logreg', epochs=None, stderr_has=()):
+    """Runs lineareval.py on the demo task with `config` and `--options options` (the `head`, or the default head
+    when None, trained `epochs` when given); asserts it exits 0 and writes one demo row for `representation` with a
+    score in [0, 1], and that stderr holds each of `stderr_has`; returns the score."""
+    from evar.results import read_scores
+
+    args = [*(['--head', head] if head else []), *(['--epochs', epochs] if epochs is not None else [])]
+    proc = run_script('lineareval.py', config, 'demo', *args, '--options', options, '--work_root', work, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    for text in stderr_has:
+        assert text in proc.stderr, proc.stderr
+    rows = read_scores(tmp_path / 'results' / 'scores.csv')
+    assert len(rows) == 1 and rows[0]['representation'] == representation and rows[0]['task'] == 'demo', rows
+    score = float(rows[0]['score'])
+    assert 0.0 <= score <= 1.0, rows
+    return score
+
+
+def missing_weights_error(tmp_path, config, via='lineareval'):
+    """Runs lineareval.py on the demo task (or `python -m evar.check` with via='check') with a shipped `config`
+    whose weights are absent; asserts it exits 1 with exactly one `Error:` line and no traceback; returns that line."""
+    if via == 'check':
+        proc = subprocess.run([sys.executable, '-m', 'evar.check', str(config)], cwd=tmp_path, capture_output=True,
+                              text=True, env={**os.environ, 'PYTHONPATH': str(ROOT)}, timeout=300)
+    else:
+        proc = run_script('lineareval.py', config, 'demo', '--work_root', tmp_path / 'w', cwd=tmp_path)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith('Error:')]
+    assert proc.returncode == 1 and len(errors) == 1 and 'Traceback' not in proc.stderr, proc.stderr
+    return errors[0]

@@ -14,7 +14,7 @@ from evar.errors import EvarError
 from evar.models import create_model
 from evar.models.atst import ATSTClipParams, ATSTEncoder, ATSTFrameParams
 
-from conftest import ROOT, SHARED, needs_shared, run_script
+from conftest import ROOT, SHARED, demo_score, missing_weights_error, needs_shared
 
 SMALL = dict(embed_dim=32, depth=2, num_heads=2)
 SMALL_OPTIONS = '+embed_dim=32,+depth=2,+num_heads=2'
@@ -121,21 +121,12 @@ def test_wrong_or_missing_keys_fail_with_the_strict_message(tmp_path):
 
 
 def test_shipped_configs_without_weights_say_where_to_get_them(tmp_path):
-    proc = run_script('lineareval.py', ROOT / 'config' / 'atst_clip.yaml', 'demo', '--work_root', tmp_path / 'w',
-                      cwd=tmp_path)
-    assert proc.returncode == 1 and 'Traceback' not in proc.stderr
-    assert proc.stderr.count('Error: ') == 1 and 'external/atst_base.ckpt' in proc.stderr, proc.stderr
-    assert 'checkpointstorage.oss-cn-beijing.aliyuncs.com/atst/base.ckpt' in proc.stderr
+    error = missing_weights_error(tmp_path, ROOT / 'config' / 'atst_clip.yaml')
+    assert 'external/atst_base.ckpt' in error and 'checkpointstorage.oss-cn-beijing.aliyuncs.com/atst/base.ckpt' in error
     with pytest.raises(EvarError, match=r'external/atstframe_base.ckpt does not exist.*drive.google.com'):
         check_model(ROOT / 'config' / 'atst_frame.yaml', device='cpu')
 
 
 def test_lineareval_demo_writes_a_score(tmp_path, work):
-    from evar.results import read_scores
-
     path = clip_checkpoint(tmp_path / 'c.ckpt', **SMALL)
-    proc = run_script('lineareval.py', ROOT / 'config' / 'atst_clip.yaml', 'demo', '--head', 'logreg', '--options',
-                      f'weight_file={path},{SMALL_OPTIONS}', '--work_root', work, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    rows = read_scores(tmp_path / 'results' / 'scores.csv')
-    assert len(rows) == 1 and 0.0 <= float(rows[0]['score']) <= 1.0
+    demo_score(tmp_path, work, ROOT / 'config' / 'atst_clip.yaml', f'weight_file={path},{SMALL_OPTIONS}', 'atst_clip')

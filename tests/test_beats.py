@@ -6,10 +6,7 @@ Most tests use a tiny BEATs (2 layers, 48-d) written as an official container {'
 file runs in seconds; one test builds the real BEATs_iter3 size and runs it on a real clip."""
 
 import math
-import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -20,7 +17,7 @@ from evar.errors import EvarError
 from evar.models import create_model
 from evar.models.beats import BEATsArch, BEATsModel, kaldi_fbank, kaldi_mel_banks, povey_window
 
-from conftest import ROOT, SHARED, batch_equals_single, needs_shared, run_script
+from conftest import ROOT, SHARED, batch_equals_single, demo_score, missing_weights_error, needs_shared
 
 CONFIG = ROOT / 'config' / 'beats.yaml'
 TINY_CFG = dict(input_patch_size=16, embed_dim=32, conv_bias=False, encoder_layers=2, encoder_embed_dim=48,
@@ -155,12 +152,8 @@ def test_real_size_model_on_a_real_clip(tmp_path):
 
 
 def test_shipped_yaml_without_weights_names_the_file_and_url(tmp_path):
-    proc = subprocess.run([sys.executable, '-m', 'evar.check', str(CONFIG)], cwd=tmp_path, capture_output=True,
-                          text=True, env={**os.environ, 'PYTHONPATH': str(ROOT)}, timeout=300)
-    assert proc.returncode == 1
-    errors = [line for line in proc.stderr.splitlines() if line.startswith('Error:')]
-    assert len(errors) == 1 and 'external/BEATs_iter3.pt' in errors[0], proc.stderr
-    assert 'github.com/microsoft/unilm/tree/master/beats' in errors[0]
+    error = missing_weights_error(tmp_path, CONFIG, via='check')
+    assert 'external/BEATs_iter3.pt' in error and 'github.com/microsoft/unilm/tree/master/beats' in error
 
 
 def test_wrong_or_missing_keys_fail_with_the_strict_message(tmp_path, tiny_ckpt):
@@ -183,10 +176,4 @@ def test_wrong_or_missing_keys_fail_with_the_strict_message(tmp_path, tiny_ckpt)
 
 
 def test_lineareval_on_demo_writes_a_score(tmp_path, work, tiny_ckpt):
-    proc = run_script('lineareval.py', CONFIG, 'demo', '--options', f'weight_file={tiny_ckpt},batch_size=64',
-                      '--head', 'logreg', '--work_root', work, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    from evar.results import read_scores
-
-    rows = read_scores(tmp_path / 'results' / 'scores.csv')
-    assert rows[0]['representation'] == 'beats' and 0.0 <= float(rows[0]['score']) <= 1.0
+    demo_score(tmp_path, work, CONFIG, f'weight_file={tiny_ckpt},batch_size=64', 'beats')

@@ -14,7 +14,7 @@ from evar.models import create_model
 from evar.frontend import slaney_mel_filterbank
 from evar.models.byola import AudioNTT2022
 
-from conftest import ROOT, SHARED, batch_equals_single, needs_shared, run_script
+from conftest import ROOT, SHARED, batch_equals_single, demo_score, missing_weights_error, needs_shared
 
 CONFIG = ROOT / 'config' / 'byola2.yaml'
 STATS = dict(norm_stats=[-7.0, 4.5])
@@ -133,22 +133,13 @@ def test_real_clips_batch_equals_single_and_check_passes(ckpt, model):
 
 
 def test_lineareval_on_demo_writes_a_score(tmp_path, work, ckpt):
-    from evar.results import read_scores
-
     # The default linear head for a few epochs (logreg on 3072-d takes ~50 s on two busy cores).
-    proc = run_script('lineareval.py', CONFIG, 'demo', '--epochs', 20, '--options', f'weight_file={ckpt}',
-                      '--work_root', work, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert 'normalisation statistics from 180 training clips' in proc.stderr
-    rows = read_scores(tmp_path / 'results' / 'scores.csv')
-    assert len(rows) == 1 and rows[0]['representation'] == 'byola2' and rows[0]['task'] == 'demo'
-    assert float(rows[0]['score']) > 0.5  # 6 classes; random weights still separate the demo sounds
+    score = demo_score(tmp_path, work, CONFIG, f'weight_file={ckpt}', 'byola2', head=None, epochs=20,
+                       stderr_has=['normalisation statistics from 180 training clips'])
+    assert score > 0.5  # 6 classes; random weights still separate the demo sounds
 
 
 def test_shipped_yaml_without_weights_names_the_file_and_url(tmp_path):
-    proc = run_script('lineareval.py', CONFIG, 'demo', '--work_root', tmp_path / 'w', cwd=tmp_path)
-    assert proc.returncode == 1
-    errors = [line for line in proc.stderr.splitlines() if line.startswith('Error:')]
-    assert len(errors) == 1 and 'Traceback' not in proc.stderr, proc.stderr
-    assert re.search(r'external/byol_a/v2/AudioNTT2022-BYOLA-64x96d2048\.pth', errors[0])
-    assert 'https://github.com/nttcslab/byol-a/tree/master/v2' in errors[0]
+    error = missing_weights_error(tmp_path, CONFIG)
+    assert re.search(r'external/byol_a/v2/AudioNTT2022-BYOLA-64x96d2048\.pth', error)
+    assert 'https://github.com/nttcslab/byol-a/tree/master/v2' in error

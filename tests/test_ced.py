@@ -16,7 +16,7 @@ from evar.errors import EvarError
 from evar.models import create_model
 from evar.models.ced import AudioViT, htk_mel_filterbank_float32
 
-from conftest import ROOT, SHARED, batch_equals_single, needs_shared, run_script
+from conftest import ROOT, SHARED, batch_equals_single, demo_score, missing_weights_error, needs_shared
 
 CONFIG = ROOT / 'config' / 'ced.yaml'
 SMALL = dict(embed_dim=64, depth=2, num_heads=4)
@@ -132,22 +132,13 @@ def test_batch_equals_single_on_real_clips(small_model):
 
 
 def test_lineareval_on_demo(tmp_path, work, small_ckpt):
-    options = f'weight_file={small_ckpt},embed_dim=64,depth=2,num_heads=4,feature_d=64'
-    proc = run_script('lineareval.py', CONFIG, 'demo', '--head', 'logreg', '--options', options,
-                      '--work_root', work, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    from evar.results import read_scores
-
-    rows = read_scores(tmp_path / 'results' / 'scores.csv')
-    assert rows[0]['representation'] == 'ced' and 0.0 <= float(rows[0]['score']) <= 1.0
+    demo_score(tmp_path, work, CONFIG, f'weight_file={small_ckpt},embed_dim=64,depth=2,num_heads=4,feature_d=64',
+               'ced')
 
 
 def test_shipped_yaml_without_weights_names_the_file_and_url(tmp_path):
-    proc = run_script('lineareval.py', CONFIG, 'demo', '--work_root', tmp_path / 'w', cwd=tmp_path)
-    assert proc.returncode == 1
-    errors = [line for line in proc.stderr.splitlines() if line.startswith('Error:')]
-    assert len(errors) == 1 and 'Traceback' not in proc.stderr, proc.stderr
-    assert 'external/audiotransformer_base_mAP_4999.pt' in errors[0] and 'https://zenodo.org/record/8275347' in errors[0]
+    error = missing_weights_error(tmp_path, CONFIG)
+    assert 'external/audiotransformer_base_mAP_4999.pt' in error and 'https://zenodo.org/record/8275347' in error
 
 
 def test_wrong_checkpoints_fail_with_one_clear_message(tmp_path):

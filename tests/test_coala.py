@@ -16,7 +16,7 @@ from evar.errors import EvarError
 from evar.models import create_model
 from evar.models.coala import AudioEncoder
 
-from conftest import ROOT, SHARED, batch_equals_single, needs_shared, run_script
+from conftest import ROOT, SHARED, batch_equals_single, demo_score, missing_weights_error, needs_shared
 
 CONFIG = ROOT / 'config' / 'coala.yaml'
 SR = 22000
@@ -166,21 +166,12 @@ def test_wrong_files_fail_with_clear_messages(tmp_path, files):
 
 
 def test_lineareval_on_demo_writes_a_score(tmp_path, work, files):
-    from evar.results import read_scores
-
     # Padding to 2.3 s (one chunk) instead of 10 s (four) keeps this at a quarter of the encoder's time.
-    proc = run_script('lineareval.py', CONFIG, 'demo', '--epochs', 20, '--options', options(files, ',pad_sec=2.3'),
-                      '--work_root', work, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    rows = read_scores(tmp_path / 'results' / 'scores.csv')
-    assert len(rows) == 1 and rows[0]['representation'] == 'coala' and rows[0]['task'] == 'demo'
-    assert float(rows[0]['score']) > 0.3  # 6 classes (chance 0.17); random weights still separate some
+    score = demo_score(tmp_path, work, CONFIG, options(files, ',pad_sec=2.3'), 'coala', head=None, epochs=20)
+    assert score > 0.3  # 6 classes (chance 0.17); random weights still separate some
 
 
 def test_shipped_yaml_without_weights_names_the_file_and_url(tmp_path):
-    proc = run_script('lineareval.py', CONFIG, 'demo', '--work_root', tmp_path / 'w', cwd=tmp_path)
-    assert proc.returncode == 1
-    errors = [line for line in proc.stderr.splitlines() if line.startswith('Error:')]
-    assert len(errors) == 1 and 'Traceback' not in proc.stderr, proc.stderr
-    assert 'external/coala/saved_models/dual_ae_c/audio_encoder_epoch_200.pt' in errors[0]
-    assert 'https://github.com/xavierfav/coala' in errors[0]
+    error = missing_weights_error(tmp_path, CONFIG)
+    assert 'external/coala/saved_models/dual_ae_c/audio_encoder_epoch_200.pt' in error
+    assert 'https://github.com/xavierfav/coala' in error

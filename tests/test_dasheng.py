@@ -12,7 +12,7 @@ from evar.config import load_config
 from evar.errors import EvarError
 from evar.models import create_model
 
-from conftest import ROOT, SHARED, batch_equals_single, needs_shared, run_script
+from conftest import ROOT, SHARED, batch_equals_single, demo_score, missing_weights_error, needs_shared
 from test_ced import write_checkpoint
 
 CONFIG = ROOT / 'config' / 'dasheng.yaml'
@@ -84,22 +84,13 @@ def test_batch_equals_single_on_real_clips(small_model):
 
 
 def test_lineareval_on_demo(tmp_path, work, small_ckpt):
-    options = f'weight_file={small_ckpt},embed_dim=64,depth=2,num_heads=4,feature_d=64'
-    proc = run_script('lineareval.py', CONFIG, 'demo', '--head', 'logreg', '--options', options,
-                      '--work_root', work, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    from evar.results import read_scores
-
-    rows = read_scores(tmp_path / 'results' / 'scores.csv')
-    assert rows[0]['representation'] == 'dasheng' and 0.0 <= float(rows[0]['score']) <= 1.0
+    demo_score(tmp_path, work, CONFIG, f'weight_file={small_ckpt},embed_dim=64,depth=2,num_heads=4,feature_d=64',
+               'dasheng')
 
 
 def test_shipped_yaml_without_weights_names_the_file_and_url(tmp_path):
-    proc = run_script('lineareval.py', CONFIG, 'demo', '--work_root', tmp_path / 'w', cwd=tmp_path)
-    assert proc.returncode == 1
-    errors = [line for line in proc.stderr.splitlines() if line.startswith('Error:')]
-    assert len(errors) == 1 and 'Traceback' not in proc.stderr, proc.stderr
-    assert 'external/dasheng_base.pt' in errors[0] and 'https://zenodo.org/records/11511780' in errors[0]
+    error = missing_weights_error(tmp_path, CONFIG)
+    assert 'external/dasheng_base.pt' in error and 'https://zenodo.org/records/11511780' in error
     for name, file in (('dasheng_06b', 'dasheng_06b.pt'), ('dasheng_12b', 'dasheng_12b.pt')):
         cfg = load_config(ROOT / 'config' / f'{name}.yaml')
         with pytest.raises(EvarError, match=f'external/{file}.*https://zenodo.org/records/11511780'):

@@ -14,7 +14,7 @@ from evar.errors import EvarError
 from evar.models import create_model
 from evar.models.eat import EATEncoder, kaldi_mel_banks, read_safetensors
 
-from conftest import ROOT, SHARED, batch_equals_single, needs_shared, run_script
+from conftest import ROOT, SHARED, batch_equals_single, demo_score, missing_weights_error, needs_shared
 
 CONFIG = ROOT / 'config' / 'eat.yaml'
 SMALL = dict(dim=64, depth=2, num_heads=4, mlp_hidden=128)
@@ -154,22 +154,13 @@ def test_real_size_checkpoint_loads_and_runs(tmp_path):
 
 def test_lineareval_on_demo(tmp_path, work, small_folder):
     # The demo's 1 s clips (98 fbank frames) fit one 112-frame window: 7x fewer tokens than 1024.
-    proc = run_script('lineareval.py', CONFIG, 'demo', '--head', 'logreg', '--options',
-                      f'weight_file={small_folder},feature_d=64,target_length=112', '--work_root', work, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    from evar.results import read_scores
-
-    rows = read_scores(tmp_path / 'results' / 'scores.csv')
-    assert rows[0]['representation'] == 'eat' and 0.0 <= float(rows[0]['score']) <= 1.0
+    demo_score(tmp_path, work, CONFIG, f'weight_file={small_folder},feature_d=64,target_length=112', 'eat')
 
 
 def test_shipped_yaml_without_weights_names_the_folder_and_url(tmp_path):
-    proc = run_script('lineareval.py', CONFIG, 'demo', '--work_root', tmp_path / 'w', cwd=tmp_path)
-    assert proc.returncode == 1
-    errors = [line for line in proc.stderr.splitlines() if line.startswith('Error:')]
-    assert len(errors) == 1 and 'Traceback' not in proc.stderr, proc.stderr
-    assert 'external/EAT-base_epoch30_pretrain' in errors[0]
-    assert 'https://huggingface.co/worstchan/EAT-base_epoch30_pretrain' in errors[0]
+    error = missing_weights_error(tmp_path, CONFIG)
+    assert 'external/EAT-base_epoch30_pretrain' in error
+    assert 'https://huggingface.co/worstchan/EAT-base_epoch30_pretrain' in error
 
 
 def test_wrong_checkpoints_fail_with_one_clear_message(tmp_path):

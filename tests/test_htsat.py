@@ -4,10 +4,7 @@
 Most tests use a reduced HTS-AT (128 x 128 image, 2.5 s chunks, 16-d patches) built through Params overrides, so
 the file runs in seconds; one test runs the real size on one real clip."""
 
-import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,7 +16,7 @@ from evar.models import create_model
 from evar.frontend import slaney_mel_filterbank
 from evar.models.htsat import HTSAT_IGNORED, build_swin, to_official_state
 
-from conftest import ROOT, SHARED, batch_equals_single, needs_shared, run_script
+from conftest import ROOT, SHARED, batch_equals_single, demo_score, missing_weights_error, needs_shared
 
 CONFIG = ROOT / 'config' / 'htsat.yaml'
 SMALL = dict(spec_size=128, clip_sec=2.5, embed_dim=16, depths=[2, 2, 2, 2], num_heads=[1, 2, 2, 4], swin_window=4)
@@ -119,12 +116,9 @@ def test_real_size_model_on_a_real_clip(tmp_path):
 
 
 def test_shipped_yaml_without_weights_names_the_file_and_url(tmp_path):
-    proc = subprocess.run([sys.executable, '-m', 'evar.check', str(CONFIG)], cwd=tmp_path, capture_output=True,
-                          text=True, env={**os.environ, 'PYTHONPATH': str(ROOT)}, timeout=300)
-    assert proc.returncode == 1
-    errors = [line for line in proc.stderr.splitlines() if line.startswith('Error:')]
-    assert len(errors) == 1 and 'external/HTSAT_AudioSet_Saved_1.ckpt' in errors[0]
-    assert 'drive.google.com' in errors[0] and 'RetroCirce/HTS-Audio-Transformer' in errors[0]
+    error = missing_weights_error(tmp_path, CONFIG, via='check')
+    assert 'external/HTSAT_AudioSet_Saved_1.ckpt' in error
+    assert 'drive.google.com' in error and 'RetroCirce/HTS-Audio-Transformer' in error
 
 
 def test_wrong_or_missing_keys_fail_with_the_strict_message(tmp_path, small_ckpt):
@@ -147,10 +141,4 @@ def test_wrong_or_missing_keys_fail_with_the_strict_message(tmp_path, small_ckpt
 
 
 def test_lineareval_on_demo_writes_a_score(tmp_path, work, small_ckpt):
-    proc = run_script('lineareval.py', CONFIG, 'demo', '--options', small_options(small_ckpt) + ',batch_size=64',
-                      '--head', 'logreg', '--work_root', work, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    from evar.results import read_scores
-
-    rows = read_scores(tmp_path / 'results' / 'scores.csv')
-    assert rows[0]['representation'] == 'htsat' and 0.0 <= float(rows[0]['score']) <= 1.0
+    demo_score(tmp_path, work, CONFIG, small_options(small_ckpt) + ',batch_size=64', 'htsat')

@@ -15,9 +15,8 @@ from evar.errors import EvarError
 from evar.models import create_model
 from evar.frontend import slaney_mel_filterbank
 from evar.models.m2d import PatchViT
-from evar.results import read_scores
 
-from conftest import ROOT, SHARED, needs_shared, run_script
+from conftest import ROOT, SHARED, demo_score, missing_weights_error, needs_shared
 
 M2D_YAML, M2D_32K_YAML, MSM_YAML = (ROOT / 'config' / f'{n}.yaml' for n in ('m2d', 'm2d_32k', 'msm_mae'))
 SMALL = dict(dim=128, depth=2)  # 2 heads of 64: fast on CPU, same code paths as ViT-B
@@ -208,21 +207,16 @@ def test_slaney_filterbank_matches_librosa_formula():
     assert fb[:, 79].sum().item() == pytest.approx(0.024945049, rel=1e-5)
 
 
-def test_shipped_yamls_without_weights_exit_with_one_error_naming_where(tmp_path, work):
+def test_shipped_yamls_without_weights_exit_with_one_error_naming_where(tmp_path):
     for cfg, where, url in ((M2D_YAML, 'external/m2d_vit_base-80x608p16x16-221006-mr7/checkpoint-300.pth',
                              'github.com/nttcslab/m2d'),
                             (MSM_YAML, 'external/80x208p16x16_0422/checkpoint-100.pth',
                              'github.com/nttcslab/msm-mae/releases')):
-        proc = run_script('lineareval.py', cfg, 'demo', '--work_root', work, cwd=tmp_path)
-        assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr
-        assert proc.stderr.count('Error: ') == 1 and where in proc.stderr and url in proc.stderr, proc.stderr
+        error = missing_weights_error(tmp_path, cfg)
+        assert where in error and url in error, error
 
 
 def test_lineareval_on_demo_writes_a_score(tmp_path, work):
     """MSM-MAE: also exercises the training-split normalisation statistics."""
     path = save_checkpoint(tmp_path, '80x208p16x16_demo', 'msm_mae', **SMALL)
-    proc = run_script('lineareval.py', MSM_YAML, 'demo', '--head', 'logreg', '--options',
-                      f'weight_file={path},feature_d=640', '--work_root', work, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    rows = read_scores(tmp_path / 'results' / 'scores.csv')
-    assert len(rows) == 1 and 0.0 <= float(rows[0]['score']) <= 1.0
+    demo_score(tmp_path, work, MSM_YAML, f'weight_file={path},feature_d=640', 'msm_mae')

@@ -2,10 +2,7 @@
 front end (trim, repeat-pad to 8 s, min-max log-mel), 1024-frame crops, padding invariance and the entry points.
 A reduced encoder (16-d patches, 128 x 128 image) keeps the file fast; crops then hold 256 frames."""
 
-import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,7 +14,7 @@ from evar.models import create_model
 from evar.models.htsat import build_swin, to_official_state
 from evar.models.opera import repeat_pad, trim_silence
 
-from conftest import ROOT, SHARED, batch_equals_single, needs_shared, run_script
+from conftest import ROOT, SHARED, batch_equals_single, demo_score, missing_weights_error, needs_shared
 
 CONFIG = ROOT / 'config' / 'opera_ct.yaml'
 SMALL = dict(spec_size=128, embed_dim=16, depths=[2, 2, 2, 2], num_heads=[1, 2, 2, 4], swin_window=4)
@@ -99,12 +96,8 @@ def test_real_clips_with_silence_are_trimmed(model):
 
 
 def test_shipped_yaml_without_weights_names_the_file_and_url(tmp_path):
-    proc = subprocess.run([sys.executable, '-m', 'evar.check', str(CONFIG)], cwd=tmp_path, capture_output=True,
-                          text=True, env={**os.environ, 'PYTHONPATH': str(ROOT)}, timeout=300)
-    assert proc.returncode == 1
-    errors = [line for line in proc.stderr.splitlines() if line.startswith('Error:')]
-    assert len(errors) == 1 and 'external/encoder-operaCT.ckpt' in errors[0]
-    assert 'huggingface.co/evelyn0414/OPERA' in errors[0]
+    error = missing_weights_error(tmp_path, CONFIG, via='check')
+    assert 'external/encoder-operaCT.ckpt' in error and 'huggingface.co/evelyn0414/OPERA' in error
 
 
 def test_wrong_or_missing_keys_fail_with_the_strict_message(tmp_path, ckpt):
@@ -119,10 +112,4 @@ def test_wrong_or_missing_keys_fail_with_the_strict_message(tmp_path, ckpt):
 
 
 def test_lineareval_on_demo_writes_a_score(tmp_path, work, ckpt):
-    proc = run_script('lineareval.py', CONFIG, 'demo', '--options', options(ckpt) + ',batch_size=64', '--head',
-                      'logreg', '--work_root', work, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    from evar.results import read_scores
-
-    rows = read_scores(tmp_path / 'results' / 'scores.csv')
-    assert rows[0]['representation'] == 'opera_ct' and 0.0 <= float(rows[0]['score']) <= 1.0
+    demo_score(tmp_path, work, CONFIG, options(ckpt) + ',batch_size=64', 'opera_ct')

@@ -13,9 +13,8 @@ from evar.errors import EvarError
 from evar.models import create_model
 from evar.frontend import slaney_mel_filterbank
 from evar.models.panns import CNN14Params, Cnn14Net
-from evar.results import read_scores
 
-from conftest import ROOT, SHARED, batch_equals_single, needs_shared, run_script
+from conftest import ROOT, SHARED, batch_equals_single, demo_score, missing_weights_error, needs_shared
 
 CONFIG = ROOT / 'config' / 'cnn14.yaml'
 SMALL = (4, 8, 8, 16, 16, 24)  # channel widths of a fast stand-in; the official ones are 64 ... 2048
@@ -116,15 +115,9 @@ def test_wrong_checkpoints_fail_with_clear_messages(tmp_path, small_weights):
 
 
 def test_shipped_yaml_without_weights_says_where_to_get_them(tmp_path):
-    proc = run_script('lineareval.py', CONFIG, 'demo', '--work_root', tmp_path / 'work', cwd=tmp_path)
-    errors = [line for line in proc.stderr.splitlines() if line.startswith('Error:')]
-    assert proc.returncode == 1 and len(errors) == 1 and 'Traceback' not in proc.stderr, proc.stderr
-    assert 'external/Cnn14_16k_mAP=0.438.pth' in errors[0] and 'zenodo.org/record/3987831' in errors[0]
+    error = missing_weights_error(tmp_path, CONFIG)
+    assert 'external/Cnn14_16k_mAP=0.438.pth' in error and 'zenodo.org/record/3987831' in error
 
 
 def test_demo_lineareval_runs_and_scores(tmp_path, work, small_weights):
-    proc = run_script('lineareval.py', CONFIG, 'demo', '--options', f'weight_file={small_weights}', '--head',
-                      'logreg', '--work_root', work, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    rows = read_scores(tmp_path / 'results' / 'scores.csv')
-    assert rows[0]['representation'] == 'cnn14' and 0.0 <= float(rows[0]['score']) <= 1.0
+    demo_score(tmp_path, work, CONFIG, f'weight_file={small_weights}', 'cnn14')

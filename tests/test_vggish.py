@@ -13,9 +13,8 @@ from evar.check import check_model
 from evar.errors import EvarError
 from evar.models import create_model
 from evar.models.vggish import VGGishNet, vggish_mel_matrix
-from evar.results import read_scores
 
-from conftest import ROOT, SHARED, batch_equals_single, needs_shared, run_script
+from conftest import ROOT, SHARED, batch_equals_single, demo_score, missing_weights_error, needs_shared
 
 CONFIG = ROOT / 'config' / 'vggish.yaml'
 
@@ -117,15 +116,9 @@ def test_wrong_checkpoints_fail_with_clear_messages(tmp_path, weights):
 
 
 def test_shipped_yaml_without_weights_says_where_to_get_them(tmp_path):
-    proc = run_script('lineareval.py', CONFIG, 'demo', '--work_root', tmp_path / 'work', cwd=tmp_path)
-    errors = [line for line in proc.stderr.splitlines() if line.startswith('Error:')]
-    assert proc.returncode == 1 and len(errors) == 1 and 'Traceback' not in proc.stderr, proc.stderr
-    assert 'external/vggish-10086976.pth' in errors[0] and 'github.com/harritaylor/torchvggish' in errors[0]
+    error = missing_weights_error(tmp_path, CONFIG)
+    assert 'external/vggish-10086976.pth' in error and 'github.com/harritaylor/torchvggish' in error
 
 
 def test_demo_lineareval_runs_and_scores(tmp_path, work, weights):
-    proc = run_script('lineareval.py', CONFIG, 'demo', '--options', f'weight_file={weights}', '--head', 'logreg',
-                      '--work_root', work, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    rows = read_scores(tmp_path / 'results' / 'scores.csv')
-    assert rows[0]['representation'] == 'vggish' and 0.0 <= float(rows[0]['score']) <= 1.0
+    demo_score(tmp_path, work, CONFIG, f'weight_file={weights}', 'vggish')

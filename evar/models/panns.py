@@ -26,7 +26,8 @@ official model fails on them. Long clips are run whole, as the official inferenc
 Checked against the official code (qiuqiangkong/audioset_tagging_cnn `Cnn14_16k` with torchlibrosa 0.1.0, random
 init seeded, its state dict loaded strictly here) on real ESC-50 / RAVDESS clips of 0.4-12 s:
 log-mel, conv block 6 frames and embedding identical (max diff 0.0); front-end tensors built here for a fresh
-model vs torchlibrosa's within 3.5e-08; our padded batch vs single clips 5.5e-07 relative. Re-check with
+model vs torchlibrosa's within 1.5e-08 (DFT kernels) and 1.9e-09 (mel matrix); our padded batch vs single clips
+5.5e-07 relative. Re-check with
 `PYTHONPATH=<torchlibrosa site> python benchmarks/parity_panns.py --panns_repo <checkout>`.
 """
 
