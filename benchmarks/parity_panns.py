@@ -13,7 +13,8 @@ evar builds itself (DFT kernels, Slaney mel matrix) with torchlibrosa's. Needs t
 Seen on 2026-11-22 (reference venv: torch 2.9.1, torchlibrosa 0.1.0, librosa 0.11; 6 clips of 0.4, 1.2, 3.3, 5,
 5 and 12 s from ESC-50 and RAVDESS): front-end tensors built here vs torchlibrosa's: DFT kernels 1.5e-08, mel
 matrix 1.9e-09 (abs; 3.5e-08 before evar/frontend.py's shared Slaney filterbank); with the checkpoint's tensors,
-log-mel, conv block 6 frames and embedding all identical (max diff 0.0: the same float32 operations); our padded batch vs our single clips 5.5e-07 relative.
+log-mel, conv block 6 frames and embedding all identical (max diff 0.0: the same float32 operations);
+our padded batch vs our single clips 5.5e-07 relative.
 """
 
 import argparse
