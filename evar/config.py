@@ -40,6 +40,9 @@ class RunSettings:
     ft_freq_mask: int = 30
     ft_time_mask: int = 100
     ft_rrc: bool = True
+    ft_noise: float = 0.0
+    training_mask: float = 0.0  # masking ratio while fine-tuning (M2D family)
+    freeze_embed: Optional[bool] = None  # freeze the patch embedding while fine-tuning (M2D family)
 
 
 RUN_KEYS = frozenset(f.name for f in dataclasses.fields(RunSettings))

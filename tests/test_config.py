@@ -96,3 +96,16 @@ def test_data_root_falls_back_to_another_rate(tmp_path):
     assert root == tmp_path / '44k' / 'esc50' and rate == 44100
     (tmp_path / '16k' / 'esc50').mkdir(parents=True)
     assert get_task('esc50').data_root(tmp_path, 16000) == (tmp_path / '16k' / 'esc50', 16000)
+
+
+def test_evar_fine_tuning_keys_are_accepted(tmp_path):
+    """EVAR's model YAMLs carry fine-tuning settings (finetune.py reads them); they load without error."""
+    cfg_file = tmp_path / 'evar_opera.yaml'
+    cfg_file.write_text('audio_repr: ar_opera.AR_OPERA_CT\nweight_file: external/encoder-operaCT.ckpt\n'
+                        'batch_size: 128\nwarmup_epochs: 5\nmixup: 0.5\nft_bs: 64\nft_lr: 0.5\nft_noise: 0.0\n'
+                        'training_mask: 0.5\nfreeze_embed: true\n')
+    cfg = load_config(cfg_file)
+    assert cfg.audio_repr == 'opera_ct' and cfg.run.training_mask == 0.5 and cfg.run.freeze_embed is True
+    with pytest.raises(EvarError, match=r"unknown key\(s\) \['trainig_mask'\]"):
+        cfg_file.write_text('audio_repr: ar_opera.AR_OPERA_CT\ntrainig_mask: 0.5\n')
+        load_config(cfg_file)
