@@ -197,35 +197,44 @@ def encoder_config(variables: dict, source: str):
                          decoder_layers=1, decoder_attention_heads=heads, decoder_ffn_dim=int(ffn))
 
 
+# CTranslate2 variable names and the transformers WhisperEncoder names they map to one to one, used in both
+# directions; the fused query/key/value projection (self_attention/linear_0) is split or joined separately.
+GLOBAL_NAMES = (
+    ('encoder/conv1/weight', 'conv1.weight'), ('encoder/conv1/bias', 'conv1.bias'),
+    ('encoder/conv2/weight', 'conv2.weight'), ('encoder/conv2/bias', 'conv2.bias'),
+    ('encoder/position_encodings/encodings', 'embed_positions.weight'),
+    ('encoder/layer_norm/gamma', 'layer_norm.weight'), ('encoder/layer_norm/beta', 'layer_norm.bias'),
+)
+LAYER_NAMES = (  # (CTranslate2 under encoder/layer_i/, transformers under layers.i.)
+    ('self_attention/linear_1/weight', 'self_attn.out_proj.weight'),
+    ('self_attention/linear_1/bias', 'self_attn.out_proj.bias'),
+    ('self_attention/layer_norm/gamma', 'self_attn_layer_norm.weight'),
+    ('self_attention/layer_norm/beta', 'self_attn_layer_norm.bias'),
+    ('ffn/linear_0/weight', 'fc1.weight'), ('ffn/linear_0/bias', 'fc1.bias'),
+    ('ffn/linear_1/weight', 'fc2.weight'), ('ffn/linear_1/bias', 'fc2.bias'),
+    ('ffn/layer_norm/gamma', 'final_layer_norm.weight'), ('ffn/layer_norm/beta', 'final_layer_norm.bias'),
+)
+
+
+def _name_pairs(layers: int) -> list:
+    """Every one-to-one (CTranslate2 name, transformers name) of an encoder with `layers` layers."""
+    return list(GLOBAL_NAMES) + [(f'encoder/layer_{i}/{ct2}', f'layers.{i}.{hf}')
+                                 for i in range(layers) for ct2, hf in LAYER_NAMES]
+
+
 def encoder_state_dict(variables: dict, layers: int) -> dict:
     """transformers WhisperEncoder state dict (float32) from CTranslate2 encoder variables."""
     v = {k: t.float() for k, t in variables.items() if k.startswith('encoder/') and t.is_floating_point()}
-    state = {
-        'conv1.weight': v['encoder/conv1/weight'], 'conv1.bias': v['encoder/conv1/bias'],
-        'conv2.weight': v['encoder/conv2/weight'], 'conv2.bias': v['encoder/conv2/bias'],
-        'embed_positions.weight': v['encoder/position_encodings/encodings'],
-        'layer_norm.weight': v['encoder/layer_norm/gamma'], 'layer_norm.bias': v['encoder/layer_norm/beta'],
-    }
+    state = {hf: v[ct2] for ct2, hf in _name_pairs(layers)}
     for i in range(layers):
-        src, dst = f'encoder/layer_{i}', f'layers.{i}'
-        q, k, vv = v[f'{src}/self_attention/linear_0/weight'].chunk(3, dim=0)
-        qb, kb, vb = v[f'{src}/self_attention/linear_0/bias'].chunk(3, dim=0)
+        src, dst = f'encoder/layer_{i}/self_attention/linear_0', f'layers.{i}.self_attn'
+        q, k, vv = v[f'{src}/weight'].chunk(3, dim=0)
+        qb, kb, vb = v[f'{src}/bias'].chunk(3, dim=0)
         if kb.abs().max() > 0:
-            raise EvarError(f'whisper_ct2: {src}/self_attention/linear_0 has a non-zero key bias; Whisper\'s k_proj '
-                            'has none, so this is not a Whisper encoder.')
-        state.update({
-            f'{dst}.self_attn.q_proj.weight': q, f'{dst}.self_attn.q_proj.bias': qb,
-            f'{dst}.self_attn.k_proj.weight': k,
-            f'{dst}.self_attn.v_proj.weight': vv, f'{dst}.self_attn.v_proj.bias': vb,
-            f'{dst}.self_attn.out_proj.weight': v[f'{src}/self_attention/linear_1/weight'],
-            f'{dst}.self_attn.out_proj.bias': v[f'{src}/self_attention/linear_1/bias'],
-            f'{dst}.self_attn_layer_norm.weight': v[f'{src}/self_attention/layer_norm/gamma'],
-            f'{dst}.self_attn_layer_norm.bias': v[f'{src}/self_attention/layer_norm/beta'],
-            f'{dst}.fc1.weight': v[f'{src}/ffn/linear_0/weight'], f'{dst}.fc1.bias': v[f'{src}/ffn/linear_0/bias'],
-            f'{dst}.fc2.weight': v[f'{src}/ffn/linear_1/weight'], f'{dst}.fc2.bias': v[f'{src}/ffn/linear_1/bias'],
-            f'{dst}.final_layer_norm.weight': v[f'{src}/ffn/layer_norm/gamma'],
-            f'{dst}.final_layer_norm.bias': v[f'{src}/ffn/layer_norm/beta'],
-        })
+            raise EvarError(f'whisper_ct2: {src} has a non-zero key bias; Whisper\'s k_proj has none, so this is not '
+                            'a Whisper encoder.')
+        state.update({f'{dst}.q_proj.weight': q, f'{dst}.q_proj.bias': qb, f'{dst}.k_proj.weight': k,
+                      f'{dst}.v_proj.weight': vv, f'{dst}.v_proj.bias': vb})
     return {k: t.contiguous() for k, t in state.items()}
 
 
@@ -233,31 +242,13 @@ def ct2_variables(encoder) -> dict:
     """The inverse mapping: CTranslate2 encoder variables (as the converter writes them) from a WhisperEncoder."""
     s = {k: t.detach().clone() for k, t in encoder.state_dict().items()}
     c = encoder.config
-    out = {
-        'encoder/conv1/bias': s['conv1.bias'], 'encoder/conv1/weight': s['conv1.weight'],
-        'encoder/conv2/bias': s['conv2.bias'], 'encoder/conv2/weight': s['conv2.weight'],
-    }
+    out = {ct2: s[hf] for ct2, hf in _name_pairs(c.encoder_layers)}
     for i in range(c.encoder_layers):
-        src, dst = f'layers.{i}', f'encoder/layer_{i}'
-        a = f'{src}.self_attn'
-        out.update({
-            f'{dst}/ffn/layer_norm/beta': s[f'{src}.final_layer_norm.bias'],
-            f'{dst}/ffn/layer_norm/gamma': s[f'{src}.final_layer_norm.weight'],
-            f'{dst}/ffn/linear_0/bias': s[f'{src}.fc1.bias'], f'{dst}/ffn/linear_0/weight': s[f'{src}.fc1.weight'],
-            f'{dst}/ffn/linear_1/bias': s[f'{src}.fc2.bias'], f'{dst}/ffn/linear_1/weight': s[f'{src}.fc2.weight'],
-            f'{dst}/self_attention/layer_norm/beta': s[f'{src}.self_attn_layer_norm.bias'],
-            f'{dst}/self_attention/layer_norm/gamma': s[f'{src}.self_attn_layer_norm.weight'],
-            f'{dst}/self_attention/linear_0/bias': torch.cat([s[f'{a}.q_proj.bias'],
-                                                              torch.zeros_like(s[f'{a}.q_proj.bias']),
-                                                              s[f'{a}.v_proj.bias']]),
-            f'{dst}/self_attention/linear_0/weight': torch.cat([s[f'{a}.q_proj.weight'], s[f'{a}.k_proj.weight'],
-                                                                s[f'{a}.v_proj.weight']]),
-            f'{dst}/self_attention/linear_1/bias': s[f'{a}.out_proj.bias'],
-            f'{dst}/self_attention/linear_1/weight': s[f'{a}.out_proj.weight'],
-        })
-    out.update({'encoder/layer_norm/beta': s['layer_norm.bias'], 'encoder/layer_norm/gamma': s['layer_norm.weight'],
-                'encoder/num_heads': torch.tensor(c.encoder_attention_heads, dtype=torch.int16),
-                'encoder/position_encodings/encodings': s['embed_positions.weight']})
+        a, dst = f'layers.{i}.self_attn', f'encoder/layer_{i}/self_attention/linear_0'
+        out[f'{dst}/weight'] = torch.cat([s[f'{a}.q_proj.weight'], s[f'{a}.k_proj.weight'], s[f'{a}.v_proj.weight']])
+        out[f'{dst}/bias'] = torch.cat([s[f'{a}.q_proj.bias'], torch.zeros_like(s[f'{a}.q_proj.bias']),
+                                        s[f'{a}.v_proj.bias']])
+    out['encoder/num_heads'] = torch.tensor(c.encoder_attention_heads, dtype=torch.int16)
     return out
 
 
