@@ -34,6 +34,7 @@ where torchlibrosa's float32 DFT-by-convolution itself is 5.6e-4 dB off a float6
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Optional
 
 import torch
@@ -173,9 +174,10 @@ def swin_tokens(swin: nn.Module, mels: torch.Tensor) -> torch.Tensor:
     return out.last_hidden_state.mean(2).transpose(1, 2)  # [N, D, F', T'] -> [N, T', D]
 
 
-def run_in_groups(swin: nn.Module, pieces: list, chunk_batch: int) -> list:
-    """Token frames for each log-mel piece [T_i, n_mels]; pieces of equal length share forward passes (the
-    encoder's stretch to 1024 frames is per length), and each piece's result does not depend on the others."""
+def run_in_groups(forward, pieces: list, chunk_batch: int) -> list:
+    """forward(stacked pieces)[k] for each piece (a wave [N_i] or a log-mel [T_i, n_mels]); pieces of equal length
+    share forward passes (the encoder's stretch to 1024 frames is per length), and a piece's result never depends on
+    the others."""
     out = [None] * len(pieces)
     by_length = {}
     for i, piece in enumerate(pieces):
@@ -183,9 +185,8 @@ def run_in_groups(swin: nn.Module, pieces: list, chunk_batch: int) -> list:
     for indices in by_length.values():
         for start in range(0, len(indices), chunk_batch):
             part = indices[start:start + chunk_batch]
-            tokens = swin_tokens(swin, torch.stack([pieces[i] for i in part]))
-            for i, t in zip(part, tokens):
-                out[i] = t
+            for i, result in zip(part, forward(torch.stack([pieces[i] for i in part]))):
+                out[i] = result
     return out
 
 
@@ -213,7 +214,20 @@ def frames_from_pieces(tokens: list, counts: list) -> Frames:
 # The AR.
 
 @dataclass(frozen=True)
-class HTSATParams:
+class SwinArch:
+    """HTS-AT's Swin encoder sizes (official config.py: htsat_spec_size, htsat_patch_size, htsat_stride, htsat_dim,
+    htsat_depth, htsat_num_head, htsat_window_size); OPERA-CT uses the same."""
+    spec_size: int = 256
+    patch_size: int = 4
+    patch_stride: int = 4
+    embed_dim: int = 96
+    depths: tuple = (2, 2, 6, 2)
+    num_heads: tuple = (4, 8, 16, 32)
+    swin_window: int = 8
+
+
+@dataclass(frozen=True)
+class HTSATParams(SwinArch):
     weight_file: Optional[str] = None
     feature_d: int = 768  # informational (EVAR configs carry it)
     sample_rate: int = 32000
@@ -227,14 +241,6 @@ class HTSATParams:
     temporal_pooling_type: str = 'mean'
     clip_sec: float = 10.0  # HTS-AT's input length: longer clips are cut into chunks of this many seconds
     chunk_batch: int = 16  # chunks per forward pass (memory bound; embeddings do not depend on it)
-    # Architecture (official config.py: htsat_spec_size, htsat_patch_size, htsat_stride, htsat_dim, ...).
-    spec_size: int = 256
-    patch_size: int = 4
-    patch_stride: int = 4
-    embed_dim: int = 96
-    depths: tuple = (2, 2, 6, 2)
-    num_heads: tuple = (4, 8, 16, 32)
-    swin_window: int = 8
 
 
 # Official tensors the embedding does not use: torchlibrosa's front-end constants and the AudioSet classifier.
@@ -293,25 +299,14 @@ class HTSAT(AudioRepr):
             pieces = self._chunks(wav[i, :int(n)])
             chunks += pieces
             per_clip.append(len(pieces))
-        mels = [None] * len(chunks)
-        by_length = {}
-        for j, c in enumerate(chunks):
-            by_length.setdefault(c.shape[0], []).append(j)
-        for indices in by_length.values():
-            power = power_mel(torch.stack([chunks[j] for j in indices]), p.window_size, self.mel_fb, p.n_fft, p.hop_size,
-                              'reflect')
-            logmel = 10.0 * torch.log10(power.clamp(min=1e-10))
-            for j, m in zip(indices, logmel):
-                mels[j] = m
-        clips, start = [], 0
-        for n in per_clip:
-            clips.append(torch.cat(mels[start:start + n], 0))
-            start += n
-        feat_lengths = torch.tensor([c.shape[0] for c in clips], device=wav.device)
-        feats = wav.new_zeros(len(clips), p.n_mels, int(feat_lengths.max()))
-        for i, c in enumerate(clips):
-            feats[i, :, :c.shape[0]] = c.T
-        return feats, feat_lengths
+        mels = run_in_groups(self._log_mel, chunks, p.chunk_batch)
+        frames = frames_from_pieces(mels, per_clip)  # [B, T, n_mels]
+        return frames.embeddings.transpose(1, 2), frames.mask.sum(1)
+
+    def _log_mel(self, waves: torch.Tensor) -> torch.Tensor:
+        p = self.params
+        power = power_mel(waves, p.window_size, self.mel_fb, p.n_fft, p.hop_size, 'reflect')
+        return 10.0 * torch.log10(power.clamp(min=1e-10))
 
     def encode(self, feats: torch.Tensor, feat_lengths: torch.Tensor) -> Frames:
         chunk_frames = self._chunk_frames(self.params)
@@ -323,5 +318,5 @@ class HTSAT(AudioRepr):
             # then stretches it to 1024 frames (bicubic).
             pieces += [part.repeat(max(1, self.image_frames // part.shape[0]), 1) for part in parts]
             counts.append(len(parts))
-        tokens = run_in_groups(self.swin, pieces, self.params.chunk_batch)
+        tokens = run_in_groups(partial(swin_tokens, self.swin), pieces, self.params.chunk_batch)
         return frames_from_pieces(tokens, counts)

@@ -38,8 +38,9 @@ from typing import Optional
 import torch
 
 from ..errors import EvarError
-from .base import AudioRepr, Frames, lengths_to_mask, load_checkpoint
-from .htsat import build_swin, load_official, power_mel, slaney_mel_filterbank, strip_prefix
+from .base import AudioRepr, Frames, load_checkpoint
+from .htsat import (SwinArch, build_swin, frames_from_pieces, load_official, power_mel, run_in_groups,
+                    slaney_mel_filterbank, strip_prefix)
 
 WEIGHTS_URL = 'https://huggingface.co/evelyn0414/OPERA (file encoder-operaCT.ckpt; code github.com/evelyn0414/OPERA)'
 OPERA_IGNORED = ('spectrogram_extractor.', 'logmel_extractor.', 'tscam_conv.', 'head.')
@@ -47,7 +48,7 @@ CHECKPOINT_PREFIX = 'encoder.encoder.htsat.'
 
 
 @dataclass(frozen=True)
-class OperaCTParams:
+class OperaCTParams(SwinArch):  # architecture: OPERA's src/model/htsat/config.py, as HTS-AT's
     weight_file: Optional[str] = None
     feature_d: int = 768  # informational (EVAR configs carry it)
     sample_rate: int = 16000
@@ -61,14 +62,6 @@ class OperaCTParams:
     top_db: float = 60.0  # trimming threshold below the loudest frame
     temporal_pooling_type: str = 'mean'
     chunk_batch: int = 16  # crops per forward pass (memory bound; embeddings do not depend on it)
-    # Architecture (OPERA's src/model/htsat/config.py, as HTS-AT's).
-    spec_size: int = 256
-    patch_size: int = 4
-    patch_stride: int = 4
-    embed_dim: int = 96
-    depths: tuple = (2, 2, 6, 2)
-    num_heads: tuple = (4, 8, 16, 32)
-    swin_window: int = 8
 
 
 def trim_silence(y: torch.Tensor, top_db: float, frame_length: int, hop: int) -> torch.Tensor:
@@ -149,20 +142,9 @@ class OperaCT(AudioRepr):
             parts = self._crops(feats[i, :, :int(n)].T)
             crops += parts
             counts.append(len(parts))
-        latents = [None] * len(crops)
-        by_length = {}
-        for j, c in enumerate(crops):
-            by_length.setdefault(c.shape[0], []).append(j)
-        for indices in by_length.values():
-            for start in range(0, len(indices), self.params.chunk_batch):
-                part = indices[start:start + self.params.chunk_batch]
-                out = self.swin(input_features=torch.stack([crops[j] for j in part]).unsqueeze(1))
-                for j, latent in zip(part, out.pooler_output):
-                    latents[j] = latent
-        longest = max(counts)
-        x = feats.new_zeros(len(counts), longest, latents[0].shape[-1])
-        start = 0
-        for i, n in enumerate(counts):
-            x[i, :n] = torch.stack(latents[start:start + n])
-            start += n
-        return Frames(x, lengths_to_mask(torch.tensor(counts, device=x.device), longest))
+        latents = run_in_groups(self._pooled, crops, self.params.chunk_batch)
+        return frames_from_pieces(latents, counts)
+
+    def _pooled(self, crops: torch.Tensor) -> torch.Tensor:
+        """Crops [N, T, n_mels] -> the encoder's pooled output as one frame each [N, 1, D]."""
+        return self.swin(input_features=crops.unsqueeze(1)).pooler_output[:, None]
