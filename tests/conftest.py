@@ -107,3 +107,13 @@ def missing_weights_error(tmp_path, config, via='lineareval'):
     errors = [line for line in proc.stderr.splitlines() if line.startswith('Error:')]
     assert proc.returncode == 1 and len(errors) == 1 and 'Traceback' not in proc.stderr, proc.stderr
     return errors[0]
+
+
+def pad_clips(clips):
+    """(waves [B, N], lengths [B]) of 1-D clips (tensors or arrays), zero-padded by the data loader's own collate."""
+    import numpy as np
+
+    from evar.data import collate_clips
+
+    wav, lengths, _ = collate_clips([(np.asarray(c, dtype=np.float32), None) for c in clips])
+    return wav, lengths

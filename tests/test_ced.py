@@ -16,7 +16,7 @@ from evar.errors import EvarError
 from evar.models import create_model
 from evar.models.ced import AudioViT, htk_mel_filterbank_float32
 
-from conftest import ROOT, SHARED, batch_equals_single, demo_score, missing_weights_error, needs_shared
+from conftest import ROOT, SHARED, batch_equals_single, demo_score, missing_weights_error, needs_shared, pad_clips
 
 CONFIG = ROOT / 'config' / 'ced.yaml'
 SMALL = dict(embed_dim=64, depth=2, num_heads=4)
@@ -115,10 +115,7 @@ def test_batch_equals_single_on_real_clips(small_model):
                                            'RAVDESS/Actor_01/03-01-01-01-01-01-01.flac')]
     waves = [torch.from_numpy(load_audio(f, 16000)[0]) for f in files] + [torch.zeros(2000)]
     waves[-1][:1000] = waves[1][:1000]  # 0.125 s, half digital silence: its own top-dB floor must apply
-    lengths = torch.tensor([len(w) for w in waves])
-    wav = torch.zeros(len(waves), int(lengths.max()))
-    for i, w in enumerate(waves):
-        wav[i, :len(w)] = w
+    wav, lengths = pad_clips(waves)
     with torch.inference_mode():
         feats, frames = small_model.features(wav, lengths)
         batch = small_model.embed(wav, lengths)

@@ -12,7 +12,7 @@ from evar.config import load_config
 from evar.errors import EvarError
 from evar.models import create_model
 
-from conftest import ROOT, SHARED, batch_equals_single, demo_score, missing_weights_error, needs_shared
+from conftest import ROOT, SHARED, batch_equals_single, demo_score, missing_weights_error, needs_shared, pad_clips
 from test_ced import write_checkpoint
 
 CONFIG = ROOT / 'config' / 'dasheng.yaml'
@@ -69,10 +69,7 @@ def test_batch_equals_single_on_real_clips(small_model):
     files = [SHARED / 'data' / p for p in ('piano/A1v10.flac', 'yesno/0_0_0_0_1_1_1_1.flac',
                                            'RAVDESS/Actor_01/03-01-01-01-01-02-01.flac')]
     waves = [torch.from_numpy(load_audio(f, 16000)[0]) for f in files] + [torch.randn(400) * 0.1]  # < 1 patch
-    lengths = torch.tensor([len(w) for w in waves])
-    wav = torch.zeros(len(waves), int(lengths.max()))
-    for i, w in enumerate(waves):
-        wav[i, :len(w)] = w
+    wav, lengths = pad_clips(waves)
     with torch.inference_mode():
         frames = small_model(wav, lengths)
         for i, n in enumerate(lengths.tolist()):

@@ -14,7 +14,7 @@ from evar.errors import EvarError
 from evar.models import create_model
 from evar.models.eat import EATEncoder, kaldi_mel_banks, read_safetensors
 
-from conftest import ROOT, SHARED, batch_equals_single, demo_score, missing_weights_error, needs_shared
+from conftest import ROOT, SHARED, batch_equals_single, demo_score, missing_weights_error, needs_shared, pad_clips
 
 CONFIG = ROOT / 'config' / 'eat.yaml'
 SMALL = dict(dim=64, depth=2, num_heads=4, mlp_hidden=128)
@@ -94,10 +94,7 @@ def test_real_clips_batch_equals_single(small_model):
     clips = [torch.from_numpy(load_audio(f, 16000)[0]) for f in files]
     long = torch.cat(clips)[:16000 * 12]  # longer than one 10.24 s window
     waves = [long, clips[0][:16000 * 3], clips[1][:300], clips[2][:16000]]
-    lengths = torch.tensor([len(w) for w in waves])
-    wav = torch.zeros(len(waves), int(lengths.max()))
-    for i, w in enumerate(waves):
-        wav[i, :len(w)] = w
+    wav, lengths = pad_clips(waves)
     with torch.inference_mode():
         feats, counts = small_model.features(wav, lengths)
         for i, n in enumerate(lengths.tolist()):

@@ -16,7 +16,7 @@ from evar.models import create_model
 from evar.frontend import slaney_mel_filterbank
 from evar.models.m2d import PatchViT
 
-from conftest import ROOT, SHARED, demo_score, missing_weights_error, needs_shared
+from conftest import ROOT, SHARED, demo_score, missing_weights_error, needs_shared, pad_clips
 
 M2D_YAML, M2D_32K_YAML, MSM_YAML = (ROOT / 'config' / f'{n}.yaml' for n in ('m2d', 'm2d_32k', 'msm_mae'))
 SMALL = dict(dim=128, depth=2)  # 2 heads of 64: fast on CPU, same code paths as ViT-B
@@ -58,10 +58,7 @@ def real_clips(seconds=(2.5, 1.0, 0.3)):
 
 
 def assert_batch_equals_single(model, clips):
-    wav = torch.zeros(len(clips), max(len(c) for c in clips))
-    for i, c in enumerate(clips):
-        wav[i, :len(c)] = c
-    lengths = torch.tensor([len(c) for c in clips])
+    wav, lengths = pad_clips(clips)
     with torch.inference_mode():
         batch = model.embed(wav, lengths)
         for i, c in enumerate(clips):

@@ -16,7 +16,7 @@ from evar.errors import EvarError
 from evar.models import create_model
 from evar.models.openl3 import POOLING, OpenL3Net, openl3_mel_basis
 
-from conftest import ROOT, SHARED, batch_equals_single, demo_score, missing_weights_error, needs_shared
+from conftest import ROOT, SHARED, batch_equals_single, demo_score, missing_weights_error, needs_shared, pad_clips
 
 CONFIG = ROOT / 'config' / 'openl3_env.yaml'
 SMALL = (4, 4, 8, 8, 8, 8, 16, 16)  # conv2d_1 ... audio_embedding_layer; the official widths are 64 ... 512
@@ -82,10 +82,7 @@ def test_real_clips_batch_equals_single(small):
     model = create_model('openl3', weight_file=str(small['mel256']), hop_sec=0.3).eval()
     files = sorted(glob.glob(str(SHARED / 'data' / 'ESC-50' / 'audio' / '*.flac')))[:3]
     clips = [torch.from_numpy(load_audio(f, 48000)[0][:int(s * 48000)]) for f, s in zip(files, (3.0, 1.4, 0.4))]
-    lengths = torch.tensor([len(c) for c in clips])
-    wav = torch.zeros(3, int(lengths.max()))
-    for i, c in enumerate(clips):
-        wav[i, :len(c)] = c
+    wav, lengths = pad_clips(clips)
     with torch.inference_mode():
         frames = model(wav, lengths)
         assert frames.mask.sum(1).tolist() == [official_window_count(int(n), 14400) for n in lengths] == [10, 4, 1]

@@ -14,7 +14,7 @@ from evar.models import create_model
 from evar.frontend import slaney_mel_filterbank
 from evar.models.panns import CNN14Params, Cnn14Net
 
-from conftest import ROOT, SHARED, batch_equals_single, demo_score, missing_weights_error, needs_shared
+from conftest import ROOT, SHARED, batch_equals_single, demo_score, missing_weights_error, needs_shared, pad_clips
 
 CONFIG = ROOT / 'config' / 'cnn14.yaml'
 SMALL = (4, 8, 8, 16, 16, 24)  # channel widths of a fast stand-in; the official ones are 64 ... 2048
@@ -63,10 +63,7 @@ def test_padding_never_changes_a_clip(small_weights):
 def test_real_clips_batch_equals_single_and_short_clips_are_silence_extended(small_weights):
     model = create_model('cnn14', weight_file=str(small_weights), output_layers=0).eval()
     clips = real_clips([5.0, 2.3, 0.7, 0.2])
-    lengths = torch.tensor([len(c) for c in clips])
-    wav = torch.zeros(len(clips), int(lengths.max()))
-    for i, c in enumerate(clips):
-        wav[i, :len(c)] = c
+    wav, lengths = pad_clips(clips)
     with torch.inference_mode():
         batch = model(wav, lengths)
         assert batch.mask.sum(1).tolist() == [(1 + n // 160) // 32 for n in (80000, 36800, 11200, 4960)]

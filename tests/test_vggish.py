@@ -14,7 +14,7 @@ from evar.errors import EvarError
 from evar.models import create_model
 from evar.models.vggish import VGGishNet, vggish_mel_matrix
 
-from conftest import ROOT, SHARED, batch_equals_single, demo_score, missing_weights_error, needs_shared
+from conftest import ROOT, SHARED, batch_equals_single, demo_score, missing_weights_error, needs_shared, pad_clips
 
 CONFIG = ROOT / 'config' / 'vggish.yaml'
 
@@ -49,10 +49,7 @@ def test_real_clips_patch_counts_and_silence_extension(model):
 
     files = sorted(glob.glob(str(SHARED / 'data' / 'ESC-50' / 'audio' / '*.flac')))[:3]
     clips = [torch.from_numpy(load_audio(f, 16000)[0][:int(s * 16000)]) for f, s in zip(files, (5.0, 1.93, 0.5))]
-    lengths = torch.tensor([len(c) for c in clips])
-    wav = torch.zeros(3, int(lengths.max()))
-    for i, c in enumerate(clips):
-        wav[i, :len(c)] = c
+    wav, lengths = pad_clips(clips)
     with torch.inference_mode():
         frames = model(wav, lengths)
         # complete 25 ms frames, then complete 96-frame patches: 5 s -> 498 frames -> 5; 1.93 s -> 191 -> 1
