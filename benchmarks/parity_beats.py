@@ -81,7 +81,7 @@ def main():
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from evar.models import create_model
-    from evar.models.beats import WAVE_SCALE, kaldi_fbank
+    from evar.models.beats import WAVE_SCALE
 
     official = official_model(args.official)
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,7 +101,7 @@ def main():
             n = torch.tensor([wave.shape[0]])
             ref_fbank = ta_kaldi.fbank(wave[None] * WAVE_SCALE, num_mel_bins=128, sample_frequency=16000,
                                        frame_length=25, frame_shift=10)
-            our_fbank = kaldi_fbank(wave[None] * WAVE_SCALE, ours.window, ours.mel_banks)[0]
+            our_fbank = ours.fbank(wave[None] * WAVE_SCALE, n)[0][0].T
             fb = float((ref_fbank - our_fbank).abs().max())
             feats, frames = ours.features(wave[None], n)
             fbn = float((official.preprocess(wave[None])[0] - feats[0, :, :int(frames)].T).abs().max())

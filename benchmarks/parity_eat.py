@@ -5,7 +5,7 @@ copied into a package folder `eat_hf/` under --official; they need timm) at the 
 init, saves its state dict as the Hugging Face folder holds it (`model.` prefix, pytorch_model.bin + config.json),
 loads that folder strictly into evar's `eat`, and compares on real clips (one longer than the 10.24 s window, built
 by joining clips):
-  - front end: torchaudio.compliance.kaldi.fbank with the official options against evar's plain-torch fbank;
+  - front end: torchaudio.compliance.kaldi.fbank with the official options against evar.frontend.KaldiFbank;
   - embeddings: the official extract_features of each 1024-frame window (zero-padded before normalisation, as the
     official script and EVAR do) against evar's frames='all' output for the whole batch of clips at once, and the
     patch tokens of frames='patches' against the official tokens of the columns that hold audio.
@@ -16,8 +16,9 @@ Needs torch + torchaudio + timm (evar itself uses neither torchaudio nor timm):
 
 Seen on 2026-11-23 (torch 2.9.1, torchaudio 2.9.1, timm 1.0.15, CPU; ESC-50 clips of 5 s at 44.1 kHz resampled to
 16 kHz and cut to 1.0, 2.5, 3.3, 5.0, 5.0 s, plus one 25 s clip of 5 joined clips = 3 windows, about 2.5 minutes):
-fbank max |diff| 9.54e-07; max relative diff frames=all 7.12e-07 (every window, the padded tail windows included),
-frames=patches 7.12e-07, EVAR clip embedding (mean of a window's 513 tokens) 1.54e-07.
+fbank max |diff| 0.0 (evar.frontend.KaldiFbank takes |X| squared as torchaudio does); max relative diff
+frames=all 7.01e-07 (every window, the padded tail windows included), frames=patches 6.78e-07, EVAR clip embedding
+(mean of a window's 513 tokens) 1.57e-07.
 """
 
 import argparse

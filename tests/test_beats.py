@@ -15,7 +15,8 @@ import torch
 from evar.check import check_model
 from evar.errors import EvarError
 from evar.models import create_model
-from evar.models.beats import BEATsArch, BEATsModel, kaldi_fbank, kaldi_mel_banks, povey_window
+from evar.frontend import KaldiFbank
+from evar.models.beats import BEATsArch, BEATsModel
 
 from conftest import ROOT, SHARED, batch_equals_single, demo_score, missing_weights_error, needs_shared
 
@@ -65,7 +66,7 @@ def test_fbank_matches_torchaudio_kaldi_values():
     frame_length=25, frame_shift=10) for this signal (torchaudio 2.9.1), which is how BEATs calls it."""
     t = torch.arange(4000, dtype=torch.float64) / 16000
     x = (0.3 * torch.sin(2 * math.pi * 440 * t) + 0.05 * torch.sin(2 * math.pi * 3100 * t * (1 + t))).float()
-    fbank = kaldi_fbank(x[None] * 2 ** 15, povey_window(), kaldi_mel_banks())[0]
+    fbank = KaldiFbank().log_mel(x[None] * 2 ** 15)[0]
     assert fbank.shape == (23, 128)
     np.testing.assert_allclose(fbank[0, :4].numpy(), [7.854029655, 5.532211303, 8.975612640, -15.942384719],
                                atol=2e-5)

@@ -14,7 +14,8 @@ from evar.audio import load_audio
 from evar.check import check_model
 from evar.errors import EvarError
 from evar.models import create_model
-from evar.models.ced import AudioViT, htk_mel_filterbank_float32
+from evar.frontend import mel_filterbank
+from evar.models.ced import AudioViT
 
 from conftest import ROOT, SHARED, batch_equals_single, demo_score, missing_weights_error, needs_shared, pad_clips
 
@@ -37,7 +38,7 @@ def write_checkpoint(path, family='ced', seed=0, embed_dim=768, depth=12, num_he
             if k.endswith('.bias') and v.is_floating_point():
                 v.add_(0.02 * torch.randn_like(v))
     state['front_end.0.spectrogram.window'] = torch.hann_window(512)
-    state['front_end.0.mel_scale.fb'] = htk_mel_filterbank_float32(16000, 512, n_mels, 0.0, 8000.0)
+    state['front_end.0.mel_scale.fb'] = mel_filterbank(16000, 512, n_mels, 0.0, 8000.0, dtype=torch.float32)
     dump = {'model': state}
     if family == 'ced':
         state['outputlayer.0.weight'], state['outputlayer.0.bias'] = torch.ones(embed_dim), torch.zeros(embed_dim)
@@ -61,7 +62,7 @@ def small_model(small_ckpt):
 
 
 def test_mel_filters_equal_torchaudio_htk_values():
-    fb = htk_mel_filterbank_float32(16000, 512, 64, 0.0, 8000.0)
+    fb = mel_filterbank(16000, 512, 64, 0.0, 8000.0, dtype=torch.float32)
     # torchaudio.functional.melscale_fbanks(257, 0, 8000, 64, 16000, norm=None, mel_scale='htk') (torchaudio 2.9.1).
     assert fb.shape == (257, 64) and float(fb.sum()) == pytest.approx(250.1951141357422, rel=1e-6)
     assert float(fb[87, 40]) == pytest.approx(0.9058394432067871, rel=1e-6)

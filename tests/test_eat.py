@@ -12,7 +12,8 @@ from evar.audio import load_audio
 from evar.check import check_model
 from evar.errors import EvarError
 from evar.models import create_model
-from evar.models.eat import EATEncoder, kaldi_mel_banks, read_safetensors
+from evar.frontend import kaldi_mel_filterbank
+from evar.models.eat import EATEncoder, read_safetensors
 
 from conftest import ROOT, SHARED, batch_equals_single, demo_score, missing_weights_error, needs_shared, pad_clips
 
@@ -54,7 +55,7 @@ def small_model(small_folder):
 
 
 def test_kaldi_mel_banks_and_fbank_of_a_tone(small_model):
-    banks = kaldi_mel_banks(128, 512, 16000, 20.0, 8000.0)  # [257, 128]
+    banks = kaldi_mel_filterbank(16000, 512, 128, 20.0, 8000.0)  # [257, 128]
     assert banks.shape == (257, 128) and float(banks[-1].abs().max()) == 0.0 and float(banks.max()) <= 1.0
     t = torch.arange(16000) / 16000
     wav = torch.sin(2 * math.pi * 1000 * t)[None] * 0.5 + 0.3  # a DC offset the front end removes

@@ -9,7 +9,7 @@ the tensors load strictly under the official names (`patch_embedding`, `layer_no
 Front end (official `preprocess`): Kaldi fbank of the wave scaled to 16-bit range (torchaudio.compliance.kaldi
 defaults: 25 ms Povey window, 10 ms shift, frames inside the signal only, DC offset removed, pre-emphasis 0.97,
 512-point FFT power, 128 Kaldi-mel bins from 20 Hz to Nyquist, log floored at float32 eps), then
-(fbank - 15.41663) / (2 * 6.55582). Written here in plain torch.
+(fbank - 15.41663) / (2 * 6.55582). Computed by evar.frontend.KaldiFbank (plain torch).
 
 Encoder: 16x16 patches of the [time, 128 mel] image (tokens ordered time-major, 8 frequency tokens per 0.16 s),
 LayerNorm, projection 512 -> 768, a weight-normed grouped convolution as positional embedding, then post-LN
@@ -56,55 +56,16 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import EvarError
+from ..frontend import KaldiFbank
 from .base import AudioRepr, Frames, lengths_to_mask, load_checkpoint, load_strict, select_layers
 
 WEIGHTS_URL = ('the OneDrive links in https://github.com/microsoft/unilm/tree/master/beats (README, '
                '"Pre-Trained and Fine-Tuned Tokenizers and Models")')
 
-# Kaldi fbank as BEATs calls it (torchaudio.compliance.kaldi.fbank defaults otherwise).
+# Kaldi fbank as BEATs calls it (evar.frontend.KaldiFbank's defaults are torchaudio.compliance.kaldi.fbank's).
 SAMPLE_RATE = 16000
-WIN_LENGTH = 400  # 25 ms
-HOP_LENGTH = 160  # 10 ms
-N_FFT = 512  # the window rounded up to a power of two
 N_MELS = 128
-LOW_FREQ = 20.0
-PREEMPHASIS = 0.97
 WAVE_SCALE = 2 ** 15  # BEATs feeds the fbank 16-bit-range samples
-LOG_FLOOR = torch.finfo(torch.float32).eps
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Front end.
-
-def kaldi_mel_banks(n_mels: int = N_MELS, n_fft: int = N_FFT, sample_rate: int = SAMPLE_RATE,
-                    low_freq: float = LOW_FREQ) -> torch.Tensor:
-    """Kaldi's triangular mel filters [n_mels, n_fft // 2 + 1]: triangles equally spaced on the Kaldi mel scale
-    1127 ln(1 + f / 700) between low_freq and Nyquist, evaluated at the FFT bin centres on the mel scale; the
-    Nyquist bin gets 0. Computed in float32 with the edges from double scalars, as Kaldi and torchaudio do: the
-    log of a faint bin is sensitive enough that float64 filters differ from torchaudio's fbank by 3e-4."""
-    mel_low = 1127.0 * math.log(1.0 + low_freq / 700.0)
-    mel_high = 1127.0 * math.log(1.0 + sample_rate / 2 / 700.0)
-    delta = (mel_high - mel_low) / (n_mels + 1)
-    index = torch.arange(n_mels).unsqueeze(1)
-    left, centre, right = mel_low + index * delta, mel_low + (index + 1.0) * delta, mel_low + (index + 2.0) * delta
-    bin_mel = 1127.0 * (1.0 + (sample_rate / n_fft) * torch.arange(float(n_fft // 2)) / 700.0).log()
-    rising = (bin_mel[None, :] - left) / (centre - left)
-    falling = (right - bin_mel[None, :]) / (right - centre)
-    return F.pad(torch.clamp(torch.minimum(rising, falling), min=0.0), (0, 1))
-
-
-def povey_window(length: int = WIN_LENGTH) -> torch.Tensor:
-    return torch.hann_window(length, periodic=False).pow(0.85)  # float32, as torchaudio computes it
-
-
-def kaldi_fbank(wav: torch.Tensor, window: torch.Tensor, banks: torch.Tensor) -> torch.Tensor:
-    """Log mel energies [B, frames, n_mels] of waves [B, N] (16-bit range), frames lying inside the wave."""
-    frames = wav.unfold(-1, WIN_LENGTH, HOP_LENGTH)  # [B, T, 400]
-    frames = frames - frames.mean(-1, keepdim=True)  # DC offset per frame
-    previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)  # the first sample is its own predecessor
-    frames = (frames - PREEMPHASIS * previous) * window
-    power = torch.fft.rfft(frames, n=N_FFT).abs().pow(2)
-    return torch.matmul(power, banks.T).clamp(min=LOG_FLOOR).log()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -358,27 +319,19 @@ class BEATs(AudioRepr):
         self.arch = BEATsArch.from_cfg(cfg, params.weight_file)
         self.model = BEATsModel(self.arch).eval()
         load_strict(self.model, state, params.weight_file)
-        self.register_buffer('window', povey_window(), persistent=False)
-        self.register_buffer('mel_banks', kaldi_mel_banks(), persistent=False)
         self.patch = self.arch.input_patch_size
-        self.min_samples = WIN_LENGTH + (self.patch - 1) * HOP_LENGTH  # enough frames for one patch row
-        self.frame_hop_sec = self.patch * HOP_LENGTH / SAMPLE_RATE  # 0.16 s per row of frequency tokens
+        self.fbank = KaldiFbank(SAMPLE_RATE, N_MELS, min_frames=self.patch)  # short clips padded to one patch row
+        hop = self.fbank.hop_length
+        self.frame_hop_sec = self.patch * hop / SAMPLE_RATE  # 0.16 s per row of frequency tokens
         self.feature_d = self.arch.encoder_embed_dim
         self.chunk_rows = None
         if params.chunk_sec:
-            self.chunk_rows = max(1, int(round(params.chunk_sec * SAMPLE_RATE)) // HOP_LENGTH // self.patch)
+            self.chunk_rows = max(1, int(round(params.chunk_sec * SAMPLE_RATE)) // hop // self.patch)
 
     def features(self, wav: torch.Tensor, lengths: torch.Tensor):
         """Normalised fbank [B, 128, T] and frames per clip."""
-        lengths = lengths.to(wav.device)
-        wav = wav * lengths_to_mask(lengths, wav.shape[-1]).to(wav.dtype)  # short clips get zeros, not the batch's
-        if wav.shape[-1] < self.min_samples:
-            wav = F.pad(wav, (0, self.min_samples - wav.shape[-1]))
-        lengths = lengths.clamp(min=self.min_samples)
-        fbank = kaldi_fbank(wav * WAVE_SCALE, self.window, self.mel_banks)
-        fbank = (fbank - self.params.fbank_mean) / (2 * self.params.fbank_std)
-        frames = torch.div(lengths - WIN_LENGTH, HOP_LENGTH, rounding_mode='floor') + 1
-        return fbank.transpose(1, 2), frames
+        fbank, frames = self.fbank(wav * WAVE_SCALE, lengths)
+        return (fbank - self.params.fbank_mean) / (2 * self.params.fbank_std), frames
 
     def _pieces(self, rows: torch.Tensor) -> list:
         """(clip, first row, row count) of each piece the encoder runs alone."""

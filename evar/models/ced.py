@@ -42,29 +42,13 @@ import torch
 from torch import nn
 
 from ..errors import EvarError
-from ..frontend import Spectrogram
+from ..frontend import Spectrogram, mel_filterbank
 from .base import AudioRepr, Frames, lengths_to_mask, load_checkpoint, load_strict, select_layers
 from .vit import Block, PatchEmbed
 
 CED_WEIGHTS_URL = ('https://zenodo.org/record/8275347 (audiotransformer_{tiny,mini,small,base}_mAP_*.pt, as the '
                    'CED README links them; the same files are in record 8275319)')
 AMIN = 1e-10  # torchaudio AmplitudeToDB's floor before the log
-
-
-def htk_mel_filterbank_float32(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float) -> torch.Tensor:
-    """Unnormalised HTK triangles [n_fft // 2 + 1, n_mels] computed in float32 step by step as torchaudio does.
-    The float64 filters of evar.frontend differ by up to 5e-6 near the triangles' feet, which moved quiet bands by
-    2e-4 dB; these match torchaudio's exactly."""
-    def to_mel(hz: float) -> float:
-        return 2595.0 * math.log10(1.0 + hz / 700.0)
-
-    bins_hz = torch.linspace(0, sample_rate // 2, n_fft // 2 + 1)
-    edges_hz = 700.0 * (10.0 ** (torch.linspace(to_mel(f_min), to_mel(f_max), n_mels + 2) / 2595.0) - 1.0)
-    widths = edges_hz[1:] - edges_hz[:-1]
-    offsets = edges_hz[None, :] - bins_hz[:, None]  # [bins, n_mels + 2]
-    rising = -offsets[:, :-2] / widths[:-1]
-    falling = offsets[:, 2:] / widths[1:]
-    return torch.clamp(torch.minimum(rising, falling), min=0.0)
 
 
 class MelDB(nn.Module):
@@ -77,7 +61,8 @@ class MelDB(nn.Module):
                  f_max: float, top_db: Optional[float]):
         super().__init__()
         self.spec = Spectrogram(sample_rate, n_fft, win_length, hop_length, n_mels=0, power=2.0, log=False)
-        self.register_buffer('mel_fb', htk_mel_filterbank_float32(sample_rate, n_fft, n_mels, f_min, f_max),
+        # torchaudio's float32 filters exactly: the float64 ones move quiet bands by ~2e-4 dB.
+        self.register_buffer('mel_fb', mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max, dtype=torch.float32),
                              persistent=False)
         self.top_db = top_db
 

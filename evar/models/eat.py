@@ -9,7 +9,7 @@ shapes; the number of heads from the `config.json` beside the weights (else `num
 
 Front end (official `feature_extract.py`, training data set and EVAR's ar_eat.py): the clip's mean removed, then
 Kaldi fbank (25 ms Hann window (non-periodic), 10 ms shift, per-frame DC removal, pre-emphasis 0.97, |FFT 512|^2,
-128 Kaldi mel bins from 20 Hz to 8 kHz, log floored at float eps), written here in plain torch; frames past the
+128 Kaldi mel bins from 20 Hz to 8 kHz, log floored at float eps), evar.frontend.KaldiFbank; frames past the
 clip's end are 0 and the result is normalised as (x + 4.268) / (2 * 4.569).
 
 Windows: the model takes 1024 frames (10.24 s). A clip is cut into 1024-frame windows from its start (what the
@@ -31,9 +31,9 @@ are dropped by name; everything else must match exactly.
 Checked against the official code (the Hugging Face remote code `EAT` module with timm 1.0.15, random init, its
 state dict saved as the Hugging Face folder holds it and loaded strictly here) and torchaudio.compliance.kaldi.fbank,
 on 6 real ESC-50 clips of 1.0-5.0 s and one of 25 s (3 windows), all embedded as one padded batch here:
-`python benchmarks/parity_eat.py --official <folder holding eat_hf/> --audio_glob '<clips>'`; fbank max abs
-difference 9.5e-07, frame embeddings (every window, padded ones included) within 7.1e-07 relative, EVAR's clip
-embedding (mean of a window's 513 tokens) within 1.5e-07 relative.
+`python benchmarks/parity_eat.py --official <folder holding eat_hf/> --audio_glob '<clips>'`; fbank identical
+(0.0), frame embeddings (every window, padded ones included) within 7.0e-07 relative, EVAR's clip embedding (mean
+of a window's 513 tokens) within 1.6e-07 relative.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ import torch
 from torch import nn
 
 from ..errors import EvarError
+from ..frontend import KaldiFbank
 from .base import AudioRepr, Frames, lengths_to_mask, load_checkpoint, load_strict, select_layers
 from .vit import Attention, Mlp, PatchEmbed
 
@@ -74,66 +75,6 @@ class EATParams:
     layer_average: bool = False
     temporal_pooling_type: str = 'mean'
     feature_d: Optional[int] = None  # informational (EVAR configs carry it)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Kaldi fbank in plain torch (torchaudio.compliance.kaldi.fbank with the options EAT uses).
-
-def kaldi_mel_banks(n_mels: int, n_fft: int, sample_rate: int, low_hz: float, high_hz: float) -> torch.Tensor:
-    """Kaldi's triangular mel filters (mel = 1127 ln(1 + f / 700), equal spacing on that scale, no area
-    normalisation) over the rFFT bins, the Nyquist bin weighted 0: [n_fft // 2 + 1, n_mels]. Computed in float32 in
-    Kaldi's order of operations (edges in double, slopes in float): float64 slopes differ by up to 1.4e-5, which moved
-    the log fbank by up to 2e-4."""
-    low, high = (1127.0 * math.log(1.0 + hz / 700.0) for hz in (low_hz, high_hz))
-    delta = (high - low) / (n_mels + 1)
-    index = torch.arange(n_mels, dtype=torch.float32)[:, None]
-    left, centre, right = low + index * delta, low + (index + 1.0) * delta, low + (index + 2.0) * delta
-    bin_hz = sample_rate / n_fft * torch.arange(n_fft // 2, dtype=torch.float32)
-    bin_mel = (1127.0 * (1.0 + bin_hz / 700.0).log())[None]
-    rising = (bin_mel - left) / (centre - left)
-    falling = (right - bin_mel) / (right - centre)
-    banks = torch.clamp(torch.minimum(rising, falling), min=0.0)
-    return nn.functional.pad(banks, (0, 1)).T.contiguous()
-
-
-class KaldiFbank(nn.Module):
-    """Log mel filterbank frames as Kaldi computes them with snip_edges (frames wholly inside the clip, 1 + (L -
-    400) // 160 of them), after removing the clip's mean. [B, N] waves with lengths -> [B, n_mels, T], zero past each
-    clip's frame count, and the frame counts."""
-
-    def __init__(self, sample_rate: int = 16000, n_mels: int = 128, frame_ms: float = 25.0, shift_ms: float = 10.0,
-                 low_hz: float = 20.0, preemphasis: float = 0.97):
-        super().__init__()
-        self.win_length = int(sample_rate * frame_ms / 1000)
-        self.hop_length = int(sample_rate * shift_ms / 1000)
-        self.n_fft = 1 << (self.win_length - 1).bit_length()  # Kaldi rounds the window up to a power of two
-        self.preemphasis = preemphasis
-        self.register_buffer('window', torch.hann_window(self.win_length, periodic=False), persistent=False)
-        self.register_buffer('mel_fb', kaldi_mel_banks(n_mels, self.n_fft, sample_rate, low_hz, sample_rate / 2),
-                             persistent=False)
-        self.eps = torch.finfo(torch.float32).eps
-
-    def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        # A clip shorter than one window is zero-extended to one window (Kaldi would give no frame at all).
-        return 1 + torch.div(lengths.clamp(min=self.win_length) - self.win_length, self.hop_length,
-                             rounding_mode='floor')
-
-    def forward(self, wav: torch.Tensor, lengths: torch.Tensor):
-        valid = lengths_to_mask(lengths, wav.shape[-1]).to(wav.dtype)
-        mean = (wav * valid).sum(-1, keepdim=True) / lengths.clamp(min=1)[:, None].to(wav.dtype)
-        x = (wav - mean) * valid  # the clip's own mean removed (official); zeros past its end stay zeros
-        if x.shape[-1] < self.win_length:
-            x = nn.functional.pad(x, (0, self.win_length - x.shape[-1]))
-        frames = x.unfold(-1, self.win_length, self.hop_length)  # [B, T, win]
-        frames = frames - frames.mean(-1, keepdim=True)  # per-frame DC offset
-        previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)  # Kaldi repeats the first sample
-        frames = (frames - self.preemphasis * previous) * self.window
-        spec = torch.fft.rfft(frames, n=self.n_fft)
-        power = spec.real.square() + spec.imag.square()
-        fbank = torch.matmul(power, self.mel_fb).clamp(min=self.eps).log()  # [B, T, n_mels]
-        counts = self.frame_lengths(lengths)
-        fbank = fbank * lengths_to_mask(counts, fbank.shape[1]).unsqueeze(-1).to(fbank.dtype)
-        return fbank.transpose(1, 2)[..., :int(counts.max())], counts
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -317,7 +258,8 @@ class EAT(AudioRepr):
             raise EvarError(f'EAT: window {p.window!r} is not supported; the official front end uses hanning.')
         if p.frames not in FRAME_MODES:
             raise EvarError(f'EAT: frames must be one of {list(FRAME_MODES)}, got {p.frames!r}.')
-        self.fbank = KaldiFbank(p.sample_rate, p.n_mels)
+        # The official front end: torchaudio's Kaldi fbank of the clip with its mean removed.
+        self.fbank = KaldiFbank(p.sample_rate, p.n_mels, window=p.window, remove_clip_mean=True)
         self.body = self.load_encoder(p)
         patch = self.body.local_encoder.patch_size[0]
         if p.target_length % patch or p.n_mels % patch:
