@@ -96,6 +96,23 @@ def test_crepe_frames_shapes_and_padding_invariance():
     assert conv5.embed(torch.zeros(1, 4000), torch.tensor([4000])).shape == (1, 256)
 
 
+@needs_crepe
+def test_crepe_pitch_activations_layer():
+    """output_layers 2 (or -1) is CREPE's own output: the sigmoid of the classifier over the conv6 frames."""
+    wav, lengths = torch.randn(2, 8000), torch.tensor([8000, 3000])
+    activations = create_model('crepe', model_capacity='tiny', output_layers=-1).eval()
+    both = create_model('crepe', model_capacity='tiny', output_layers=[1, 2]).eval()
+    assert (activations.feature_d, both.feature_d) == (360, 256 + 360)
+    with torch.inference_mode():
+        frames = activations(wav, lengths)
+        feats, counts = activations.features(wav, lengths)
+        logits = activations.body.pitch_logits(feats[1, :, :int(counts[1])].T)
+        joined = both(wav, lengths)
+    assert frames.embeddings.shape == (2, 51, 360) and frames.mask.sum(1).tolist() == [51, 19]
+    torch.testing.assert_close(frames.embeddings[1, :19], torch.sigmoid(logits))
+    torch.testing.assert_close(joined.embeddings[..., 256:], frames.embeddings)
+
+
 NOTES = ['C', 'C#', 'D', 'D#', 'E', 'F', 'F#', 'G', 'G#', 'A', 'A#', 'B']
 
 

