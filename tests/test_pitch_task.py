@@ -6,7 +6,8 @@ conv5 (output_layers=0) 0.845, CREPE tiny pitch activations (output_layers=2) 0.
 tiny does NOT beat the log-mel baseline on this task: its pitch estimates are right on the notes from A2 up but jump
 between partials on the decaying bass notes (A0-F#2, 36 of the 58 test segments), whose fundamentals are weak or
 below CREPE's 32.7 Hz floor. CREPE full does beat it (1.000 with frames every 50 ms, `hop_ms=50`, which is enough
-for a note held over a 0.5 s segment and 5x cheaper than CREPE's 10 ms). The first test checks that the task is built end to end and is learnable from a
+for a note held over a 0.5 s segment and 5x cheaper than CREPE's 10 ms).
+The first test checks that the task is built end to end and is learnable from a
 plain spectrogram (a broken split or label would put it near chance); the second that the pretrained pitch network
 carries more pitch information than the spectrogram.
 """
