@@ -130,15 +130,23 @@ def read_tensors(path: Path, model_name: str):
         raise EvarError(f'{model_name}: cannot read weight file {path}: {e}') from e
 
 
-def load_checkpoint(path: Optional[str], model_name: str, where: str) -> dict:
-    """A state dict read safely (weights only); a missing file says where to put it and where to get it."""
+def require_file(path: Optional[str], model_name: str, where: str, key: str = 'weight_file',
+                 what: str = 'the weights', folder: str = 'external/') -> Path:
+    """`path` as a Path when the file is there; else one error naming the YAML `key`, where to put the file and
+    where its publisher distributes it."""
     if not path:
-        raise EvarError(f'{model_name}: weight_file is not set. Put the weights under external/ and set weight_file; '
-                        f'they are distributed at {where}.')
+        raise EvarError(f'{model_name}: {key} is not set. Put {what} under {folder} and set {key}; '
+                        f'the publisher distributes {what} at {where}.')
     path = Path(path).expanduser()
     if not path.is_file():
-        raise EvarError(f'{model_name}: weight file {path} does not exist. Put it there (under external/) or set '
-                        f'weight_file; the publisher distributes it at {where}.')
+        raise EvarError(f'{model_name}: {key.replace("_", " ")} {path} does not exist. Put it there (under {folder}) '
+                        f'or set {key}; the publisher distributes it at {where}.')
+    return path
+
+
+def load_checkpoint(path: Optional[str], model_name: str, where: str) -> dict:
+    """A state dict read safely (weights only); a missing file says where to put it and where to get it."""
+    path = require_file(path, model_name, where)
     state = read_tensors(path, model_name)
     for key in ('state_dict', 'model', 'body'):  # common wrappers around the tensors
         if isinstance(state, dict) and isinstance(state.get(key), dict):

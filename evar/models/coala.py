@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from ..errors import EvarError
-from .base import AudioRepr, Frames, lengths_to_mask, load_checkpoint, load_strict, select_layers
+from .base import AudioRepr, Frames, lengths_to_mask, load_checkpoint, load_strict, require_file, select_layers
 from ..frontend import slaney_mel_filterbank
 
 WEIGHTS_URL = 'https://github.com/xavierfav/coala/tree/master/saved_models/dual_ae_c'
@@ -128,13 +128,8 @@ class _ScalerUnpickler(pickle.Unpickler):
 
 def load_scaler(path: Optional[str]) -> tuple:
     """(scale, offset) per column of the release's MinMaxScaler pickle: x * scale + offset."""
-    if not path:
-        raise EvarError(f'COALA: scaler_file is not set. Put scaler_top_1000.pkl under external/coala/ and set '
-                        f'scaler_file; it is distributed at {SCALER_URL}.')
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise EvarError(f'COALA: scaler file {path} does not exist. Put it there (under external/coala/) or set '
-                        f'scaler_file; the publisher distributes it at {SCALER_URL}.')
+    path = require_file(path, 'COALA', SCALER_URL, key='scaler_file', what='scaler_top_1000.pkl',
+                        folder='external/coala/')
     try:
         with open(path, 'rb') as f:
             state = _ScalerUnpickler(f).load()

@@ -39,11 +39,10 @@ import torch
 
 from ..errors import EvarError
 from .base import AudioRepr, Frames, load_checkpoint
-from .htsat import (SwinArch, build_swin, frames_from_pieces, load_official, power_mel, run_in_groups,
+from .htsat import (HTSAT_IGNORED, SwinArch, build_swin, frames_from_pieces, load_official, power_mel, run_in_groups,
                     slaney_mel_filterbank, strip_prefix)
 
 WEIGHTS_URL = 'https://huggingface.co/evelyn0414/OPERA (file encoder-operaCT.ckpt; code github.com/evelyn0414/OPERA)'
-OPERA_IGNORED = ('spectrogram_extractor.', 'logmel_extractor.', 'tscam_conv.', 'head.')
 CHECKPOINT_PREFIX = 'encoder.encoder.htsat.'
 
 
@@ -101,7 +100,7 @@ class OperaCT(AudioRepr):
         if not any(k.startswith(CHECKPOINT_PREFIX) for k in state):
             raise EvarError(f'OPERA-CT: weight file {p.weight_file} has no {CHECKPOINT_PREFIX}* tensors; expected the '
                             f'OPERA lightning checkpoint encoder-operaCT.ckpt.')
-        load_official(self.swin, strip_prefix(state, CHECKPOINT_PREFIX), p.weight_file, OPERA_IGNORED)
+        load_official(self.swin, strip_prefix(state, CHECKPOINT_PREFIX), p.weight_file, HTSAT_IGNORED)
         self.image_frames = p.spec_size * (p.spec_size // p.n_mels)  # 1024 frames per crop
         self.trim_frame = int(p.sample_rate / 10)  # the official 100 ms frames, 50 ms hop
 
