@@ -158,7 +158,7 @@ def check_model(cfg_path, options: str = '', device: Optional[str] = None, long_
 
     cfg = load_config(cfg_path, options)
     device = pick_device(device)
-    model = create_model(cfg.audio_repr, **cfg.model_params).to(device).eval()
+    model = create_model(cfg.audio_repr, cfg.params).to(device).eval()
     sr = model.sample_rate
     report = CheckReport(config=str(cfg_path), device=device)
 

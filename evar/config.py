@@ -1,7 +1,7 @@
 """Model configs: a YAML file per model, overridden by an options string, checked against what the model accepts.
 
-Options follow EVAR: `'batch_size=16,weight_file=/x.pth'` overrides keys present in the YAML; `+key=value` adds a
-key the YAML lacks. Values are parsed as YAML scalars or flow lists (`[1, 2]`), never evaluated as code.
+Option strings and value checking live in `evar.params`; this module knows the run settings and which model class
+owns which keys (through the model registry).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .errors import EvarError
+from .params import apply_options, read_yaml_mapping, typed_dataclass
 
 
 @dataclass(frozen=True)
@@ -51,15 +52,29 @@ CROP_POLICIES = ('head', 'center', 'full')
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """A loaded config: which AR to build, its parameters, and the run settings."""
+    """A loaded config: which AR to build, its typed parameters (checked once, when the YAML is read), and the run
+    settings.
+
+    Attributes:
+        path: the YAML file.
+        audio_repr: the registry name (or `package.module:Class`) of the model.
+        params: an instance of the model class's `Params` dataclass.
+        run: the training and runtime settings every config may carry.
+    """
     path: Path
     audio_repr: str
-    model_params: dict = field(default_factory=dict)
+    params: Any
     run: RunSettings = field(default_factory=RunSettings)
 
     @property
     def name(self) -> str:
+        """The representation's name in results: the YAML's `name` key, else the file's stem."""
         return self.run.name or self.path.stem
+
+    @property
+    def model_params(self) -> dict:
+        """The model parameters as a plain dict (key -> value), as written to caches and logs."""
+        return dataclasses.asdict(self.params)
 
     def model_hash(self) -> str:
         """Hash of what determines the model's outputs (not the head's training settings)."""
@@ -67,110 +82,9 @@ class ModelConfig:
         return hashlib.sha256(text.encode()).hexdigest()
 
     def full_hash(self) -> str:
+        """Eight hex digits over the model and run settings (EVAR's `run_id` style)."""
         text = json.dumps({'model': self.model_hash(), 'run': dataclasses.asdict(self.run)}, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:8]
-
-
-def parse_value(text: str, key: str) -> Any:
-    """A YAML scalar or flow list, e.g. '16' -> 16, '1e-3' -> 0.001, 'true' -> True, '[1,2]' -> [1, 2]."""
-    import yaml
-
-    # YAML 1.1 reads '1e-3' as a string; numbers written that way are meant as floats.
-    try:
-        return float(text) if ('e' in text.lower() and not text.lower().startswith(('true', 'false'))
-                               and _looks_like_float(text)) else yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise EvarError(f'Option {key}={text!r}: value is not a YAML scalar or list ({e}).') from e
-
-
-def _looks_like_float(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
-
-
-def split_options(options: str) -> list[tuple[str, str, bool]]:
-    """'a=1,+b=[1,2],c=x' -> [('a', '1', False), ('b', '[1,2]', True), ('c', 'x', False)]. Commas inside [] stay."""
-    items, depth, current = [], 0, ''
-    for ch in options:
-        if ch == ',' and depth == 0:
-            items.append(current)
-            current = ''
-            continue
-        depth += {'[': 1, ']': -1, '{': 1, '}': -1}.get(ch, 0)
-        current += ch
-    items.append(current)
-    parsed = []
-    for item in (i.strip() for i in items):
-        if not item:
-            continue
-        if '=' not in item:
-            raise EvarError(f'Option {item!r} is not of the form key=value (or +key=value to add a key).')
-        key, value = item.split('=', 1)
-        add = key.startswith('+')
-        parsed.append((key.lstrip('+').strip(), value.strip(), add))
-    return parsed
-
-
-def apply_options(raw: dict, options: str, valid_keys: set, source: str) -> dict:
-    """A copy of `raw` with the options applied; unknown keys are an error that lists the valid ones."""
-    result = dict(raw)
-    for key, value, add in split_options(options or ''):
-        if key not in valid_keys:
-            raise EvarError(f'Unknown config key {key!r} in options for {source}. Valid keys: {", ".join(sorted(valid_keys))}.')
-        if not add and key not in raw:
-            raise EvarError(f'Option {key}={value}: {key!r} is not in {source}; write +{key}={value} to add it.')
-        result[key] = parse_value(value, key)
-    return result
-
-
-def typed_dataclass(cls, values: dict, source: str):
-    """`cls(**values)` with each value checked (and int->float widened) against the field's annotation."""
-    import typing
-
-    hints = typing.get_type_hints(cls)
-    checked = {}
-    for key, value in values.items():
-        expected = hints[key]
-        options = typing.get_args(expected) if typing.get_origin(expected) is typing.Union else (expected,)
-        if value is None and type(None) in options:
-            checked[key] = None
-            continue
-        for option in options:
-            base = typing.get_origin(option) or option
-            if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-                checked[key] = float(value)
-                break
-            if base in (list, tuple) and isinstance(value, (list, tuple)):
-                checked[key] = list(value)
-                break
-            if base is typing.Any or (isinstance(base, type) and isinstance(value, base)
-                                      and not (base is int and isinstance(value, bool))):
-                checked[key] = value
-                break
-        else:
-            raise EvarError(f'{source}: key {key!r} expects {expected}, got {value!r}.')
-    try:
-        return cls(**checked)
-    except (TypeError, ValueError) as e:
-        raise EvarError(f'{source}: {e}') from e
-
-
-def read_yaml_mapping(path: Path, what: str) -> dict:
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise EvarError(f'{what} {path} does not exist.')
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise EvarError(f'{what} {path} is not valid YAML: {e}') from e
-    if not isinstance(data, dict):
-        raise EvarError(f'{what} {path} must be a YAML mapping of key: value.')
-    return data
 
 
 def load_config(path, options: str = '') -> ModelConfig:
@@ -193,9 +107,9 @@ def load_config(path, options: str = '') -> ModelConfig:
     run_values = {k: v for k, v in merged.items() if k in RUN_KEYS}
     model_values = {k: v for k, v in merged.items() if k in model_keys}
     run = typed_dataclass(RunSettings, run_values, source=str(path))
-    model_values = dataclasses.asdict(typed_dataclass(params_cls, model_values, source=str(path)))
+    params = typed_dataclass(params_cls, model_values, source=str(path))
     if run.crop not in CROP_POLICIES:
         raise EvarError(f'Config file {path}: crop must be one of {list(CROP_POLICIES)}, got {run.crop!r}.')
     if run.cache_dtype not in ('float32', 'float16'):
         raise EvarError(f'Config file {path}: cache_dtype must be float32 or float16, got {run.cache_dtype!r}.')
-    return ModelConfig(path=path, audio_repr=name, model_params=model_values, run=run)
+    return ModelConfig(path=path, audio_repr=name, params=params, run=run)

@@ -157,12 +157,11 @@ class EmbeddingSource:
 
     def weight_hashes(self) -> list:
         from .cache import weight_hash
-        from .config import typed_dataclass
         from .models import model_class
 
         if self._weights is None:
             cls = model_class(self.cfg.audio_repr)
-            paths = cls.weight_paths(typed_dataclass(cls.Params, self.cfg.model_params, str(self.cfg.path)))
+            paths = cls.weight_paths(self.cfg.params)
             if any(not p.is_file() for p in paths):
                 self.model()  # the model's own loader gives the message saying where to get the file
             memo = self.work_root / 'cache' / 'weight-hashes'
@@ -174,7 +173,7 @@ class EmbeddingSource:
             from .models import create_model
 
             log.info(f'building model {self.cfg.audio_repr} from {self.cfg.path}')
-            self._model = create_model(self.cfg.audio_repr, **self.cfg.model_params).to(self.device)
+            self._model = create_model(self.cfg.audio_repr, self.cfg.params).to(self.device)
         return self._model
 
     def stats_scope(self, fold: int) -> Optional[str]:
@@ -430,7 +429,7 @@ def head_options(lr=None, hidden=(), standard_scaler=True, mixup=False, epochs=N
                  head='probe', valid_fraction=0.1) -> HeadOptions:
     """HeadOptions from CLI values (fire passes tuples for '(512,)' and bools for flags)."""
     if isinstance(hidden, str):
-        from .config import parse_value
+        from .params import parse_value
 
         text = hidden.strip()
         hidden = parse_value('[' + text.strip('()[]') + ']', 'hidden') if text.strip('()[] ') else []

@@ -97,7 +97,7 @@ BUILTIN_TASKS = MappingProxyType({t.name: t for t in (
 
 
 def _task_from_yaml(path: Path) -> Task:
-    from .config import read_yaml_mapping
+    from .params import read_yaml_mapping
 
     spec = read_yaml_mapping(path, 'Task file')
     allowed = {'metadata', 'data', 'unit_sec', 'folds', 'metric', 'name', 'balanced'}

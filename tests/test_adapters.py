@@ -152,7 +152,8 @@ def test_lineareval_on_demo_via_yaml(tmp_path, work, modules, name, text):
 
 
 def test_example_configs_document_the_keys():
-    from evar.config import load_config, read_yaml_mapping
+    from evar.config import load_config
+    from evar.params import read_yaml_mapping
 
     for name, keys in (('hear_example', {'module', 'model_file', 'sample_rate', 'use'}),
                        ('xares_example', {'target', 'init_args', 'sample_rate'})):
@@ -161,4 +162,4 @@ def test_example_configs_document_the_keys():
         load_config(path)  # keys are valid; building needs the user's module
         with pytest.raises(EvarError, match='cannot import module'):
             cfg = load_config(path)
-            create_model(cfg.audio_repr, **cfg.model_params)
+            create_model(cfg.audio_repr, cfg.params)

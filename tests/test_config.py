@@ -1,6 +1,7 @@
 import pytest
 
-from evar.config import load_config, parse_value, split_options
+from evar.config import load_config
+from evar.params import parse_value, split_options
 from evar.errors import EvarError
 from evar.tasks import BUILTIN_TASKS, get_task
 

@@ -91,7 +91,7 @@ def test_shipped_yaml_without_weights_names_the_file_and_url(tmp_path):
     for name, file in (('dasheng_06b', 'dasheng_06b.pt'), ('dasheng_12b', 'dasheng_12b.pt')):
         cfg = load_config(ROOT / 'config' / f'{name}.yaml')
         with pytest.raises(EvarError, match=f'external/{file}.*https://zenodo.org/records/11511780'):
-            create_model(cfg.audio_repr, **cfg.model_params)
+            create_model(cfg.audio_repr, cfg.params)
 
 
 def test_wrong_checkpoints_fail_with_one_clear_message(tmp_path, small_ckpt):

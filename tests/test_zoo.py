@@ -35,7 +35,7 @@ def test_the_zoo_has_every_family():
 def test_config_checks_or_says_where_its_weights_are(path: Path):
     cfg = load_config(path)  # unknown keys for the model would raise here
     try:
-        create_model(cfg.audio_repr, **cfg.model_params)
+        create_model(cfg.audio_repr, cfg.params)
     except EvarError as e:
         assert WHERE.search(str(e)), f'{path.name}: error does not say where the weights come from: {e}'
         return

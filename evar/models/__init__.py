@@ -97,9 +97,22 @@ def model_params_class(name: str):
     return params
 
 
-def create_model(name: str, **cfg):
-    """Builds the registered model `name` from config values (checked against its Params)."""
-    from ..config import typed_dataclass
+def create_model(name: str, params=None, **cfg):
+    """Builds the registered model `name`.
+
+    Args:
+        name: a registry name, an EVAR alias or `package.module:Class`.
+        params: an instance of the class's `Params` (already checked, e.g. `ModelConfig.params`), or None.
+        **cfg: config values checked against the class's `Params` when `params` is None.
+
+    Raises:
+        EvarError: unknown name, or a value of the wrong type.
+    """
+    from ..params import typed_dataclass
 
     cls = model_class(resolve_name(name))
-    return cls(typed_dataclass(cls.Params, cfg, source=f'audio_repr {name}'))
+    if params is None:
+        params = typed_dataclass(cls.Params, cfg, source=f'audio_repr {name}')
+    elif cfg:
+        raise TypeError('create_model: give either params or keyword values, not both')
+    return cls(params)
