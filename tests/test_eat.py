@@ -66,7 +66,11 @@ def test_kaldi_mel_banks_and_fbank_of_a_tone(small_model):
     peak = int(feats[0, :, 50].argmax())
     assert abs(float(centres[peak]) - 1000) < 40, float(centres[peak])
     zero_dc, _ = small_model.features(wav - 0.3, torch.tensor([16000]))
-    torch.testing.assert_close(feats, zero_dc, atol=0.02, rtol=0)  # float32 rounding at weak bins
+    # float32 rounding: a band E below its frame's strongest E_peak carries a log error ~eps32 sqrt(E_peak / E)
+    # (test_beats), up to 6e-3 at this tone's faintest bands; measured 4x that bound here, 100x allowed.
+    energy = zero_dc.double().exp()
+    bound = torch.finfo(torch.float32).eps * (energy.amax(1, keepdim=True) / energy).sqrt()
+    assert bool(((feats - zero_dc).abs() <= 100 * bound).all())
 
 
 def test_windows_masks_and_frame_modes(small_folder, small_model):

@@ -34,6 +34,8 @@ def test_log_mel_matches_numpy_reference():
     ours, frames = spec(torch.from_numpy(x)[None], torch.tensor([8000]))
     ref = numpy_log_mel(x.astype(np.float64))
     assert ours.shape == (1, 64, 51) and int(frames[0]) == 51
+    # float32 against float64: white noise keeps every band near its frame's peak, so the log error stays near
+    # eps32 (measured 6e-7); 2e-3 holds on any CPU, and a symmetric window (1e-2 off) or zero padding still fail.
     np.testing.assert_allclose(ours[0].numpy(), ref, atol=2e-3)
 
 
