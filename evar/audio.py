@@ -1,14 +1,28 @@
-"""Reading audio: any format libsndfile reads, mixed to mono, resampled to the model's rate with soxr."""
+"""Reading audio: the one reader (decode -> mono -> resample) and the one list of audio file suffixes.
+
+Every part of evar that reads audio goes through `load_audio` (the data loader, prepare_wav, the metadata
+builders) or `audio_sample_rate` (a header only), so all of them accept the same files and decode them the same way.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
 from .errors import EvarError
 
-AUDIO_SUFFIXES = ('.wav', '.flac', '.ogg', '.mp3', '.aiff', '.aif', '.opus', '.au')
+# The suffixes of the files libsndfile (>= 1.1, which soundfile >= 0.12 bundles) decodes, matched case-insensitively;
+# in order of preference where a folder holds one clip under several of them (lossless first). Containers that it
+# cannot read (m4a, aac, wma) are not audio to evar: convert them first.
+AUDIO_SUFFIXES = ('.wav', '.flac', '.ogg', '.oga', '.opus', '.mp3', '.aiff', '.aif', '.aifc', '.au', '.snd', '.caf',
+                  '.w64', '.rf64')
+
+
+def is_audio_file(name: str) -> bool:
+    """Whether the file name `name` ends with one of `AUDIO_SUFFIXES` (any case)."""
+    return str(name).lower().endswith(AUDIO_SUFFIXES)
 
 
 def resolve_audio_path(root: Path, file_name: str) -> Path:
@@ -50,9 +64,14 @@ def _read_soundfile(path: Path, max_sec: float = None) -> tuple[np.ndarray, int]
         return f.read(frames, dtype='float32', always_2d=True), rate
 
 
-def load_audio(path: Path, sample_rate: int, max_sec: float = None) -> tuple[np.ndarray, int]:
-    """Mono float32 samples at `sample_rate` (at most the first `max_sec` seconds), and the file's own rate.
-    Bad files raise EvarError naming the file."""
+def load_audio(path: Path, sample_rate: Optional[int], max_sec: Optional[float] = None,
+               quality: str = 'HQ') -> tuple[np.ndarray, int]:
+    """Mono float32 samples `[N]` in [-1, 1] at `sample_rate` Hz, and the file's own rate in Hz.
+
+    sample_rate: the rate to resample to (soxr, recipe `quality`: QQ/LQ/MQ/HQ/VHQ); None keeps the file's rate.
+    max_sec: decode at most about the first `max_sec` seconds (a head crop; a few samples more, for the resampler).
+    Channels are averaged. An unreadable, empty or non-finite file raises EvarError naming the file.
+    """
     path = Path(path)
     try:
         if path.suffix.lower() == '.flac' and path.stat().st_size <= _FULL_DECODE_MAX_BYTES:
@@ -70,11 +89,22 @@ def load_audio(path: Path, sample_rate: int, max_sec: float = None) -> tuple[np.
         raise EvarError(f'Audio file {path} is empty (0 samples).')
     if not np.isfinite(wav).all():
         raise EvarError(f'Audio file {path} contains NaN or infinite samples.')
-    if rate != sample_rate:
+    if sample_rate is not None and rate != sample_rate:
         import soxr
 
-        wav = soxr.resample(wav, rate, sample_rate, quality='HQ').astype(np.float32, copy=False)
+        wav = soxr.resample(wav, rate, sample_rate, quality=quality).astype(np.float32, copy=False)
     return np.ascontiguousarray(wav), rate
+
+
+def audio_sample_rate(path: Path) -> int:
+    """The sample rate in Hz that the header of the audio file `path` declares (nothing else is decoded).
+    An unreadable file raises EvarError naming it."""
+    import soundfile as sf
+
+    try:
+        return int(sf.info(str(path)).samplerate)
+    except Exception as e:  # soundfile raises several types for unreadable files
+        raise EvarError(f'Cannot read audio file {path}: {str(e) or type(e).__name__}') from e
 
 
 def crop(wav: np.ndarray, unit_samples: int, policy: str) -> np.ndarray:

@@ -13,10 +13,7 @@ import numpy as np
 
 from .audio import crop, load_audio, resolve_audio_path
 from .errors import EvarError
-
-SPLITS = ('train', 'valid', 'test')
-SPLIT_ALIASES = {'train': 'train', 'valid': 'valid', 'val': 'valid', 'validation': 'valid', 'dev': 'valid',
-                 'test': 'test', 'eval': 'test', 'evaluation': 'test'}
+from .split_names import SPLIT_ALIASES, SPLITS
 
 
 @dataclass(frozen=True)

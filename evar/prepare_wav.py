@@ -19,12 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Union
 
+from .audio import AUDIO_SUFFIXES, load_audio
 from .errors import EvarError
 from .fileio import atomic_path
 
-# Suffixes that libsndfile can decode; matched case-insensitively.
-AUDIO_SUFFIXES = ('.wav', '.flac', '.ogg', '.oga', '.opus', '.mp3', '.aiff', '.aif', '.aifc', '.au', '.snd',
-                  '.caf', '.w64', '.rf64')
 KEPT_SUFFIXES = {'.wav': 'WAV', '.flac': 'FLAC'}  # written in their own format; all others become FLAC
 QUALITIES = ('QQ', 'LQ', 'MQ', 'HQ', 'VHQ')  # soxr's quality recipes, quick to very high
 # Tail of this tool's temporary file names: `.<name>.<random>` + TMP_TAG (see fileio.atomic_path).
@@ -45,9 +43,11 @@ class PrepareSummary:
 
     @property
     def ok(self) -> bool:
+        """Whether every file was converted or skipped (none failed)."""
         return not self.failed
 
     def report(self) -> str:
+        """The run's summary for people: each failure with its reason, stale files removed, the counts."""
         lines = []
         if self.failed:
             lines.append(f'{len(self.failed)} file(s) could not be converted:')
@@ -83,6 +83,10 @@ def _suffix_set(suffixes) -> tuple:
     out = tuple(sorted({'.' + str(s).strip().lstrip('.').lower() for s in items if str(s).strip().lstrip('.')}))
     if not out:
         raise EvarError(f'--suffixes must name at least one file suffix (e.g. wav,flac), got {suffixes!r}.')
+    unreadable = [s for s in out if s not in AUDIO_SUFFIXES]
+    if unreadable:
+        raise EvarError(f'--suffixes: evar cannot read {", ".join(unreadable)} files; audio suffixes are '
+                        f'{", ".join(AUDIO_SUFFIXES)}.')
     return out
 
 
@@ -119,15 +123,13 @@ def _remove_stale_temps(dst: Path) -> int:
 
 
 def convert_file(src: Path, out: Path, sample_rate: int, quality: str = 'VHQ', subtype: str = 'PCM_16') -> None:
-    """Reads `src`, writes mono audio at `sample_rate` to `out` atomically (never a partial `out`)."""
+    """Reads `src` with evar's audio reader, writes mono audio at `sample_rate` Hz (soxr recipe `quality`,
+    clipped to [-1, 1], soundfile `subtype`) to `out` atomically (never a partial `out`). An unreadable, empty or
+    non-finite input raises EvarError naming it."""
     import numpy as np
     import soundfile as sf
-    import soxr
 
-    data, rate = sf.read(str(src), dtype='float32', always_2d=True)
-    x = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
-    if rate != sample_rate and len(x):
-        x = soxr.resample(x, rate, sample_rate, quality=quality)
+    x, _ = load_audio(src, sample_rate, quality=quality)
     x = np.clip(x, -1.0, 1.0).astype(np.float32, copy=False)
     fmt = KEPT_SUFFIXES.get(out.suffix.lower(), 'FLAC')
     with atomic_path(out, suffix=_TMP_SUFFIX) as tmp:
@@ -140,7 +142,9 @@ def _job(args) -> Optional[str]:
     try:
         convert_file(src, out, sample_rate, quality, subtype)
         return None
-    except Exception as e:  # any decode/write problem is reported per file, the run goes on
+    except EvarError as e:  # the reader's message names the file and the fault
+        return str(e)
+    except Exception as e:  # any write problem is reported per file, the run goes on
         reason = str(e).strip() or type(e).__name__
         return f'{type(e).__name__}: {reason}' if type(e).__name__ not in reason else reason
 

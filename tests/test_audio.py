@@ -6,6 +6,7 @@ import soundfile as sf
 
 from evar import audio
 from evar.audio import load_audio
+from evar.errors import EvarError
 
 from conftest import SHARED, needs_shared
 
@@ -46,3 +47,22 @@ def test_fast_flac_decoder_handles_24_bit_and_stereo(tmp_path, subtype, channels
     wav, _ = load_audio(path, 16000)
     np.testing.assert_allclose(wav, libsndfile_mono(path), atol=1e-7)
     np.testing.assert_allclose(wav, samples.mean(axis=1), atol=1e-4)
+
+
+def test_native_rate_quality_and_header_rate(tmp_path):
+    """sample_rate=None keeps the file's rate (the metadata builders cut segments at it); `quality` picks soxr's
+    recipe; audio_sample_rate reads the header only."""
+    rng = np.random.default_rng(1)
+    stereo = (rng.standard_normal((22050, 2)) * 0.1).astype(np.float32)
+    path = tmp_path / 'x.wav'
+    sf.write(path, stereo, 22050, subtype='FLOAT')
+    wav, rate = load_audio(path, None)
+    assert rate == 22050 and wav.dtype == np.float32
+    np.testing.assert_array_equal(wav, stereo.mean(axis=1))
+    assert audio.audio_sample_rate(path) == 22050
+    quick, _ = load_audio(path, 16000, quality='QQ')
+    best, _ = load_audio(path, 16000, quality='VHQ')
+    assert quick.shape == best.shape == (16000,) and not np.array_equal(quick, best)
+    (tmp_path / 'bad.wav').write_bytes(b'RIFF0000')
+    with pytest.raises(EvarError, match='Cannot read audio file .*bad.wav'):
+        audio.audio_sample_rate(tmp_path / 'bad.wav')

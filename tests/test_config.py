@@ -3,7 +3,6 @@ import pytest
 from evar.config import load_config
 from evar.params import parse_value, split_options
 from evar.errors import EvarError
-from evar.tasks import BUILTIN_TASKS, get_task
 
 from conftest import ROOT
 
@@ -59,44 +58,6 @@ def test_evar_alias_loads(tmp_path):
     cfg_file.write_text((ROOT / 'config/melspec.yaml').read_text().replace('audio_repr: melspec',
                                                                          'audio_repr: ar_spec.AR_MelSpec'))
     assert load_config(cfg_file).audio_repr == 'melspec'
-
-
-def test_builtin_tasks_follow_evar():
-    t = BUILTIN_TASKS
-    assert (t['us8k'].folds, t['us8k'].unit_sec) == (10, 4.0)
-    assert (t['esc50'].folds, t['esc50'].unit_sec) == (5, 5.0)
-    assert (t['fsd50k'].unit_sec, t['fsd50k'].metric) == (7.6358, 'mAP')
-    assert t['as20k'].folder == 'as' and t['as'].balanced and t['as'].metric == 'mAP'
-    assert t['nspitch'].folder == 'nsynth' and t['cremad_gender'].folder == 'cremad'
-    assert t['vc1'].unit_sec == 8.2 and t['vocalsound'].unit_sec == 4.18 and t['voxforge'].unit_sec == 5.8
-    for name in ('fsdnoisy18k', 'gtzan', 'nsvelocity', 'spcv1', 'spcv2', 'surge', 'fsdd', 'ravdess', 'spcv2_12', 'demo'):
-        assert name in t
-
-
-def test_task_errors_and_yaml(tmp_path):
-    with pytest.raises(EvarError, match='Unknown task .nosuch.*esc50'):
-        get_task('nosuch')
-    (tmp_path / 'sub').mkdir()
-    spec = tmp_path / 'sub' / 'mytask.yaml'
-    spec.write_text('metadata: meta.csv\ndata: ../audio\nunit_sec: 2\nfolds: 3\n')
-    task = get_task(str(spec))
-    assert task.name == 'mytask' and task.folds == 3 and task.unit_sec == 2.0
-    assert task.metadata == tmp_path / 'sub' / 'meta.csv' and task.data == tmp_path / 'sub' / '../audio'
-    spec.write_text('metadata: meta.csv\nunit_sec: 2\n')
-    with pytest.raises(EvarError, match="missing key.*data"):
-        get_task(str(spec))
-    spec.write_text('metadata: a.csv\ndata: .\nunit_sec: 2\nmetric: f1\n')
-    with pytest.raises(EvarError, match='metric must be one of'):
-        get_task(str(spec))
-    assert get_task('esc50', unit_sec=2.5).unit_sec == 2.5
-
-
-def test_data_root_falls_back_to_another_rate(tmp_path):
-    (tmp_path / '44k' / 'esc50').mkdir(parents=True)
-    root, rate = get_task('esc50').data_root(tmp_path, 16000)
-    assert root == tmp_path / '44k' / 'esc50' and rate == 44100
-    (tmp_path / '16k' / 'esc50').mkdir(parents=True)
-    assert get_task('esc50').data_root(tmp_path, 16000) == (tmp_path / '16k' / 'esc50', 16000)
 
 
 def test_evar_fine_tuning_keys_are_accepted(tmp_path):

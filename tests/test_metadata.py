@@ -1,4 +1,5 @@
-"""evar.metadata: each publisher layout faked in a temp folder, plus the real sets in ../shared/data."""
+"""evar.metadata and the task builders: each publisher layout faked in a temp folder, plus the real sets in
+../shared/data."""
 
 import csv
 import json
@@ -12,7 +13,9 @@ import pytest
 import soundfile as sf
 
 from evar.errors import EvarError
-from evar.metadata import BUILDERS, _actor_pair_splits, make_metadata
+from evar.metadata import make_metadata
+from evar.tasks.build import buildable_tasks
+from evar.tasks.ravdess import actor_pair_splits
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT.parent / 'shared'
@@ -69,7 +72,7 @@ def test_us8k_folds_extension_resolution_and_link(tmp_path, capsys):
     assert 'Kept existing' in capsys.readouterr().out
 
 
-def test_esc50_out_and_no_link(tmp_path):
+def test_esc50_out_no_link_and_missing_folds(tmp_path, capsys):
     root = tmp_path / 'ESC-50-master'
     audio(root / 'audio/1-100032-A-0.wav', sr=44100)
     audio(root / 'audio/5-9032-A-0.wav', sr=44100)
@@ -80,6 +83,18 @@ def test_esc50_out_and_no_link(tmp_path):
     assert path == out
     assert out.read_text() == 'file_name,label,fold\naudio/1-100032-A-0.wav,dog,1\naudio/5-9032-A-0.wav,dog,5\n'
     assert not (tmp_path / 'work').exists()
+    # A partial download: folds 2-4 have no clip; the builder says so (and still writes the folds present).
+    warning = [line for line in capsys.readouterr().err.splitlines() if 'fold(s)' in line]
+    assert warning == [f'warning: esc50 has 5 folds but no clip under {root} is in fold(s) 2, 3, 4 (a partial '
+                       'download?); the CSV holds fold(s) 1, 5 only.']
+    audio(root / 'audio/2-1-A-0.wav', sr=44100)
+    audio(root / 'audio/3-1-A-0.wav', sr=44100)
+    audio(root / 'audio/4-1-A-0.wav', sr=44100)
+    text(root / 'meta/esc50.csv', 'filename,fold,target,category,esc10,src_file,take\n' + ''.join(
+        f'{n},{n[0]},0,dog,True,1,A\n' for n in ('1-100032-A-0.wav', '2-1-A-0.wav', '3-1-A-0.wav', '4-1-A-0.wav',
+                                                  '5-9032-A-0.wav')))
+    make_metadata('esc50', root, work_root=tmp_path / 'work', out=out, link=False)
+    assert 'fold' not in capsys.readouterr().err  # all five folds: nothing to report
 
 
 def test_fsd50k_multilabel_quoted(tmp_path):
@@ -320,14 +335,14 @@ def test_fsdd_layout_either_root(tmp_path, sub):
 
 
 def test_actor_pair_splits():
-    splits = _actor_pair_splits(range(1, 25))  # 12 pairs: 2 test, 2 valid
+    splits = actor_pair_splits(range(1, 25))  # 12 pairs: 2 test, 2 valid
     assert [a for a in splits if splits[a] == 'test'] == [21, 22, 23, 24]
     assert [a for a in splits if splits[a] == 'valid'] == [17, 18, 19, 20]
-    splits = _actor_pair_splits(range(1, 13))
+    splits = actor_pair_splits(range(1, 13))
     assert ([a for a in splits if splits[a] == 'test'], [a for a in splits if splits[a] == 'valid']) == (
         [11, 12], [9, 10])
     with pytest.raises(EvarError, match='3 actor pairs'):
-        _actor_pair_splits([1, 2, 3, 4])
+        actor_pair_splits([1, 2, 3, 4])
 
 
 # ---------------------------------------------------------------- errors
@@ -343,7 +358,7 @@ def test_errors(tmp_path):
         build('us8k', root, tmp_path)
     with pytest.raises(EvarError) as e:
         build('no_such_task', root, tmp_path)
-    assert all(name in str(e.value) for name in BUILDERS)
+    assert all(name in str(e.value) for name in buildable_tasks()) and len(buildable_tasks()) == 24
     with pytest.raises(EvarError, match='--split_file is only for'):
         build('us8k', root, tmp_path, split_file=root / 'metadata/UrbanSound8K.csv')
     with pytest.raises(EvarError, match='not a folder'):
@@ -412,15 +427,17 @@ def test_real_spcv2_12(tmp_path):
     assert {r['split'] for r in rows} == {'train', 'valid', 'test'}
 
 
-def test_real_esc50(tmp_path):
+def test_real_esc50(tmp_path, capsys):
     header, rows, _ = build('esc50', shared('ESC-50'), tmp_path)
+    err = capsys.readouterr().err  # the shared subset lacks fold 1
+    assert 'is in fold(s) 1 (a partial download?); the CSV holds fold(s) 2, 3, 4, 5 only.' in err
     assert header == ['file_name', 'label', 'fold'] and len(rows) == 414 and len({r['label'] for r in rows}) == 50
     assert all(r['file_name'].endswith('.flac') and r['file_name'].startswith('audio/') for r in rows)
     assert (tmp_path / 'work/16k/esc50').is_symlink()
 
 
 def test_piano_segments_energy_rule_and_time_split():
-    from evar.metadata import piano_segments
+    from evar.tasks.piano import piano_segments
 
     rate = 1000
     levels_db = [-20, -30, -40, -49, -51, -20]  # per 0.5 s; the -51 dBFS segment ends the note (the loud one after too)

@@ -163,3 +163,24 @@ def test_real_esc50_files(tmp_path):
         before, out = sf.info(p), sf.info(tmp_path / 'esc22k' / p.name)
         assert (out.samplerate, out.channels) == (22050, 1)
         assert out.duration == pytest.approx(before.duration, abs=1e-3)
+
+
+def test_inputs_go_through_evars_reader(tmp_path):
+    """prepare_wav decodes with evar.audio.load_audio: faults the loader refuses are reported, never written."""
+    src = tmp_path / 'src'
+    src.mkdir()
+    sf.write(src / 'ok.wav', tone(440.0, 0.25, 8000, 2), 8000)
+    sf.write(src / 'empty.wav', np.zeros(0, np.float32), 16000)
+    bad = np.full(800, 0.1, np.float32)
+    bad[100] = np.nan
+    sf.write(src / 'nan.wav', bad, 16000, subtype='FLOAT')
+    s = prepare_wav(src, tmp_path / 'dst', SR, workers=1, progress=False)
+    assert s.converted == 1 and [(Path(p).name, reason) for p, reason in s.failed] == [
+        ('empty.wav', f'Audio file {src / "empty.wav"} is empty (0 samples).'),
+        ('nan.wav', f'Audio file {src / "nan.wav"} contains NaN or infinite samples.')]
+    assert sorted(p.name for p in (tmp_path / 'dst').iterdir()) == ['ok.wav']
+    from evar.audio import load_audio
+    expected, _ = load_audio(src / 'ok.wav', SR, quality='VHQ')  # the same samples, to 16-bit precision
+    np.testing.assert_allclose(sf.read(tmp_path / 'dst' / 'ok.wav', dtype='float32')[0], expected, atol=2 ** -15)
+    with pytest.raises(EvarError, match=r'cannot read \.m4a, \.wma files; audio suffixes are \.wav, \.flac'):
+        prepare_wav(src, tmp_path / 'o', SR, suffixes='wma,M4A,wav')
