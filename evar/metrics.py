@@ -39,6 +39,8 @@ class Metric:
 def _checked(metric: str, y_true, scores, multi_label: bool) -> tuple[np.ndarray, np.ndarray]:
     """`(y_true, scores)` as arrays after checking their shapes and values; an `EvarError` names the metric."""
     y_true, scores = np.asarray(y_true), np.asarray(scores)
+    if y_true.dtype.kind not in 'biuf' or scores.dtype.kind not in 'biuf':
+        raise EvarError(f'{metric}: targets and scores must be numbers, got dtypes {y_true.dtype} and {scores.dtype}.')
     if scores.ndim != 2:
         raise EvarError(f'{metric}: scores must be [N, C] (one column per class), got shape {scores.shape}.')
     n, n_classes = scores.shape

@@ -170,6 +170,8 @@ def test_bad_input_is_one_clear_error():
         accuracy(np.eye(2), S)
     with pytest.raises(EvarError, match=r'class indices in \[0, 2\)'):
         accuracy(np.array([0, 2]), S)
+    with pytest.raises(EvarError, match='must be numbers'):
+        accuracy(np.array(['a', 'b']), S)
     with pytest.raises(EvarError, match='2 targets for 1 rows'):
         accuracy(np.array([0, 1]), S[:1])
     with pytest.raises(EvarError, match='NaN'):
