@@ -39,7 +39,7 @@ def test_demo_cli_writes_scores_logs_and_cache(tmp_path, work):
 def test_demo_separates_good_from_poor_representation(tmp_path, work):
     good = run(tmp_path, work, head=HeadOptions(head='logreg'))[0].score
     poor = run(tmp_path, work, head=HeadOptions(head='logreg'), options='n_mels=1')[0].score  # ~ loudness only
-    assert good > 0.9 and poor < 0.4
+    assert good > 0.9 and poor < 0.4  # measured 59 and 20 of 60 test clips: 5 and 3 clips from either bound
 
 
 def test_2pass_embeds_once_and_records_each_seed_and_mean(tmp_path, work):

@@ -26,4 +26,6 @@ def test_crepe_full_beats_melspec_on_piano_pitch(tmp_path):
     scores = logreg_scores_on_shared(tmp_path, 'piano_pitch', 'piano', {
         'crepe_full': (ROOT / 'config' / 'crepe_full.yaml', 'hop_ms=50'),
         'melspec': (ROOT / 'config' / 'melspec.yaml', '')})
-    assert scores['crepe_full'] > scores['melspec']  # measured 1.000 vs 0.948 (58 test segments)
+    # measured 1.000 vs 0.948: 58 vs 55 of 58 test segments, so no two flipped segments (float32 summation order
+    # in the head on another CPU) can reverse it
+    assert scores['crepe_full'] > scores['melspec']
