@@ -3,10 +3,10 @@
     python -m evar.check config/<model>.yaml [--options 'key=value,...'] [--device cpu] [--long_sec 600]
 
 Checks, one table row each (exit status 1 when any fails):
-  shapes        frames [B, T, D], mask [B, T] (bool, >= 1 valid frame per clip), pooled [B, D], all finite
-  frame_rate    valid frames per second of a 10 s input against the declared hop: a model attribute
-                `frame_hop_sec` if present, else spectrogram models hop_size / sample_rate (BYOL-A: 8x coarser
-                after its three 2x poolings); skipped with a note when no hop is declared
+  shapes        frames [B, T, D], mask [B, T] (bool, >= 1 valid frame per clip), pooled [B, D], all finite, and D
+                equal to the model's declared `embedding_dim`
+  frame_rate    valid frames per second of a 10 s input against the model's declared `frame_hop_sec` (and
+                `frame_window_sec`); skipped with a note when the model declares no hop (None)
   length <s>    one clip each of 0.2 s, 1 s, 10 s and `long_sec` (default 10 min) runs, with its time. Long inputs
                 are run as the model runs them (models with chunking bound their own memory); peak memory is shown
   batch_single  clips of different lengths embedded as one padded batch and one by one agree within 1e-4
@@ -17,6 +17,9 @@ Checks, one table row each (exit status 1 when any fails):
 Models that normalise their front end with training-split statistics (BYOL-A) and have no `norm_stats` in the
 config get statistics of the check's own test signal (noted under the table). A model that cannot be built (e.g.
 its weight file is absent) ends with the model's own message and exit status 1, without a traceback.
+
+Python API: `check_model(config path, options, device, long_sec)` builds the model of a YAML; `check_ar(model,
+device, long_sec)` checks a model already built (`create_model(...)`); both return a `CheckReport`.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ REL_TOL = 1e-4
 
 @dataclass
 class CheckResult:
+    """One check's outcome: passed (True also when skipped), and what was measured or what went wrong."""
     name: str
     passed: bool
     detail: str = ''
@@ -51,6 +55,7 @@ class CheckResult:
 
 @dataclass
 class CheckReport:
+    """Every check of one model (`checks`, in order; `report['shapes']` picks one by name) and notes."""
     config: str
     device: str
     checks: list = field(default_factory=list)
@@ -95,18 +100,9 @@ def padded_batch(lengths: list, sample_rate: int, device) -> tuple:
 
 
 def declared_hop_sec(model) -> Optional[float]:
-    """Seconds between output frames as the model declares it, or None."""
-    hop = getattr(model, 'frame_hop_sec', None)
-    if hop:
-        return float(hop)
-    from .models.spec import MelSpec
-
-    if isinstance(model, MelSpec):
-        hop = model.params.hop_size / model.params.sample_rate
-        from .models.byola import BYOLA
-
-        return hop * 8 if isinstance(model, BYOLA) else hop
-    return None
+    """Seconds between output frames as the model declares it (`frame_hop_sec`), or None."""
+    hop = model.frame_hop_sec
+    return float(hop) if hop else None
 
 
 def _peak_memory(device: str) -> str:
@@ -149,18 +145,37 @@ def _check(report: CheckReport, name: str, fn: Callable) -> None:
 
 
 def check_model(cfg_path, options: str = '', device: Optional[str] = None, long_sec: float = 600.0) -> CheckReport:
-    """Builds the model of `cfg_path` (with `options`) on `device` and runs every check. Raises EvarError when the
-    model cannot be built (bad config, absent weights)."""
+    """Builds the model of the YAML `cfg_path` (with `options`, 'key=value,...') and runs every check (`check_ar`).
+
+    Raises:
+        EvarError: the model cannot be built (bad config, absent weights).
+    """
     from .config import load_config
-    from .lineareval import pick_device
     from .models import create_model
-    from .models.base import Frames, pool
 
     cfg = load_config(cfg_path, options)
+    return check_ar(create_model(cfg.audio_repr, cfg.params), device=device, long_sec=long_sec, label=str(cfg_path))
+
+
+def check_ar(model, device: Optional[str] = None, long_sec: float = 600.0, label: str = '') -> CheckReport:
+    """Runs every check on a built model, moved to `device` (None: cuda when available) in eval mode.
+
+    Args:
+        model: an `AudioRepr`.
+        device: 'cpu', 'cuda', ... or None.
+        long_sec: length in seconds of the longest input (the `length <s>` check).
+        label: what the report's first line names (default: the model's class).
+
+    Returns:
+        The CheckReport; a check that raises is that check's failure, and the others still run.
+    """
+    from .embed.source import pick_device
+    from .models.base import Frames, pool
+
     device = pick_device(device)
-    model = create_model(cfg.audio_repr, cfg.params).to(device).eval()
+    model = model.to(device).eval()
     sr = model.sample_rate
-    report = CheckReport(config=str(cfg_path), device=device)
+    report = CheckReport(config=label or type(model).__name__, device=device)
 
     if model.needs_norm_stats and model.norm_mean is None:
         with torch.inference_mode():
@@ -183,6 +198,8 @@ def check_model(cfg_path, options: str = '', device: Optional[str] = None, long_
         d = frames.embeddings.shape[-1]
         if tuple(pooled.shape) != (len(lens), d):
             problems.append(f'pooled shape {tuple(pooled.shape)}, expected [{len(lens)}, {d}]')
+        if model.embedding_dim != d:
+            problems.append(f'D {d} differs from the declared embedding_dim {model.embedding_dim}')
         detail = (f'frames {tuple(frames.embeddings.shape)}, mask {tuple(frames.mask.shape)}, pooled '
                   f'{tuple(pooled.shape)} ({model.pooling})')
         return CheckResult('', not problems, '; '.join(problems) or detail)
@@ -195,7 +212,7 @@ def check_model(cfg_path, options: str = '', device: Optional[str] = None, long_
         frames, _ = run(*padded_batch([int(10 * sr)], sr, device))
         valid = int(frames.mask[0].sum())
         # Models whose frames are windows that must fit in the clip declare the window's span (OpenL3).
-        window = float(getattr(model, 'frame_window_sec', 0.0) or 0.0)
+        window = float(model.frame_window_sec or 0.0)
         expected = (10.0 - window) / hop + 1 if window else 10.0 / hop
         ok = abs(valid - expected) <= max(2.0, 0.02 * expected)
         return CheckResult('', ok, f'{valid / 10:.2f} frames/s from 10 s; declared hop {hop * 1000:g} ms -> '

@@ -1,4 +1,4 @@
-"""The audio representation (AR) interface every model wrapper implements.
+"""The audio representation (AR) contract every model wrapper implements (`AudioRepr`), and helpers shared by them.
 
 An AR turns waves [B, N] with their lengths into frame embeddings [B, T, D] plus a valid-frame mask [B, T], so
 padding never enters a pooled clip embedding. The work is split in two so normalisation statistics can be taken
@@ -27,11 +27,14 @@ POOLINGS = ('mean', 'max', 'mean_max', 'mean+max')
 
 @dataclass
 class Frames:
+    """An encoder's output: frame embeddings [B, T, D] and their mask [B, T] (bool, True where the frame comes from
+    the clip's own audio; frames past it may hold anything and are never pooled)."""
     embeddings: torch.Tensor  # [B, T, D]
     mask: torch.Tensor  # [B, T], True where the frame comes from real audio
 
 
 def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """[B, max_len] bool mask, True at positions below each of `lengths` [B]."""
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 
 
@@ -62,6 +65,12 @@ def select_layers(layers: list, output_layers: Any, average: bool = False) -> to
     if len(chosen) == 1:
         return chosen[0]
     return torch.stack(chosen).mean(0) if average else torch.cat(chosen, dim=-1)
+
+
+def selected_width(widths: list, output_layers: Any, average: bool = False) -> int:
+    """D of `select_layers` over layers of these `widths` (the last dimension of each), by the same rules and with
+    the same errors: a declared embedding size that cannot disagree with what `encode` selects."""
+    return int(select_layers([torch.empty(0, int(w)) for w in widths], output_layers, average).shape[-1])
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -170,7 +179,24 @@ def load_strict(module: nn.Module, state: dict, source: str) -> None:
 
 
 class AudioRepr(nn.Module):
-    """Base class: subclasses set `Params` (a dataclass of their config keys) and implement `encode`."""
+    """Base class of every model: waves in, frame embeddings with a valid-frame mask out.
+
+    A subclass sets `Params` (a frozen dataclass of its config keys; `create_model` builds it from a YAML and passes
+    it to `__init__`) and implements `encode`, usually `features`, and the `frame_hop_sec` and `embedding_dim`
+    properties. `python -m evar.check` checks any model against this contract, and tests/test_contract.py checks
+    every registered one with tiny random weights.
+
+    The contract:
+    - `features` -> `encode` is the whole model (`forward`); `embed` pools its valid frames.
+    - A clip's frames never depend on the other clips of its batch or on the samples past its length.
+    - No `torch.no_grad`, `torch.inference_mode` or numpy inside `features` / `encode` (front ends without learned
+      weights are plain torch too): a backward through `embed` reaches the network's parameters when a caller
+      fine-tunes, and the caller chooses inference mode (extraction runs under `torch.inference_mode()`).
+    - Everything stays on the device of the input and of the module's parameters.
+    - Models whose front end is standardised with statistics of the task's training split set `needs_norm_stats`;
+      the embedding code sums `stat_sums` over training clips, then calls `set_norm_stats`, and calls
+      `reset_norm_stats` before the next fold.
+    """
     Params: ClassVar[type]
     needs_norm_stats: ClassVar[bool] = False  # True: `features` must be standardised with training-split stats
     # Part of the embedding cache key: bump it when a change to the code changes the embeddings.
@@ -184,11 +210,38 @@ class AudioRepr(nn.Module):
 
     @property
     def sample_rate(self) -> int:
+        """Sample rate in Hz of the waves `features` takes."""
         return int(self.params.sample_rate)
 
     @property
     def pooling(self) -> str:
+        """How `embed` pools frames: 'mean', 'max' or 'mean_max' (= 'mean+max', the sum of both; see `pool`)."""
         return getattr(self.params, 'temporal_pooling_type', 'mean_max')
+
+    @property
+    def frame_hop_sec(self) -> Optional[float]:
+        """Seconds between consecutive frame embeddings of `encode`, or None where the frames are not evenly spaced
+        in time (one embedding per clip or per crop, tokens that are not time steps); every registered family
+        overrides this and says why where it is None. `python -m evar.check` compares it with the frames of a 10 s
+        clip. This base value (None) means "not declared"."""
+        return None
+
+    @property
+    def frame_window_sec(self) -> float:
+        """Seconds of audio a frame needs before it exists (0 for frames that start with the clip): a clip of n s
+        then has (n - window) / hop + 1 frames (OpenL3's 1 s windows centred from 0 s: 0.5)."""
+        return 0.0
+
+    @property
+    def embedding_dim(self) -> int:
+        """D of the clip embeddings [B, D] that `embed` returns and of the frames [B, T, D] of `encode`; every pooling
+        keeps D ('mean_max' adds the mean and the max). Follows `output_layers` / `layer_average` where a model has
+        them.
+
+        Raises:
+            NotImplementedError: the class does not declare it.
+        """
+        raise NotImplementedError(f'{type(self).__name__} does not declare embedding_dim (the D of its embeddings).')
 
     @classmethod
     def weight_paths(cls, params) -> list:
@@ -197,37 +250,78 @@ class AudioRepr(nn.Module):
         return [Path(path).expanduser()] if path else []
 
     # The two stages.
-    def features(self, wav: torch.Tensor, lengths: torch.Tensor):
+    def features(self, wav: torch.Tensor, lengths: torch.Tensor) -> tuple:
+        """The front end: (feats, feat_lengths) from waves.
+
+        Args:
+            wav: [B, N] float32 waves at `sample_rate`, amplitude in [-1, 1], zero-padded (or anything) past each
+                clip's length.
+            lengths: [B] int64 valid samples of each clip (>= 1).
+
+        Returns:
+            feats: the front end's output, usually [B, F, T] (a spectrogram: F bins by T frames; the base class
+                passes the waves [B, N] through), values past each clip's `feat_lengths` being padding.
+            feat_lengths: [B] int64 valid positions of each clip along feats' last axis.
+        """
         return wav, lengths
 
     def encode(self, feats: torch.Tensor, feat_lengths: torch.Tensor) -> Frames:
+        """The network on `features`' output: Frames with embeddings [B, T, D] (D = `embedding_dim`, floating point)
+        and mask [B, T] (bool, at least one valid frame per clip).
+
+        Raises:
+            EvarError: a setting the network cannot honour (e.g. `output_layers` out of range), or normalisation
+                statistics that are needed and not set.
+        """
         raise NotImplementedError
 
     # Normalisation statistics over valid frames of the front end's [B, F, T] output.
     def stat_sums(self, feats: torch.Tensor, feat_lengths: torch.Tensor) -> torch.Tensor:
+        """[3] float64 (sum, sum of squares, count) over the valid frames of `features`' output [B, F, T]; summed over
+        batches, `stats_from_sums` turns them into (mean, std)."""
         mask = lengths_to_mask(feat_lengths, feats.shape[-1]).unsqueeze(1).to(feats.dtype)
         x = feats.double() * mask
         count = mask.sum() * feats.shape[1]
         return torch.stack([x.sum(), (x * feats.double()).sum(), count.double()])
 
     def set_norm_stats(self, mean: float, std: float) -> None:
+        """Standardise the front end's output with this mean and std (in the front end's units, e.g. log-mel)."""
         self.norm_mean, self.norm_std = float(mean), float(std)
 
+    def fixed_norm_stats(self) -> Optional[tuple]:
+        """(mean, std) the model always uses, or None where they come from the task's training split: the config's
+        `norm_stats` when it has that key and sets it (a subclass may add its checkpoint's)."""
+        stats = getattr(self.params, 'norm_stats', None)
+        return (float(stats[0]), float(stats[1])) if stats is not None else None
+
+    def reset_norm_stats(self) -> None:
+        """Back to the statistics the model was built with: the fixed ones (`fixed_norm_stats`), else none, so the
+        next extraction computes them from its training rows (the embedding code calls this before each fold)."""
+        fixed = self.fixed_norm_stats()
+        self.norm_mean, self.norm_std = fixed if fixed is not None else (None, None)
+
     def normalize(self, feats: torch.Tensor, feat_lengths: torch.Tensor) -> torch.Tensor:
+        """(feats - mean) / std of `features`' output [B, F, T], zero past each clip's `feat_lengths`.
+
+        Raises:
+            EvarError: the statistics are not set.
+        """
         if self.norm_mean is None:
             raise EvarError(f'{type(self).__name__}: normalisation statistics are not set.')
         x = (feats - self.norm_mean) / self.norm_std
         return x * lengths_to_mask(feat_lengths, x.shape[-1]).unsqueeze(1)  # padding stays exactly zero
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> Frames:
+        """Frames of waves [B, N] with lengths [B] (see `features` and `encode`)."""
         return self.encode(*self.features(wav, lengths))
 
     def embed(self, wav: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Clip embeddings [B, D]."""
+        """Clip embeddings [B, `embedding_dim`]: the valid frames pooled by `pooling`."""
         return pool(self(wav, lengths), self.pooling)
 
 
 def stats_from_sums(sums: torch.Tensor) -> tuple:
+    """(mean, std) from summed `stat_sums`; std is floored at 1e-8 (a silent training split)."""
     total, total_sq, count = (float(v) for v in sums)
     mean = total / count
     std = max((total_sq / count - mean * mean), 0.0) ** 0.5
