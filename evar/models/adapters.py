@@ -110,8 +110,22 @@ class HEARAdapter(AudioRepr):
             raise EvarError(f'hear: the model\'s sample_rate is {rate}, the config says {params.sample_rate}; set '
                             f'sample_rate: {rate} in the config.')
         self.model = model  # an nn.Module registers as a submodule and follows .to(device)
+        size = 'timestamp_embedding_size' if params.use == 'timestamp' else 'scene_embedding_size'
+        if not isinstance(getattr(model, size, None), int):
+            raise EvarError(f'hear: the model of {params.module!r} has no integer {size} (HEAR API).')
         if isinstance(model, nn.Module):
             model.eval()
+
+    @property
+    def frame_hop_sec(self) -> None:
+        """None: the HEAR API gives each frame's timestamp, not a hop (and `scene` gives one frame per clip)."""
+        return None
+
+    @property
+    def embedding_dim(self) -> int:
+        """The model's timestamp_embedding_size or scene_embedding_size (HEAR API)."""
+        size = 'timestamp_embedding_size' if self.params.use == 'timestamp' else 'scene_embedding_size'
+        return int(getattr(self.model, size))
 
     @classmethod
     def weight_paths(cls, params) -> list:
@@ -185,7 +199,16 @@ class XARESAdapter(AudioRepr):
                    if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         self.takes_mask = len(params_) >= 2
         self.hop_samples = float(encoder.hop_size_in_ms) * params.sample_rate / 1000.0
-        self.frame_hop_sec = float(encoder.hop_size_in_ms) / 1000.0  # read by evar.check
+
+    @property
+    def frame_hop_sec(self) -> float:
+        """The encoder's hop_size_in_ms (X-ARES API)."""
+        return float(self.encoder.hop_size_in_ms) / 1000.0
+
+    @property
+    def embedding_dim(self) -> int:
+        """The encoder's output_dim (X-ARES API)."""
+        return int(self.encoder.output_dim)
 
     @classmethod
     def weight_paths(cls, params) -> list:

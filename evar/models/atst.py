@@ -136,7 +136,8 @@ class PatchLinear(nn.Module):
         """mel [N, F, T] -> [N, T // frames, D]; trailing frames that do not fill a patch are dropped."""
         n, f, t = mel.shape
         w = t // self.frames
-        patches = mel[..., :w * self.frames].reshape(n, f, w, self.frames).permute(0, 2, 1, 3).reshape(n, w, -1)
+        # Explicit sizes: a clip shorter than one patch has w = 0 (its chunk is then the [CLS] token alone).
+        patches = mel[..., :w * self.frames].reshape(n, f, w, self.frames).permute(0, 2, 1, 3).reshape(n, w, f * self.frames)
         return self.patch_embed(patches)
 
 
@@ -249,8 +250,16 @@ class ATSTClip(_ATSTBase):
 
     def __init__(self, params: ATSTClipParams):
         super().__init__(params, 'ATST-Clip', CLIP_URL)
-        self.feature_d = 2 * params.n_blocks * params.embed_dim
-        self.frame_hop_sec = self.chunk_frames * params.hop_size / params.sample_rate
+
+    @property
+    def frame_hop_sec(self) -> float:
+        """One frame per chunk of `chunk_sec` (the chunk's mel frames)."""
+        return self.chunk_frames * self.params.hop_size / self.params.sample_rate
+
+    @property
+    def embedding_dim(self) -> int:
+        """[CLS] and mean patch token of each of the last `n_blocks` blocks."""
+        return 2 * self.params.n_blocks * self.params.embed_dim
 
     def _crop(self, wav, lengths):
         if self.params.crop_sec is None:
@@ -291,8 +300,16 @@ class ATSTFrame(_ATSTBase):
 
     def __init__(self, params: ATSTFrameParams):
         super().__init__(params, 'ATST-Frame', FRAME_URL)
-        self.feature_d = params.n_blocks * params.embed_dim
-        self.frame_hop_sec = params.patch_frames * params.hop_size / params.sample_rate
+
+    @property
+    def frame_hop_sec(self) -> float:
+        """One frame per patch of `patch_frames` mel frames."""
+        return self.params.patch_frames * self.params.hop_size / self.params.sample_rate
+
+    @property
+    def embedding_dim(self) -> int:
+        """The last `n_blocks` blocks' outputs side by side."""
+        return self.params.n_blocks * self.params.embed_dim
 
     def encode(self, feats, feat_lengths) -> Frames:
         b, c, pf = feats.shape[0], self.chunk_frames, self.params.patch_frames
@@ -303,7 +320,7 @@ class ATSTFrame(_ATSTBase):
         chunks = self._chunks(feats, n_chunks)
         x = self._run(chunks, valid.flatten(), valid.flatten() > 0, lambda outputs, _: torch.cat(outputs, dim=-1))
         if x is None:  # no clip has a whole patch
-            x = feats.new_zeros(b * n_chunks, chunks.shape[-1] // pf, self.feature_d)
+            x = feats.new_zeros(b * n_chunks, chunks.shape[-1] // pf, self.embedding_dim)
         # Every chunk but a clip's last is full, so its valid frames are contiguous from the start.
         x = x.reshape(b, -1, x.shape[-1])
         total = valid.sum(1)

@@ -57,7 +57,7 @@ from torch.nn import functional as F
 
 from ..errors import EvarError
 from ..frontend import KaldiFbank
-from .base import AudioRepr, Frames, lengths_to_mask, load_checkpoint, load_strict, select_layers
+from .base import AudioRepr, Frames, lengths_to_mask, load_checkpoint, load_strict, select_layers, selected_width
 
 WEIGHTS_URL = ('the OneDrive links in https://github.com/microsoft/unilm/tree/master/beats (README, '
                '"Pre-Trained and Fine-Tuned Tokenizers and Models")')
@@ -322,11 +322,20 @@ class BEATs(AudioRepr):
         self.patch = self.arch.input_patch_size
         self.fbank = KaldiFbank(SAMPLE_RATE, N_MELS, min_frames=self.patch)  # short clips padded to one patch row
         hop = self.fbank.hop_length
-        self.frame_hop_sec = self.patch * hop / SAMPLE_RATE  # 0.16 s per row of frequency tokens
-        self.feature_d = self.arch.encoder_embed_dim
         self.chunk_rows = None
         if params.chunk_sec:
             self.chunk_rows = max(1, int(round(params.chunk_sec * SAMPLE_RATE)) // hop // self.patch)
+
+    @property
+    def frame_hop_sec(self) -> float:
+        """One frame per row of frequency tokens: `patch` fbank frames (0.16 s)."""
+        return self.patch * self.fbank.hop_length / SAMPLE_RATE
+
+    @property
+    def embedding_dim(self) -> int:
+        a = self.arch
+        return selected_width([a.encoder_embed_dim] * a.encoder_layers, self.params.output_layers,
+                              self.params.layer_average)
 
     def features(self, wav: torch.Tensor, lengths: torch.Tensor):
         """Normalised fbank [B, 128, T] and frames per clip."""

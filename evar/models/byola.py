@@ -38,7 +38,7 @@ from torch import nn
 
 from ..errors import EvarError
 from ..frontend import slaney_mel_filterbank
-from .base import Frames, lengths_to_mask, load_checkpoint, load_strict, select_layers
+from .base import Frames, lengths_to_mask, load_checkpoint, load_strict, select_layers, selected_width
 from .spec import MelSpec, SpecParams
 
 WEIGHTS_URL = 'https://github.com/nttcslab/byol-a/tree/master/pretrained_weights'
@@ -78,22 +78,22 @@ class ConvFrameEncoder(nn.Module):
     """Conv blocks over a log-mel [B, F, T] whose output frames are flattened as (time, mel x channel); the base of
     AudioNTT2020 (v1) and AudioNTT2022 (v2). Subclasses set `features` and `fc`."""
 
-    def __init__(self):
-        super().__init__()
-        self._folded = None  # inference copy of `features`, rebuilt after any training
-
-    def train(self, mode: bool = True):
-        self._folded = None
-        return super().train(mode)
+    def folded_features(self) -> nn.Sequential:
+        """`features` with each BatchNorm folded into its convolution, for inference; rebuilt whenever a weight or
+        statistic has changed (a fine-tuning step, load_state_dict, a move to another device). Kept outside the
+        module's parameters and state dict, so an optimiser or a saved state never sees the copy."""
+        # Inference tensors (a model built under inference_mode) have no version counter and cannot be trained.
+        key = tuple((t.data_ptr(), 0 if t.is_inference() else t._version)
+                    for t in (*self.features.parameters(), *self.features.buffers()))
+        cached = self.__dict__.get('_folded')
+        if cached is None or cached[0] != key:
+            cached = self.__dict__['_folded'] = (key, fold_batchnorm(self.features))
+        return cached[1]
 
     def conv_frames(self, x: torch.Tensor, frame_lengths: torch.Tensor):
         """x: [B, F, T] normalised log-mel, zero past each clip's end -> ([B, T', F' x C] frames, lengths)."""
-        if self.training:
-            features = self.features
-        else:
-            if self._folded is None:
-                self._folded = fold_batchnorm(self.features)
-            features = self._folded
+        # The folded copy only where no gradient is wanted: gradients must reach `features` itself.
+        features = self.features if self.training or torch.is_grad_enabled() else self.folded_features()
         # channels_last lets oneDNN run these small convolutions faster on CPU.
         x = x.unsqueeze(1).contiguous(memory_format=torch.channels_last)
         padded = bool((frame_lengths < x.shape[-1]).any())
@@ -117,6 +117,11 @@ class AudioNTT2020(ConvFrameEncoder):
         self.fc = nn.Sequential(nn.Linear(64 * (n_mels // 8), d), nn.ReLU(), nn.Dropout(p=0.3), nn.Linear(d, d),
                                 nn.ReLU())
 
+    @property
+    def widths(self) -> list:
+        """D of each output layer: [conv frames, embedding]."""
+        return [self.fc[0].in_features, self.fc[3].out_features]
+
     def forward(self, x: torch.Tensor, frame_lengths: torch.Tensor):
         """x: [B, F, T] normalised log-mel, zero past each clip's end -> ([conv frames, embedding], lengths)."""
         conv_frames, frame_lengths = self.conv_frames(x, frame_lengths)
@@ -124,6 +129,7 @@ class AudioNTT2020(ConvFrameEncoder):
 
 
 class BYOLA(MelSpec):
+    """BYOL-A v1 (AudioNTT2020): frames every 80 ms (three 2x poolings of 10 ms log-mel frames)."""
     Params = BYOLAParams
     needs_norm_stats = True
     cache_version = 2  # 2: padding zeroed after each pooling (odd-length clips no longer see it)
@@ -131,12 +137,20 @@ class BYOLA(MelSpec):
 
     def __init__(self, params: BYOLAParams):
         super().__init__(params)
-        self.body, self.feature_d = self.load_encoder(params)
-        if params.norm_stats is not None:
-            self.set_norm_stats(*params.norm_stats)
+        self.body = self.load_encoder(params)
+        self.reset_norm_stats()
 
-    def load_encoder(self, params) -> tuple:
-        """The AudioNTT2020 encoder with the checkpoint's weights, and its embedding size."""
+    @property
+    def frame_hop_sec(self) -> float:
+        """A frame per `min_frames` log-mel frames (the poolings' total stride)."""
+        return self.min_frames * self.params.hop_size / self.params.sample_rate
+
+    @property
+    def embedding_dim(self) -> int:
+        return selected_width(self.body.widths, self.params.output_layers, self.params.layer_average)
+
+    def load_encoder(self, params) -> nn.Module:
+        """The AudioNTT2020 encoder with the checkpoint's weights."""
         state = load_checkpoint(params.weight_file, 'BYOL-A', WEIGHTS_URL)
         state = {k: v for k, v in state.items() if k.startswith(('features.', 'fc.'))} or state
         if 'fc.3.weight' not in state:
@@ -146,9 +160,11 @@ class BYOLA(MelSpec):
         warn_feature_d('BYOL-A', params.feature_d, d)
         body = AudioNTT2020(n_mels=params.n_mels, d=d)
         load_strict(body, state, params.weight_file)
-        return body, d
+        return body
 
     def features(self, wav, lengths):
+        """Log-mel [B, n_mels, T] (not yet standardised) and frame counts; clips shorter than `min_frames` frames are
+        extended with digital-silence frames to one output frame."""
         spec, frames = self.spec(wav, lengths)
         n = self.min_frames
         short = frames < n
@@ -161,6 +177,7 @@ class BYOLA(MelSpec):
         return spec, frames.clamp(min=n)
 
     def encode(self, feats, feat_lengths) -> Frames:
+        """Standardised log-mel through the encoder; frames of the chosen `output_layers`."""
         layers, frame_lengths = self.body(self.normalize(feats, feat_lengths), feat_lengths)
         x = select_layers(layers, self.params.output_layers, self.params.layer_average)
         return Frames(x, lengths_to_mask(frame_lengths, x.shape[1]))
@@ -198,6 +215,12 @@ class AudioNTT2022(ConvFrameEncoder):
         self.fc = nn.Sequential(nn.Linear(conv_d, mlp_hidden_d), nn.ReLU(), nn.Dropout(p=0.3),
                                 nn.Linear(mlp_hidden_d, d - conv_d), nn.ReLU())
 
+    @property
+    def widths(self) -> list:
+        """D of each output layer: [conv frames, MLP output, both stacked]."""
+        conv_d, mlp_d = self.fc[0].in_features, self.fc[3].out_features
+        return [conv_d, mlp_d, conv_d + mlp_d]
+
     def forward(self, x: torch.Tensor, frame_lengths: torch.Tensor):
         """x: [B, F, T] normalised log-mel -> ([conv frames, MLP output, both stacked], lengths)."""
         conv_frames, frame_lengths = self.conv_frames(x, frame_lengths)
@@ -230,7 +253,7 @@ class BYOLA2(BYOLA):
         # nnAudio's MelSpectrogram: the same centred, reflect-padded periodic-Hann STFT, Slaney mel filters.
         self.spec.mel_fb = slaney_mel_filterbank(p.sample_rate, p.n_fft, p.n_mels, p.f_min, p.f_max)
 
-    def load_encoder(self, params) -> tuple:
+    def load_encoder(self, params) -> nn.Module:
         state = v2_encoder_state(load_checkpoint(params.weight_file, 'BYOL-A v2', V2_WEIGHTS_URL))
         if not {'features.0.weight', 'fc.0.weight', 'fc.3.weight'} <= set(state):
             raise EvarError(f'BYOL-A v2: weight file {params.weight_file} lacks features.0.weight, fc.0.weight or '
@@ -245,5 +268,4 @@ class BYOLA2(BYOLA):
                             conv_layers=conv_layers)
         load_strict(body, state, params.weight_file)
         self.min_frames = 2 ** conv_layers
-        self.frame_hop_sec = params.hop_size * 2 ** conv_layers / params.sample_rate
-        return body, d
+        return body

@@ -43,7 +43,7 @@ from torch import nn
 
 from ..errors import EvarError
 from ..frontend import Spectrogram, mel_filterbank
-from .base import AudioRepr, Frames, lengths_to_mask, load_checkpoint, load_strict, select_layers
+from .base import AudioRepr, Frames, lengths_to_mask, load_checkpoint, load_strict, select_layers, selected_width
 from .vit import Block, PatchEmbed
 
 CED_WEIGHTS_URL = ('https://zenodo.org/record/8275347 (audiotransformer_{tiny,mini,small,base}_mAP_*.pt, as the '
@@ -166,9 +166,17 @@ class AudioViTRepr(AudioRepr):
         state = self.encoder_state(state, p.weight_file)
         self.body = AudioViT(p.n_mels, self.TARGET_FRAMES, self.PATCH, p.embed_dim, p.depth, p.num_heads,
                              p.mlp_ratio)
-        self.frame_hop_sec = self.PATCH[1] * p.hop_size / p.sample_rate
-        self.feature_d = p.embed_dim
         load_strict(self.body, state, p.weight_file)
+
+    @property
+    def frame_hop_sec(self) -> float:
+        """One frame per patch column (the frequency patches of a column averaged)."""
+        return self.PATCH[1] * self.params.hop_size / self.params.sample_rate
+
+    @property
+    def embedding_dim(self) -> int:
+        p = self.params
+        return selected_width([p.embed_dim] * p.depth, p.output_layers, p.layer_average)
 
     def encoder_state(self, state: dict, path: Optional[str]) -> dict:
         """The checkpoint's front-end buffers checked against ours, then only the encoder's tensors."""
@@ -176,6 +184,7 @@ class AudioViTRepr(AudioRepr):
         return {k: v for k, v in state.items() if not k.startswith(self.DROP_PREFIXES)}
 
     def features(self, wav, lengths):
+        """Mel power in dB [B, n_mels, T] with each clip's own top-dB floor, and frame counts 1 + n // hop."""
         return self.front(wav, lengths)
 
     def kept_layers(self) -> Optional[set]:

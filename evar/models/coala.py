@@ -43,7 +43,8 @@ import torch
 from torch import nn
 
 from ..errors import EvarError
-from .base import AudioRepr, Frames, lengths_to_mask, load_checkpoint, load_strict, require_file, select_layers
+from .base import (AudioRepr, Frames, lengths_to_mask, load_checkpoint, load_strict, require_file, select_layers,
+                   selected_width)
 from ..frontend import slaney_mel_filterbank
 
 WEIGHTS_URL = 'https://github.com/xavierfav/coala/tree/master/saved_models/dual_ae_c'
@@ -163,8 +164,16 @@ class COALA(AudioRepr):
         self.pad_samples = max(int(round(p.pad_sec * p.sample_rate)), (CHUNK_FRAMES - 1) * p.hop_size)
         noise = np.random.RandomState(0).rand(self.pad_samples).astype(np.float32)
         self.register_buffer('noise', torch.from_numpy(noise) * np.float32(p.pad_noise), persistent=False)
-        self.feature_d = 1152
-        self.frame_hop_sec = CHUNK_FRAMES * p.hop_size / p.sample_rate
+
+    @property
+    def frame_hop_sec(self) -> float:
+        """One frame per chunk of 96 mel frames."""
+        return CHUNK_FRAMES * self.params.hop_size / self.params.sample_rate
+
+    @property
+    def embedding_dim(self) -> int:
+        d = self.body.fc_audio[0].out_features  # 1152, as the flattened conv output
+        return selected_width([d, d], self.params.output_layers, self.params.layer_average)
 
     @classmethod
     def weight_paths(cls, params) -> list:

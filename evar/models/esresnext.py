@@ -40,7 +40,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import EvarError
-from .base import AudioRepr, Frames, load_checkpoint, load_strict, select_layers
+from .base import AudioRepr, Frames, load_checkpoint, load_strict, select_layers, selected_width
 
 WEIGHTS_URL = 'https://github.com/AndreyGuzhov/ESResNeXt-fbsp/releases/download/v0.1/ESResNeXtFBSP_AudioSet.pt'
 LOG10_FLOOR = 1e-18  # power at or below zero is replaced by this before the log, as the official code does
@@ -241,7 +241,16 @@ class ESResNeXtFBSP(AudioRepr):
         state = load_checkpoint(p.weight_file, 'ESResNeXt-fbsp', WEIGHTS_URL)
         self.body = ESResNeXtFBSPNet(p)
         load_strict(self.body, state, p.weight_file)
-        self.feature_d = self.body.fc.in_features
+
+    @property
+    def frame_hop_sec(self) -> None:
+        """None: one embedding per clip (the network pools over the whole clip)."""
+        return None
+
+    @property
+    def embedding_dim(self) -> int:
+        fc = self.body.fc
+        return selected_width([fc.in_features, fc.out_features], self.params.output_layers, self.params.layer_average)
 
     def features(self, wav, lengths):
         p = self.params

@@ -267,8 +267,18 @@ class HTSAT(AudioRepr):
         self.clip_samples = int(round(p.clip_sec * p.sample_rate))
         self.min_samples = p.n_fft // 2 + 1  # reflect padding needs more samples than n_fft / 2
         self.image_frames = p.spec_size * (p.spec_size // p.n_mels)  # 1024: the Swin image holds this many frames
-        tokens_per_chunk = p.spec_size // p.patch_stride // 2 ** (len(p.depths) - 1) * (p.spec_size // p.n_mels)
-        self.frame_hop_sec = p.clip_sec / tokens_per_chunk  # exact for full chunks (32 tokens per 10 s)
+        self.tokens_per_chunk = p.spec_size // p.patch_stride // 2 ** (len(p.depths) - 1) * (p.spec_size // p.n_mels)
+
+    @property
+    def frame_hop_sec(self) -> float:
+        """`clip_sec` / time tokens per chunk: exact for full chunks (32 tokens per 10 s); a shorter last chunk is
+        tiled and stretched, so its tokens are closer together."""
+        return self.params.clip_sec / self.tokens_per_chunk
+
+    @property
+    def embedding_dim(self) -> int:
+        """The Swin's final width: embed_dim doubled at each of the stages after the first."""
+        return self.params.embed_dim * 2 ** (len(self.params.depths) - 1)
 
     @staticmethod
     def _chunk_frames(p) -> int:

@@ -254,16 +254,23 @@ class M2D(AudioRepr):
                                 n_mels=params.n_mels, f_min=params.f_min, f_max=params.f_max)
         self.spec.mel_fb = slaney_mel_filterbank(params.sample_rate, params.n_fft, params.n_mels, params.f_min,
                                                  params.f_max)
-        rows, cols = self.encoder.grid
-        dim = self.encoder.pos_embed.shape[-1]
-        per_layer = dim if params.flat_features else rows * dim
-        self.feature_d = per_layer * (1 if params.layer_average else len(self.layers))
-        if params.feature_d is not None and params.feature_d != self.feature_d:
+        if params.feature_d is not None and params.feature_d != self.embedding_dim:
             warnings.warn(f'{self.model_name}: feature_d {params.feature_d} in the config differs from the model\'s '
-                          f'{self.feature_d}; using {self.feature_d}.', stacklevel=2)
-        # Output frames are patch columns; a window of U frames gives floor(U / patch width) of them.
-        self.frame_hop_sec = self.unit_frames / cols * params.hop_size / params.sample_rate
-        self._set_initial_norm_stats()
+                          f'{self.embedding_dim}; using {self.embedding_dim}.', stacklevel=2)
+        self.reset_norm_stats()
+
+    @property
+    def frame_hop_sec(self) -> float:
+        """Output frames are patch columns: a window of U frames gives U / (patch width) of them."""
+        return self.unit_frames / self.encoder.grid[1] * self.params.hop_size / self.params.sample_rate
+
+    @property
+    def embedding_dim(self) -> int:
+        """Each chosen block's column: its frequency tokens stacked (or averaged with flat_features); the blocks
+        concatenated, or averaged with layer_average."""
+        rows, dim = self.encoder.grid[0], self.encoder.pos_embed.shape[-1]
+        per_layer = dim if self.params.flat_features else rows * dim
+        return per_layer * (1 if self.params.layer_average else len(self.layers))
 
     # -- construction -------------------------------------------------------------------------------------------
     def _sizes(self, weight_file: str):
@@ -348,11 +355,12 @@ class M2D(AudioRepr):
             raise EvarError(f'{self.model_name}: {e} Keys dropped as not part of the encoder: {dropped[:6]}'
                             f'{" ..." if len(dropped) > 6 else ""}.') from None
 
-    def _set_initial_norm_stats(self) -> None:
-        stats = self.params.norm_stats
-        if stats is None:
-            stats = self.encoder.norm_stats.tolist()
-        self.set_norm_stats(*stats)
+    def fixed_norm_stats(self):
+        """The config's `norm_stats`, else the checkpoint's (M2D checkpoints carry them; MSM-MAE's do not)."""
+        fixed = super().fixed_norm_stats()
+        if fixed is None and self._has_norm_stats():
+            fixed = tuple(float(v) for v in self.encoder.norm_stats.tolist())
+        return fixed
 
     # -- the two stages -----------------------------------------------------------------------------------------
     def features(self, wav, lengths):
@@ -430,7 +438,3 @@ class MSMMAE(M2D):
 
     def _load(self, state: dict) -> None:
         load_strict(self.encoder, state, self.params.weight_file)
-
-    def _set_initial_norm_stats(self) -> None:
-        if self.params.norm_stats is not None:
-            self.set_norm_stats(*self.params.norm_stats)

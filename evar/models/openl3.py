@@ -188,11 +188,23 @@ class OpenL3(AudioRepr):
             widths.append(int(w.shape[0]))
         self.body = OpenL3Net(widths, n_dft, n_mels, POOLING[input_repr][params.feature_d])
         load_strict(self.body, state, params.weight_file)
-        self.frame_hop_sec, self.frame_window_sec = float(params.hop_sec), 0.5
-        self.body.requires_grad_(False)
         self.input_repr = input_repr
         self.hop = max(1, int(params.hop_sec * SAMPLE_RATE))  # int() as the official code
-        self.feature_d = widths[-1] * (12 if params.feature_d == 6144 else 1)
+
+    @property
+    def frame_hop_sec(self) -> float:
+        """One frame per window, `hop_sec` apart."""
+        return float(self.params.hop_sec)
+
+    @property
+    def frame_window_sec(self) -> float:
+        """Windows are 1 s, centred from 0 s: the first needs 0.5 s of the clip."""
+        return 0.5
+
+    @property
+    def embedding_dim(self) -> int:
+        """The last conv's channels times the pooled positions (4 x 3 for 6144, 1 x 1 for 512)."""
+        return self.body.audio_embedding_layer.out_channels * (12 if self.params.feature_d == 6144 else 1)
 
     def window_counts(self, lengths: torch.Tensor) -> torch.Tensor:
         span = lengths + (WINDOW // 2 if self.params.center else 0)
@@ -213,6 +225,6 @@ class OpenL3(AudioRepr):
         rows, cols = mask.nonzero(as_tuple=True)
         step = max(1, int(self.params.window_batch))
         outs = [self.body(windows[rows[i:i + step], cols[i:i + step]]) for i in range(0, len(rows), step)]
-        x = feats.new_zeros(b, t, self.feature_d)
+        x = feats.new_zeros(b, t, self.embedding_dim)
         x[rows, cols] = torch.cat(outs)
         return Frames(x, mask)

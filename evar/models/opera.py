@@ -104,6 +104,17 @@ class OperaCT(AudioRepr):
         self.image_frames = p.spec_size * (p.spec_size // p.n_mels)  # 1024 frames per crop
         self.trim_frame = int(p.sample_rate / 10)  # the official 100 ms frames, 50 ms hop
 
+    @property
+    def frame_hop_sec(self) -> None:
+        """None: one embedding per 1024-frame crop of the trimmed clip (clips under `input_sec` are repeated up to
+        it), so the number of frames does not follow the clip's length."""
+        return None
+
+    @property
+    def embedding_dim(self) -> int:
+        """The Swin's final width: embed_dim doubled at each of the stages after the first."""
+        return self.params.embed_dim * 2 ** (len(self.params.depths) - 1)
+
     def _one_clip(self, y: torch.Tensor) -> torch.Tensor:
         p = self.params
         if p.trim:

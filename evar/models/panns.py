@@ -181,12 +181,21 @@ class CNN14(AudioRepr):
         classes = int(state['fc_audioset.weight'].shape[0]) if 'fc_audioset.weight' in state else 527
         self.body = Cnn14Net(params, channels, classes)
         load_strict(self.body, state, params.weight_file)
-        self.body.requires_grad_(False)
+        # The official DFT kernels and mel filters are front-end constants stored as parameters: never trained.
+        self.body.spectrogram_extractor.requires_grad_(False)
+        self.body.logmel_extractor.requires_grad_(False)
         self.conv_output = self._conv_output(params.output_layers)
-        self.feature_d = channels[-1]
-        if self.conv_output:
-            self.frame_hop_sec = params.hop_size * TIME_STRIDE / params.sample_rate
         self.min_samples = (TIME_STRIDE - 1) * params.hop_size
+
+    @property
+    def frame_hop_sec(self) -> Optional[float]:
+        """Conv block 6 frames (output_layers 0): 32 log-mel frames apart; the fc1 clip embedding: None (one per
+        clip)."""
+        return self.params.hop_size * TIME_STRIDE / self.params.sample_rate if self.conv_output else None
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.body.fc1.out_features
 
     @staticmethod
     def _conv_output(output_layers) -> bool:

@@ -154,7 +154,21 @@ class SoundNet(AudioRepr):
         self.body = SoundNet8()
         load_strict(self.body, read_sound8(path), str(path))
         self.layers = self._layer_names(params.output_layers)
-        self.feature_d = sum(CONVS[[c[0] for c in CONVS].index(n)][2] for n in self.layers)
+
+    @property
+    def frame_hop_sec(self) -> float:
+        """The strides of every conv and pooling up to the chosen layer (conv5: 2048 samples, ~10.8 frames/s)."""
+        stride = 1
+        for name, _, _, _, s, _, pool in CONVS:
+            stride *= s
+            if name == self.layers[0]:
+                break
+            stride *= pool[1] if pool else 1
+        return stride / self.params.sample_rate
+
+    @property
+    def embedding_dim(self) -> int:
+        return sum(CONVS[[c[0] for c in CONVS].index(n)][2] for n in self.layers)
 
     @staticmethod
     def _layer_names(output_layers) -> list:

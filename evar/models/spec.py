@@ -33,10 +33,21 @@ class MelSpec(AudioRepr):
         self.spec = Spectrogram(p.sample_rate, p.n_fft, p.window_size, p.hop_size, n_mels=p.n_mels if self.mel else 0,
                                 f_min=p.f_min, f_max=p.f_max)
 
+    @property
+    def frame_hop_sec(self) -> float:
+        """One frame per spectrogram hop."""
+        return self.params.hop_size / self.params.sample_rate
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.params.n_mels if self.mel else self.params.n_fft // 2 + 1
+
     def features(self, wav, lengths):
+        """Log spectrogram [B, F, T] (T = 1 + n // hop_size per clip) and its frame counts."""
         return self.spec(wav, lengths)
 
     def encode(self, feats, feat_lengths) -> Frames:
+        """The spectrogram frames themselves: [B, T, F]."""
         return Frames(feats.transpose(1, 2), lengths_to_mask(feat_lengths, feats.shape[-1]))
 
 

@@ -43,7 +43,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import EvarError
-from .base import AudioRepr, Frames, load_checkpoint, load_strict, select_layers
+from .base import AudioRepr, Frames, load_checkpoint, load_strict, select_layers, selected_width
 
 WEIGHTS_URL = ('https://github.com/harritaylor/torchvggish/releases (vggish-10086976.pth, '
                'vggish_pca_params-970ea276.pth) or https://github.com/tcvrick/audioset-vggish-tensorflow-to-pytorch/'
@@ -161,7 +161,6 @@ class VGGish(AudioRepr):
         state = {('embeddings.' + k[3:] if k.startswith('fc.') else k): v for k, v in state.items()}  # tcvrick names
         self.body = VGGishNet(params.final_relu)
         load_strict(self.body, state, params.weight_file)
-        self.body.requires_grad_(False)
         if params.postprocess:
             vectors, means = read_pca(params.pca_file or '')
             self.register_buffer('pca_vectors', vectors)
@@ -172,9 +171,19 @@ class VGGish(AudioRepr):
         self.register_buffer('window', torch.hann_window(params.window_size, periodic=True, dtype=torch.float64),
                              persistent=False)
         self.patch_hop = params.patch_frames  # patches do not overlap (EXAMPLE_HOP_SECONDS = window)
-        self.frame_hop_sec = params.patch_frames * params.hop_size / params.sample_rate
         self.min_samples = params.window_size + (params.patch_frames - 1) * params.hop_size
-        self.feature_d = 128
+
+    @property
+    def frame_hop_sec(self) -> float:
+        """One frame per 0.96 s patch (`patch_frames` log-mel frames; patches do not overlap)."""
+        return self.patch_hop * self.params.hop_size / self.params.sample_rate
+
+    @property
+    def embedding_dim(self) -> int:
+        """fc1, fc2 (4096) or the 128-d embedding (also after the PCA postprocessing)."""
+        fc = self.body.embeddings
+        widths = [fc[0].out_features, fc[2].out_features, fc[4].out_features]
+        return selected_width(widths, self.params.output_layers, self.params.layer_average)
 
     def log_mel(self, wav: torch.Tensor) -> torch.Tensor:
         """[B, N] -> [B, frames, n_mels] float64, frames = 1 + (N - window) // hop (complete frames only)."""

@@ -289,4 +289,3 @@ class WhisperCT2(HFAudio):
         self.feature_extractor = WhisperFeatureExtractor(feature_size=config.num_mel_bins, sampling_rate=16000,
                                                          hop_length=160, chunk_length=30, n_fft=400)
         self._setup(config, encoder, path)
-        self.feature_d = params.feature_d or config.d_model
