@@ -6,8 +6,18 @@ The model and its own feature extractor are loaded with `AutoModel` / `AutoFeatu
 transformers is imported only when this AR is built (`pip install 'evar[hf]'`).
 
 Every clip is cut into pieces of at most `chunk_sec` (Whisper: its 30 s window; AST: its ~10 s input by default),
-each piece goes through the feature extractor alone (CPU, numpy), and only the frames that come from real audio are
-kept, then concatenated per clip:
+each piece goes through the model's front end alone, and only the frames that come from real audio are kept, then
+concatenated per clip. The front ends are the feature extractors' computations written in torch with their settings
+(read from the loaded feature extractor), so gradients reach the backbone and nothing leaves the device:
+- waveform models: zero mean and unit variance per piece when `do_normalize` (statistics in float64; transformers
+  takes them in float32 numpy: embeddings agree within float32 rounding);
+- Whisper: the feature extractor's own torch log-mel (same operations, bit-identical), on the piece zero-padded to
+  30 s;
+- AST: the Kaldi fbank of `evar.frontend.KaldiFbank` (torchaudio's, as transformers uses when torchaudio is
+  installed), zero-padded or cut to `max_length` frames, then (x - mean) / (2 std);
+- CLAP: the piece repeated and zero-padded to 10 s as `padding` says, then the Slaney log-mel in float64 as
+  transformers' numpy `spectrogram` (rounded through complex64 as it does).
+Kept frames:
 - waveform models: valid frames from the conv encoder's `_get_feat_extract_output_lengths`; the attention mask is
   passed when the conv encoder uses layer norm; models whose outputs padding would change even with the mask (group
   norm over time in wav2vec2-base / HuBERT-base; data2vec-audio's stacked positional convolutions) run pieces of
@@ -31,7 +41,8 @@ from typing import Any, Optional
 import torch
 
 from ..errors import EvarError
-from .base import AudioRepr, Frames, lengths_to_mask, select_layers
+from ..frontend import KaldiFbank
+from .base import AudioRepr, Frames, lengths_to_mask, select_layers, selected_width
 
 WAVEFORM_TYPES = ('wav2vec2', 'hubert', 'wavlm', 'data2vec-audio', 'wav2vec2-conformer', 'unispeech', 'unispeech-sat',
                   'sew', 'sew-d', 'mert_model')
@@ -152,11 +163,30 @@ class HFAudio(AudioRepr):
                                 and self.model_type not in PADDING_UNSAFE)
         self.chunk_samples = self._chunk_samples()
         self.min_samples = self._min_samples()
-        self.feature_d = self.params.feature_d
-        self.frame_hop_sec = self._frame_hop_sec()
+        self._setup_front_end()
 
-    def _frame_hop_sec(self) -> Optional[float]:
-        """Seconds between output frames (evar.check verifies it); AST's tokens are patches, not time frames."""
+    def _setup_front_end(self) -> None:
+        """The feature extractor's constants as buffers (they follow the module's device)."""
+        fe = self.feature_extractor
+        if self.family == 'whisper':
+            self.register_buffer('mel_filters', torch.from_numpy(fe.mel_filters).float(), persistent=False)
+            self.register_buffer('stft_window', torch.hann_window(int(fe.n_fft)), persistent=False)
+        elif self.family == 'ast':
+            self.fbank = KaldiFbank(self.sample_rate, int(fe.num_mel_bins), window='hanning')
+        elif self.family == 'clap':
+            if fe.truncation != 'rand_trunc' or fe.padding not in ('repeatpad', 'repeat', 'pad'):
+                raise EvarError(f'audio_repr hf: CLAP feature extractor settings truncation={fe.truncation!r}, '
+                                f'padding={fe.padding!r} are not supported (fused CLAP models treat a random clip of '
+                                "each batch as longer); supported: truncation 'rand_trunc' with padding 'repeatpad', "
+                                "'repeat' or 'pad'.")
+            self.register_buffer('mel_filters', torch.from_numpy(fe.mel_filters_slaney), persistent=False)
+            self.register_buffer('stft_window', torch.hann_window(int(fe.fft_window_size), dtype=torch.float64),
+                                 persistent=False)
+
+    @property
+    def frame_hop_sec(self) -> Optional[float]:
+        """Waveform models: the conv encoder's total stride; Whisper: 2 mel hops (20 ms); CLAP: one embedding per
+        piece. AST: None, its frames are patch tokens of a (frequency, time) grid, not time steps."""
         if self.family == 'waveform':
             return math.prod(self.config.conv_stride) / self.sample_rate
         if self.family == 'whisper':
@@ -165,6 +195,24 @@ class HFAudio(AudioRepr):
             return self.chunk_samples / self.sample_rate
         return None
 
+    @property
+    def embedding_dim(self) -> int:
+        """From the model's config: the width of each hidden state (layer 0 = input embeddings), the conv encoder's
+        last width, the CTC vocabulary, or CLAP's audio tower / joint-space projection."""
+        c = self.config
+        if self.family == 'whisper':  # whisper_ct2's Params have no `output`
+            widths = [c.d_model] * (c.encoder_layers + 1)
+        elif self.family == 'clap':
+            a = c.audio_config
+            widths = [c.projection_dim if self.params.output == 'audio_embeds'
+                      else a.patch_embeds_hidden_size * 2 ** (len(a.depths) - 1)]
+        elif self.params.output == 'conv_features':
+            widths = [c.conv_dim[-1]]
+        elif self.params.output == 'ctc_logits':
+            widths = [c.vocab_size]
+        else:
+            widths = [c.hidden_size] * (c.num_hidden_layers + 1)
+        return selected_width(widths, self.params.output_layers, self.params.layer_average)
     # --- sizes -----------------------------------------------------------------------------------------------------
     def _chunk_samples(self) -> Optional[int]:
         if self.params.chunk_sec:
@@ -205,21 +253,79 @@ class HFAudio(AudioRepr):
         # AST: fbank frames, then the time index of every patch token that starts on a real frame
         return 1 + (n - self._ast_window()) // self._ast_shift()
 
+    # --- front ends (torch versions of the feature extractors' computations) ----------------------------------------
+    def _waveform_inputs(self, pieces: list) -> tuple:
+        """Pieces [N_i] -> (input_values [G, max N_i] padded with padding_value, attention_mask [G, max N_i])."""
+        fe = self.feature_extractor
+        lengths = torch.tensor([len(x) for x in pieces], device=pieces[0].device)
+        x = torch.nn.utils.rnn.pad_sequence(pieces, batch_first=True, padding_value=float(fe.padding_value))
+        mask = lengths_to_mask(lengths, x.shape[1])
+        if fe.do_normalize:  # per piece over its own samples (statistics in float64), padding set to padding_value
+            n = lengths[:, None].double()
+            valid = mask.double()
+            mean = (x.double() * valid).sum(1, keepdim=True) / n
+            var = ((x.double() - mean).square() * valid).sum(1, keepdim=True) / n
+            x = (x - mean.float()) / (var.float() + 1e-7).sqrt()
+            x = x.masked_fill(~mask, float(fe.padding_value))
+        return x, mask.long()
+
+    def _whisper_inputs(self, pieces: list) -> torch.Tensor:
+        """Pieces -> log-mel [G, n_mels, 3000] of each zero-padded to 30 s (WhisperFeatureExtractor's torch path)."""
+        fe = self.feature_extractor
+        n = int(fe.n_samples)
+        wave = pieces[0].new_zeros(len(pieces), n)
+        for i, x in enumerate(pieces):
+            wave[i, :min(len(x), n)] = x[:n]
+        stft = torch.stft(wave, int(fe.n_fft), int(fe.hop_length), window=self.stft_window, return_complex=True)
+        magnitudes = (stft[..., :-1].abs() ** 2).contiguous()
+        log_spec = torch.clamp(self.mel_filters.T @ magnitudes, min=1e-10).log10()
+        peak = log_spec.max(dim=2, keepdim=True)[0].max(dim=1, keepdim=True)[0]
+        return (torch.maximum(log_spec, peak - 8.0) + 4.0) / 4.0
+
+    def _ast_inputs(self, pieces: list) -> torch.Tensor:
+        """Pieces -> normalised Kaldi fbank [G, max_length, num_mel_bins] (ASTFeatureExtractor's steps)."""
+        fe = self.feature_extractor
+        lengths = torch.tensor([len(x) for x in pieces], device=pieces[0].device)
+        fbank, counts = self.fbank(torch.nn.utils.rnn.pad_sequence(pieces, batch_first=True), lengths)
+        fbank = fbank.transpose(1, 2)  # [G, T, mels], zero past each piece's frames (as transformers pads)
+        width = int(fe.max_length)
+        fbank = torch.nn.functional.pad(fbank, (0, 0, 0, max(0, width - fbank.shape[1])))[:, :width]
+        return (fbank - fe.mean) / (fe.std * 2) if fe.do_normalize else fbank
+
+    def _clap_inputs(self, pieces: list) -> torch.Tensor:
+        """Pieces -> log-mel [G, 1, frames, n_mels] of each filled to 10 s by `padding` (ClapFeatureExtractor's
+        'rand_trunc' path: a piece is never longer than 10 s here)."""
+        fe = self.feature_extractor
+        n = int(fe.nb_max_samples)
+        waves = []
+        for x in pieces:
+            if len(x) < n and fe.padding == 'repeat':
+                x = x.repeat(n // len(x) + 1)[:n]
+            elif len(x) < n and fe.padding == 'repeatpad':
+                x = x.repeat(n // len(x))
+            waves.append(torch.nn.functional.pad(x, (0, n - len(x))))
+        frame, hop = int(fe.fft_window_size), int(fe.hop_length)
+        wave = torch.nn.functional.pad(torch.stack(waves).double()[:, None], (frame // 2, frame // 2), mode='reflect')
+        frames = wave[:, 0].unfold(-1, frame, hop) * self.stft_window  # [G, T, frame], float64 as numpy's
+        spec = torch.fft.rfft(frames).to(torch.complex64).to(torch.complex128)  # transformers stores complex64
+        power = spec.abs() ** 2
+        mel = torch.clamp(power @ self.mel_filters, min=1e-10)
+        return (10.0 * torch.log10(mel)).float()[:, None]  # dB re 1.0, floor 1e-10 (-100 dB)
+
     # --- the model -------------------------------------------------------------------------------------------------
     def _device_dtype(self):
         p = next(self.backbone.parameters())
         return p.device, p.dtype
 
-    def _run(self, arrays: list) -> list:
-        """Frame embeddings [T_i, D] of the real audio of each piece (numpy arrays) run as one batch."""
+    def _run(self, pieces: list) -> list:
+        """Frame embeddings [T_i, D] of the real audio of each piece (1-D waves) run as one batch."""
         device, dtype = self._device_dtype()
-        fe, sr = self.feature_extractor, self.sample_rate
-        lens = [len(a) for a in arrays]
-        arrays = [a if len(a) >= self.min_samples else _pad(a, self.min_samples) for a in arrays]
+        lens = [len(x) for x in pieces]
+        pieces = [torch.nn.functional.pad(x, (0, max(0, self.min_samples - len(x)))).to(device) for x in pieces]
         if self.family == 'waveform':
-            inputs = fe(arrays, sampling_rate=sr, padding=True, return_attention_mask=True, return_tensors='pt')
-            x = inputs['input_values'].to(device=device, dtype=dtype)
-            mask = inputs['attention_mask'].to(device) if self.batch_with_mask else None
+            x, attention = self._waveform_inputs(pieces)
+            x = x.to(dtype)
+            mask = attention if self.batch_with_mask else None
             if self.params.output == 'conv_features':
                 layers = [self.backbone.feature_extractor(x).transpose(1, 2)]
             elif self.params.output == 'ctc_logits':
@@ -230,16 +336,14 @@ class HFAudio(AudioRepr):
             valid = [max(1, self._valid_frames(max(n, self.min_samples))) for n in lens]
             return [emb[i, :v] for i, v in enumerate(valid)]
         if self.family == 'whisper':
-            inputs = fe(arrays, sampling_rate=sr, return_tensors='pt')
-            x = inputs['input_features'].to(device=device, dtype=dtype)
+            x = self._whisper_inputs(pieces).to(dtype)
             layers = list(self.backbone(x, output_hidden_states=True).hidden_states)
             emb = select_layers(layers, self.params.output_layers, self.params.layer_average)
             return [emb[i, :max(1, self._valid_frames(n))] for i, n in enumerate(lens)]
         if self.family == 'clap':
-            return self._run_clap(arrays, device, dtype)
+            return self._run_clap(self._clap_inputs(pieces).to(dtype))
         # AST
-        inputs = fe(arrays, sampling_rate=sr, return_tensors='pt')
-        x = inputs['input_values'].to(device=device, dtype=dtype)
+        x = self._ast_inputs(pieces).to(dtype)
         layers = list(self.backbone(x, output_hidden_states=True).hidden_states)
         emb = select_layers(layers, self.params.output_layers, self.params.layer_average)[:, 2:]  # patch tokens
         c = self.config
@@ -255,10 +359,9 @@ class HFAudio(AudioRepr):
             out.append(emb[i, keep])
         return out
 
-    def _run_clap(self, arrays: list, device, dtype) -> list:
-        inputs = self.feature_extractor(arrays, sampling_rate=self.sample_rate, return_tensors='pt')
-        x = inputs['input_features'].to(device=device, dtype=dtype)
-        is_longer = inputs['is_longer'].to(device)
+    def _run_clap(self, x: torch.Tensor) -> list:
+        """Log-mel inputs [G, 1, frames, n_mels] -> one embedding [1, D] per piece."""
+        is_longer = torch.zeros(x.shape[0], 1, dtype=torch.bool, device=x.device)  # no piece exceeds 10 s
         if self.params.output == 'audio_embeds':
             out = self.backbone.get_audio_features(input_features=x, is_longer=is_longer)
             emb = out if torch.is_tensor(out) else out.pooler_output  # transformers 5 returns a model output
@@ -266,7 +369,7 @@ class HFAudio(AudioRepr):
         else:
             emb = self.backbone.audio_model(input_features=x, is_longer=is_longer).pooler_output
         emb = select_layers([emb], self.params.output_layers, self.params.layer_average)
-        return [emb[i:i + 1] for i in range(len(arrays))]
+        return [emb[i:i + 1] for i in range(x.shape[0])]
 
     def _groups(self, lens: list) -> list:
         """Indices of pieces run together: all at once, or equal lengths together when padding is unsafe."""
@@ -278,18 +381,17 @@ class HFAudio(AudioRepr):
         return list(by_len.values())
 
     def encode(self, wav: torch.Tensor, lengths: torch.Tensor) -> Frames:
+        """Waves [B, N] (the base `features` passes them through) -> frames of each clip's pieces, concatenated."""
         lengths = [max(1, int(n)) for n in lengths.tolist()]
-        audio = wav.detach().float().cpu().numpy()
         pieces = []  # (clip, start, end)
         for i, n in enumerate(lengths):
             step = self.chunk_samples or n
             pieces += [(i, s, min(n, s + step)) for s in range(0, n, step)]
-        arrays = [audio[i, s:e] for i, s, e in pieces]
+        waves = [wav[i, s:e].float() for i, s, e in pieces]
         frames = [None] * len(pieces)
-        with torch.no_grad():
-            for group in self._groups([len(a) for a in arrays]):
-                for k, f in zip(group, self._run([arrays[k] for k in group])):
-                    frames[k] = f
+        for group in self._groups([len(x) for x in waves]):
+            for k, f in zip(group, self._run([waves[k] for k in group])):
+                frames[k] = f
         per_clip = [[] for _ in lengths]
         for (i, _, _), f in zip(pieces, frames):
             per_clip[i].append(f)
@@ -297,9 +399,3 @@ class HFAudio(AudioRepr):
         counts = torch.tensor([len(c) for c in clips])
         x = torch.nn.utils.rnn.pad_sequence(clips, batch_first=True).to(wav.device)
         return Frames(x.float(), lengths_to_mask(counts.to(wav.device), x.shape[1]))
-
-
-def _pad(a, n: int):
-    import numpy as np
-
-    return np.pad(a, (0, n - len(a)))
