@@ -7,79 +7,18 @@ import pytest
 import torch
 
 from evar.errors import EvarError
-from evar.lineareval import HeadOptions, lineareval
+from evar.modes.linear import HeadOptions, lineareval
 from evar.models import create_model
 
-from conftest import ROOT, batch_equals_single
-
-# A log-mel HEAR model: 10 ms timestamp frames (64 log-mels), scene = mean and std over time (128).
-HEAR_MODULE = '''
-import torch
-from torch import nn
-from evar.frontend import Spectrogram
-
-CALLS = []
-
-class Model(nn.Module):
-    sample_rate = 16000
-    scene_embedding_size = 128
-    timestamp_embedding_size = 64
-
-    def __init__(self):
-        super().__init__()
-        self.spec = Spectrogram(16000, 400, 400, 160, n_mels=64, f_min=60.0, f_max=7800.0)
-        self.scale = nn.Parameter(torch.ones(1))
-
-def load_model(model_file_path=''):
-    return Model()
-
-def get_timestamp_embeddings(audio, model):
-    CALLS.append(tuple(audio.shape))
-    lengths = torch.full((audio.shape[0],), audio.shape[1], device=audio.device)
-    feats, _ = model.spec(audio, lengths)
-    emb = feats.transpose(1, 2) * model.scale
-    ts = torch.arange(emb.shape[1], device=audio.device, dtype=torch.float32) * 10.0
-    return emb, ts.expand(emb.shape[0], -1)
-
-def get_scene_embeddings(audio, model):
-    emb, _ = get_timestamp_embeddings(audio, model)
-    return torch.cat([emb.mean(1), emb.std(1)], dim=-1)
-'''
-
-# An X-ARES encoder: log-mel frames, hop 10 ms; records whether a mask was passed.
-XARES_MODULE = '''
-import torch
-from torch import nn
-from evar.frontend import Spectrogram
-
-class Encoder(nn.Module):
-    def __init__(self, n_mels=64):
-        super().__init__()
-        self.sampling_rate = 16000
-        self.output_dim = n_mels
-        self.hop_size_in_ms = 10
-        self.spec = Spectrogram(16000, 400, 400, 160, n_mels=n_mels, f_min=60.0, f_max=7800.0)
-        self.masks = []
-
-    def forward(self, audio, audio_attention_mask=None):
-        self.masks.append(audio_attention_mask)
-        lengths = torch.full((audio.shape[0],), audio.shape[1], device=audio.device)
-        feats, _ = self.spec(audio, lengths)
-        return feats.transpose(1, 2) - feats.mean()  # depends on all samples: padding would leak
-
-class NoMask(Encoder):
-    def forward(self, audio):
-        return super().forward(audio)
-'''
+from helpers import ROOT, batch_equals_single
+from helpers.tiny_models import ADAPTER_MODULES, write_adapter_modules
 
 
 @pytest.fixture
 def modules(tmp_path, monkeypatch):
-    (tmp_path / 'tiny_hear.py').write_text(HEAR_MODULE)
-    (tmp_path / 'tiny_xares.py').write_text(XARES_MODULE)
-    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.syspath_prepend(str(write_adapter_modules(tmp_path)))
     yield tmp_path
-    for name in ('tiny_hear', 'tiny_xares'):
+    for name in ADAPTER_MODULES:
         sys.modules.pop(name, None)
 
 
@@ -141,6 +80,8 @@ def test_adapter_errors(modules):
     ('xares', 'audio_repr: xares\ntarget: tiny_xares:Encoder\ninit_args: {n_mels: 48}\nsample_rate: 16000\n'
               'temporal_pooling_type: mean_max\n'),
 ])
+
+
 def test_lineareval_on_demo_via_yaml(tmp_path, work, modules, name, text):
     config = write_config(tmp_path / f'{name}.yaml', text)
     result = lineareval(config, 'demo', work_root=work, results_dir=tmp_path / 'results', logs_dir=tmp_path / 'logs',

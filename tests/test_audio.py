@@ -8,7 +8,7 @@ from evar import audio
 from evar.audio import load_audio
 from evar.errors import EvarError
 
-from conftest import SHARED, needs_shared
+from helpers import SHARED, needs_shared
 
 
 def libsndfile_mono(path, max_frames=-1):

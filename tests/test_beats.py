@@ -12,38 +12,22 @@ import numpy as np
 import pytest
 import torch
 
-from evar.check import check_model
 from evar.errors import EvarError
 from evar.models import create_model
 from evar.frontend import KaldiFbank
-from evar.models.beats import BEATsArch, BEATsModel
 
-from conftest import ROOT, SHARED, batch_equals_single, demo_score, missing_weights_error, needs_shared
+from helpers import ROOT, SHARED, batch_equals_single, demo_score, needs_shared
+from helpers.tiny_models import BEATS_TINY_CFG, write_beats
 
 CONFIG = ROOT / 'config' / 'beats.yaml'
-TINY_CFG = dict(input_patch_size=16, embed_dim=32, conv_bias=False, encoder_layers=2, encoder_embed_dim=48,
-                encoder_ffn_embed_dim=96, encoder_attention_heads=4, activation_fn='gelu', layer_norm_first=False,
-                deep_norm=True, conv_pos=16, conv_pos_groups=4, relative_position_embedding=True, num_buckets=320,
-                max_distance=800, gru_rel_pos=True, finetuned_model=False, dropout=0.1, encoder_layerdrop=0.05)
-ITER3_CFG = dict(TINY_CFG, embed_dim=512, encoder_layers=12, encoder_embed_dim=768, encoder_ffn_embed_dim=3072,
+ITER3_CFG = dict(BEATS_TINY_CFG, embed_dim=512, encoder_layers=12, encoder_embed_dim=768, encoder_ffn_embed_dim=3072,
                  encoder_attention_heads=12, conv_pos=128, conv_pos_groups=16)
-
-
-def write_checkpoint(path, cfg=TINY_CFG, seed=0, perturb=True):
-    """A random BEATs in the official container, every tensor perturbed (so a swapped name changes the output)."""
-    torch.manual_seed(seed)
-    model = BEATsModel(BEATsArch.from_cfg(cfg, 'test'))
-    with torch.no_grad():
-        for p in model.parameters() if perturb else []:
-            p.add_(0.05 * torch.randn_like(p))
-    torch.save({'cfg': dict(cfg), 'model': model.state_dict()}, path)
-    return model
 
 
 @pytest.fixture(scope='module')
 def tiny_ckpt(tmp_path_factory):
     path = tmp_path_factory.mktemp('beats') / 'BEATs_tiny.pt'
-    write_checkpoint(path)
+    write_beats(path)
     return path
 
 
@@ -95,7 +79,7 @@ def test_fbank_matches_torchaudio_kaldi_values():
 
 def test_architecture_comes_from_the_checkpoint_cfg(tiny_model):
     m = tiny_model
-    assert m.arch.encoder_layers == 2 and m.feature_d == 48 and m.frame_hop_sec == pytest.approx(0.16)
+    assert m.arch.encoder_layers == 2 and m.embedding_dim == 48 and m.frame_hop_sec == pytest.approx(0.16)
     layers = m.model.encoder.layers
     assert layers[1].self_attn.relative_attention_bias is layers[0].self_attn.relative_attention_bias
     assert layers[0].residual_scale == pytest.approx(4 ** 0.25)  # deep-norm: (2 N)^(1/4)
@@ -153,27 +137,15 @@ def test_layer_selection(tiny_ckpt):
 
 
 @needs_shared
-def test_check_model_passes_with_chunking(tiny_ckpt):
-    report = check_model(CONFIG, options=f'weight_file={tiny_ckpt},chunk_sec=10', device='cpu', long_sec=40)
-    assert report.passed, report.table()
-    assert '6.20 frames/s' in report['frame_rate'].detail  # 10 s: 998 frames -> 62 rows
-
-
-@needs_shared
 def test_real_size_model_on_a_real_clip(tmp_path):
     """The BEATs_iter3 size (90M parameters) loads strictly from its official container and embeds a real clip."""
-    write_checkpoint(tmp_path / 'BEATs_iter3_random.pt', cfg=ITER3_CFG, perturb=False)
+    write_beats(tmp_path / 'BEATs_iter3_random.pt', cfg=ITER3_CFG, perturb=False)
     m = create_model('beats', weight_file=str(tmp_path / 'BEATs_iter3_random.pt')).eval()
     wav = real_clips()[2]
     with torch.inference_mode():
         frames = m(wav[None], torch.tensor([wav.shape[0]]))
     assert frames.embeddings.shape == (1, 31, 768) and torch.isfinite(frames.embeddings).all()  # 5 s: 498 frames
     assert sum(p.numel() for p in m.model.parameters()) > 90e6
-
-
-def test_shipped_yaml_without_weights_names_the_file_and_url(tmp_path):
-    error = missing_weights_error(tmp_path, CONFIG, via='check')
-    assert 'external/BEATs_iter3.pt' in error and 'github.com/microsoft/unilm/tree/master/beats' in error
 
 
 def test_wrong_or_missing_keys_fail_with_the_strict_message(tmp_path, tiny_ckpt):
@@ -195,5 +167,6 @@ def test_wrong_or_missing_keys_fail_with_the_strict_message(tmp_path, tiny_ckpt)
         create_model('beats', weight_file=str(tmp_path / 'bare.pt'))
 
 
+@pytest.mark.slow
 def test_lineareval_on_demo_writes_a_score(tmp_path, work, tiny_ckpt):
     demo_score(tmp_path, work, CONFIG, f'weight_file={tiny_ckpt},batch_size=64', 'beats')

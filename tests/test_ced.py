@@ -11,48 +11,20 @@ import pytest
 import torch
 
 from evar.audio import load_audio
-from evar.check import check_model
 from evar.errors import EvarError
 from evar.models import create_model
 from evar.frontend import mel_filterbank
-from evar.models.ced import AudioViT
 
-from conftest import ROOT, SHARED, batch_equals_single, demo_score, missing_weights_error, needs_shared, pad_clips
+from helpers import ROOT, SHARED, batch_equals_single, demo_score, needs_shared, pad_clips
+from helpers.tiny_models import AUDIO_VIT_SMALL as SMALL, write_audio_vit
 
 CONFIG = ROOT / 'config' / 'ced.yaml'
-SMALL = dict(embed_dim=64, depth=2, num_heads=4)
-FAMILY = {'ced': ((16, 16), 1012), 'dasheng': ((64, 4), 1008)}
-
-
-def write_checkpoint(path, family='ced', seed=0, embed_dim=768, depth=12, num_heads=12, n_mels=64):
-    """A random model in the official container: {'model': state} with the torchaudio front-end buffers, plus CED's
-    AudioSet head or Dasheng's 'config' entry; init-BN statistics set to log-mel-like values so they matter."""
-    torch.manual_seed(seed)
-    patch, frames = FAMILY[family]
-    body = AudioViT(n_mels, frames, patch, embed_dim, depth, num_heads, 4.0)
-    state = body.state_dict()
-    with torch.no_grad():
-        state['init_bn.1.running_mean'].uniform_(-60, -10)
-        state['init_bn.1.running_var'].uniform_(100, 400)
-        for k, v in state.items():
-            if k.endswith('.bias') and v.is_floating_point():
-                v.add_(0.02 * torch.randn_like(v))
-    state['front_end.0.spectrogram.window'] = torch.hann_window(512)
-    state['front_end.0.mel_scale.fb'] = mel_filterbank(16000, 512, n_mels, 0.0, 8000.0, dtype=torch.float32)
-    dump = {'model': state}
-    if family == 'ced':
-        state['outputlayer.0.weight'], state['outputlayer.0.bias'] = torch.ones(embed_dim), torch.zeros(embed_dim)
-        state['outputlayer.1.weight'], state['outputlayer.1.bias'] = torch.zeros(527, embed_dim), torch.zeros(527)
-    else:
-        dump['config'] = dict(embed_dim=embed_dim, depth=depth, num_heads=num_heads, target_length=frames)
-    torch.save(dump, path)
-    return state
 
 
 @pytest.fixture(scope='module')
 def small_ckpt(tmp_path_factory):
     path = tmp_path_factory.mktemp('ced') / 'ced_small.pt'
-    write_checkpoint(path, **SMALL)
+    write_audio_vit(path, **SMALL)
     return path
 
 
@@ -74,17 +46,10 @@ def test_mel_filters_equal_torchaudio_htk_values():
     assert (fb[:, 40] > 0).nonzero().flatten().tolist() == list(range(84, 92)) and int(fb[:, -1].argmax()) == 245
 
 
-def test_check_model_passes(small_ckpt):
-    options = f'weight_file={small_ckpt},embed_dim=64,depth=2,num_heads=4'
-    report = check_model(CONFIG, options=options, device='cpu', long_sec=30)
-    assert report.passed, report.table()
-    assert '6.20 frames/s' in report['frame_rate'].detail  # 62 columns of 160 ms from 10 s
-
-
 @needs_shared
 def test_real_size_checkpoint_loads_strictly_and_embeds_a_real_clip(tmp_path):
     path = tmp_path / 'audiotransformer_base.pt'
-    write_checkpoint(path)
+    write_audio_vit(path)
     model = create_model('ced', weight_file=str(path)).eval()  # ced_base sizes are the defaults
     wav = torch.from_numpy(load_audio(SHARED / 'data' / 'ESC-50/audio/2-103426-A-3.flac', 16000)[0])[None]
     with torch.inference_mode():
@@ -132,26 +97,22 @@ def test_batch_equals_single_on_real_clips(small_model):
     batch_equals_single(small_model, [16000 * 23, 3000, 16000 * 11])
 
 
+@pytest.mark.slow
 def test_lineareval_on_demo(tmp_path, work, small_ckpt):
     demo_score(tmp_path, work, CONFIG, f'weight_file={small_ckpt},embed_dim=64,depth=2,num_heads=4,feature_d=64',
                'ced')
 
 
-def test_shipped_yaml_without_weights_names_the_file_and_url(tmp_path):
-    error = missing_weights_error(tmp_path, CONFIG)
-    assert 'external/audiotransformer_base_mAP_4999.pt' in error and 'https://zenodo.org/record/8275347' in error
-
-
 def test_wrong_checkpoints_fail_with_one_clear_message(tmp_path):
     path = tmp_path / 'x.pt'
-    state = write_checkpoint(path, **SMALL)
+    state = write_audio_vit(path, **SMALL)
     state.pop('blocks.1.mlp.fc2.bias')
     state['blocks.0.attn.qkv.weight'] = state['blocks.0.attn.qkv.weight'][:64]
     torch.save({'model': state}, path)
     with pytest.raises(EvarError, match=re.escape("Missing: ['blocks.1.mlp.fc2.bias']")) as e:
         create_model('ced', weight_file=str(path), **SMALL)
     assert 'blocks.0.attn.qkv.weight: file (64, 64) vs model (192, 64)' in str(e.value)
-    write_checkpoint(path, n_mels=32, **SMALL)  # a 32-mel front end: caught by its saved filters
+    write_audio_vit(path, n_mels=32, **SMALL)  # a 32-mel front end: caught by its saved filters
     with pytest.raises(EvarError, match='front end'):
         create_model('ced', weight_file=str(path), **SMALL)
 

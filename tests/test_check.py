@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from evar.check import check_model
+from evar.check import check_ar, check_model
 from evar.models.base import AudioRepr, Frames, lengths_to_mask
 
-from conftest import BYOLA_D512, ROOT, needs_byola
+from helpers import BYOLA_D512, ROOT, needs_byola
 
 LONG = 60.0
 NAMES = ['shapes', 'frame_rate', 'length 0.2s', 'length 1s', 'length 10s', 'length 60s', 'batch_single',
@@ -30,10 +30,11 @@ class LeakyAR(AudioRepr):
     """Broken on purpose: frames are normalised by the mean over the whole padded batch, so padding leaks into
     every clip's embedding."""
     Params = LeakyParams
+    embedding_dim = 8
 
-    def __init__(self, params):
-        super().__init__(params)
-        self.frame_hop_sec = params.hop / params.sample_rate
+    @property
+    def frame_hop_sec(self):
+        return self.params.hop / self.params.sample_rate
 
     def encode(self, wav, lengths):
         b = wav.shape[0]
@@ -101,9 +102,16 @@ def test_check_rows_record_exceptions_and_skip_without_hop(tmp_path, monkeypatch
         return original(self, wav, lengths)
 
     monkeypatch.setattr(LeakyAR, 'encode', short_fails)
-    monkeypatch.setattr(LeakyAR, 'frame_hop_sec', None, raising=False)
-    monkeypatch.setattr(LeakyAR, '__init__', AudioRepr.__init__)
+    monkeypatch.setattr(LeakyAR, 'frame_hop_sec', None)
     report = check_model(config, device='cpu', long_sec=LONG)
     assert not report.passed
     assert report['length 0.2s'].detail == 'RuntimeError: too short' and report['length 10s'].passed
     assert report['frame_rate'].skipped and report['frame_rate'].passed
+
+
+def test_embedding_dim_other_than_the_frames_fails_shapes(monkeypatch):
+    """check_ar on a built model: a declared embedding_dim that differs from the frames' D fails `shapes`."""
+    monkeypatch.setattr(LeakyAR, 'embedding_dim', 9)
+    report = check_ar(LeakyAR(LeakyParams()), device='cpu', long_sec=2.0, label='leaky')
+    assert report.config == 'leaky' and not report['shapes'].passed
+    assert 'D 8 differs from the declared embedding_dim 9' in report['shapes'].detail

@@ -4,7 +4,7 @@ from evar.config import load_config
 from evar.params import parse_value, split_options
 from evar.errors import EvarError
 
-from conftest import ROOT
+from helpers import ROOT
 
 
 def test_options_override_add_and_parse_yaml_scalars():

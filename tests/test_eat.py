@@ -1,7 +1,7 @@
 """EAT on small random checkpoints in the official formats (Hugging Face folder, fairseq state dict): strict
-loading, Kaldi fbank front end, windows and masks, padding invariance on real clips, evar.check, lineareval, errors."""
+loading, Kaldi fbank front end, windows and masks, padding invariance on real clips, lineareval, errors
+(evar.check's checks: tests/test_contract.py)."""
 
-import json
 import math
 import re
 
@@ -9,44 +9,20 @@ import pytest
 import torch
 
 from evar.audio import load_audio
-from evar.check import check_model
 from evar.errors import EvarError
 from evar.models import create_model
 from evar.frontend import kaldi_mel_filterbank
-from evar.models.eat import EATEncoder, read_safetensors
+from evar.models.eat import read_safetensors
 
-from conftest import ROOT, SHARED, batch_equals_single, demo_score, missing_weights_error, needs_shared, pad_clips
+from helpers import ROOT, SHARED, batch_equals_single, demo_score, needs_shared, pad_clips
+from helpers.tiny_models import eat_state, write_eat_folder
 
 CONFIG = ROOT / 'config' / 'eat.yaml'
-SMALL = dict(dim=64, depth=2, num_heads=4, mlp_hidden=128)
-
-
-def official_state(dim=64, depth=2, num_heads=4, mlp_hidden=128, seed=0) -> dict:
-    """A random encoder's tensors under the Hugging Face wrapper's names (`model.` + the EAT module's keys)."""
-    torch.manual_seed(seed)
-    enc = EATEncoder(dim, depth, num_heads, mlp_hidden)
-    for p in enc.parameters():
-        torch.nn.init.normal_(p, std=0.05 if p.dim() > 1 else 0.5)
-    return {'model.' + k: v.clone() for k, v in enc.state_dict().items()}
-
-
-def hf_folder(path, state=None, num_heads=4, safetensors=False):
-    """The Hugging Face release's layout: weights + config.json (which gives the number of heads)."""
-    path.mkdir(parents=True, exist_ok=True)
-    state = official_state() if state is None else state
-    if safetensors:
-        from safetensors.torch import save_file
-
-        save_file({k: v.contiguous() for k, v in state.items()}, str(path / 'model.safetensors'))
-    else:
-        torch.save(state, path / 'pytorch_model.bin')
-    (path / 'config.json').write_text(json.dumps({'model_type': 'eat', 'num_heads': num_heads, 'norm_eps': 1e-6}))
-    return path
 
 
 @pytest.fixture(scope='module')
 def small_folder(tmp_path_factory):
-    return hf_folder(tmp_path_factory.mktemp('eat') / 'EAT-small')
+    return write_eat_folder(tmp_path_factory.mktemp('eat') / 'EAT-small')
 
 
 @pytest.fixture(scope='module')
@@ -89,8 +65,8 @@ def test_windows_masks_and_frame_modes(small_folder, small_model):
         torch.testing.assert_close(cls.embeddings[:, :, :], all_tokens[:, :, 0])
         torch.testing.assert_close(frames.embeddings.reshape(3, 2, 512, 64)[0, 1, :88], all_tokens[0, 1, 1:89])
         layers = create_model('eat', weight_file=str(small_folder), output_layers='all').eval()
-        assert layers.feature_d == 128 and layers(wav[:1, :16000], lengths[:1].clamp(max=16000)).embeddings.shape[-1] == 128
-    assert small_model.frame_hop_sec == pytest.approx(0.02) and cls.embeddings.shape[-1] == small_model.feature_d
+        assert layers.embedding_dim == 128 and layers(wav[:1, :16000], lengths[:1].clamp(max=16000)).embeddings.shape[-1] == 128
+    assert small_model.frame_hop_sec == pytest.approx(0.02) and cls.embeddings.shape[-1] == small_model.embedding_dim
 
 
 @needs_shared
@@ -109,17 +85,18 @@ def test_real_clips_batch_equals_single(small_model):
     batch_equals_single(small_model, [16000 * 11, 5000, 16000 * 2])
 
 
-def test_check_passes_on_a_safetensors_folder(tmp_path):
+def test_safetensors_folder_loads_to_the_same_model(tmp_path, small_model):
     pytest.importorskip('safetensors')
-    folder = hf_folder(tmp_path / 'EAT-st', safetensors=True)
+    folder = write_eat_folder(tmp_path / 'EAT-st', safetensors=True)
     from safetensors.torch import load_file
 
     ours, theirs = read_safetensors(folder / 'model.safetensors'), load_file(str(folder / 'model.safetensors'))
     assert set(ours) == set(theirs) and all(torch.equal(ours[k], theirs[k]) for k in theirs)
-    # 256-frame windows keep it quick; the window logic is the same at 1024.
-    report = check_model(CONFIG, options=f'weight_file={folder},feature_d=64,target_length=256', device='cpu',
-                         long_sec=30)
-    assert report.passed, report.table()
+    model = create_model('eat', weight_file=str(folder)).eval()
+    wav = torch.randn(1, 16000) * 0.1
+    with torch.inference_mode():
+        torch.testing.assert_close(model.embed(wav, torch.tensor([16000])),
+                                   small_model.embed(wav, torch.tensor([16000])), rtol=0, atol=0)
 
 
 def test_fairseq_state_dict_loads_to_the_same_model(tmp_path, small_folder, small_model):
@@ -142,35 +119,31 @@ def test_fairseq_state_dict_loads_to_the_same_model(tmp_path, small_folder, smal
                                    small_model.embed(wav, torch.tensor([16000])))
 
 
+@pytest.mark.slow
 def test_real_size_checkpoint_loads_and_runs(tmp_path):
     """EAT-base's shapes (768-d, 12 blocks of 12 heads, 768 x 8 positions): 150 tensors loaded strictly."""
-    state = official_state(dim=768, depth=12, num_heads=12, mlp_hidden=3072)
+    state = eat_state(dim=768, depth=12, num_heads=12, mlp_hidden=3072)
     assert len(state) == 150 and tuple(state['model.fixed_positional_encoder.positions'].shape) == (1, 6144, 768)
-    folder = hf_folder(tmp_path / 'EAT-base', state, num_heads=12)
+    folder = write_eat_folder(tmp_path / 'EAT-base', state, num_heads=12)
     model = create_model('eat', weight_file=str(folder)).eval()
-    assert model.body.blocks[0].attn.num_heads == 12 and model.feature_d == 768
+    assert model.body.blocks[0].attn.num_heads == 12 and model.embedding_dim == 768
     with torch.inference_mode():
         emb = model.embed(torch.randn(1, 8000) * 0.1, torch.tensor([8000]))
     assert emb.shape == (1, 768) and bool(torch.isfinite(emb).all())
 
 
+@pytest.mark.slow
 def test_lineareval_on_demo(tmp_path, work, small_folder):
     # The demo's 1 s clips (98 fbank frames) fit one 112-frame window: 7x fewer tokens than 1024.
     demo_score(tmp_path, work, CONFIG, f'weight_file={small_folder},feature_d=64,target_length=112', 'eat')
 
 
-def test_shipped_yaml_without_weights_names_the_folder_and_url(tmp_path):
-    error = missing_weights_error(tmp_path, CONFIG)
-    assert 'external/EAT-base_epoch30_pretrain' in error
-    assert 'https://huggingface.co/worstchan/EAT-base_epoch30_pretrain' in error
-
-
 def test_wrong_checkpoints_fail_with_one_clear_message(tmp_path):
-    state = official_state()
+    state = eat_state()
     state.pop('model.blocks.1.mlp.fc2.bias')
     state['model.blocks.0.attn.qkv.weight'] = state['model.blocks.0.attn.qkv.weight'][:64]
     state['model.blocks.0.attn.extra'] = torch.zeros(1)
-    folder = hf_folder(tmp_path / 'bad', state)
+    folder = write_eat_folder(tmp_path / 'bad', state)
     with pytest.raises(EvarError, match=re.escape("Missing: ['blocks.1.mlp.fc2.bias']")) as e:
         create_model('eat', weight_file=str(folder))
     assert 'blocks.0.attn.qkv.weight: file (64, 64) vs model (192, 64)' in str(e.value)

@@ -10,15 +10,14 @@ import pytest
 import torch
 
 from evar.audio import load_audio
-from evar.check import check_model
 from evar.errors import EvarError
 from evar.models import create_model
-from evar.models.esresnext import ESResNeXtFBSPNet, ESResNeXtParams, periodic_window
+from evar.models.esresnext import periodic_window
 
-from conftest import ROOT, SHARED, batch_equals_single, demo_score, missing_weights_error, needs_shared
+from helpers import ROOT, SHARED, batch_equals_single, demo_score, needs_shared
+from helpers.tiny_models import ESRESNEXT_SMALL as SMALL, write_esresnext
 
 CONFIG = ROOT / 'config' / 'esresnext_fbsp.yaml'
-SMALL = dict(blocks=[1, 1, 1, 1], n_fft=256, window_size=200, hop_size=320, sample_rate=16000)
 
 
 def small_options(path, extra=''):
@@ -26,26 +25,10 @@ def small_options(path, extra=''):
     return f'weight_file={path},' + sizes.replace(' ', '') + extra
 
 
-def write_checkpoint(path, seed=0, **sizes):
-    """Random weights in the release's layout (a plain state dict), BatchNorm and fbsp parameters moved off their
-    initial values so the taper's complex power and BN matter."""
-    torch.manual_seed(seed)
-    net = ESResNeXtFBSPNet(ESResNeXtParams(**sizes))
-    with torch.no_grad():
-        for bn in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):
-            bn.running_mean.normal_(0, 0.1)
-            bn.running_var.uniform_(0.75, 1.25)
-        net.fbsp.m.uniform_(0.5, 2.0)
-        net.fbsp.fb.uniform_(0.5, 1.5)
-        net.fbsp.fc.add_(0.3 * torch.randn_like(net.fbsp.fc))
-    torch.save(net.state_dict(), path)
-    return net.state_dict()
-
-
 @pytest.fixture(scope='module')
 def small_ckpt(tmp_path_factory):
     path = tmp_path_factory.mktemp('esresnext') / 'ESResNeXtFBSP_small.pt'
-    write_checkpoint(path, **SMALL)
+    write_esresnext(path, **SMALL)
     return path
 
 
@@ -98,22 +81,18 @@ def test_frames_cover_the_clip_centred_in_zeros(small_model):
     assert net.frames(torch.ones(1, 50)).shape == (1, 1, 256)  # shorter than a window: one zero-padded frame
 
 
-def test_check_model_passes_on_the_reduced_network(small_ckpt):
-    report = check_model(CONFIG, options=small_options(small_ckpt), device='cpu', long_sec=12)
-    assert report.passed, report.table()
-    assert 'pooled (3, 2048)' in report['shapes'].detail and report['frame_rate'].skipped
-
-
-def test_batch_equals_single_for_unequal_lengths(small_model):
+def test_batch_equals_single_with_clips_of_equal_length(small_model):
+    """Clips run one length at a time: two clips of one length share a pass among others."""
     emb = batch_equals_single(small_model, [32000, 16000, 12345, 300, 16000])
     assert emb.shape == (5, 2048) and torch.isfinite(emb).all()
 
 
+@pytest.mark.slow
 @needs_shared
 def test_real_size_network_on_a_real_clip(tmp_path):
     """The real ESResNeXt-fbsp (2048-point fbsp, ResNeXt-50 32x4d, 527 classes) on a real RAVDESS clip."""
     path = tmp_path / 'ESResNeXtFBSP_AudioSet.pt'
-    state = write_checkpoint(path)
+    state = write_esresnext(path)
     assert len(state) == 370 and tuple(state['fbsp.bias'].shape) == (0,) and tuple(state['window'].shape) == (1654,)
     assert tuple(state['layer1.0.conv2.weight'].shape) == (128, 4, 3, 3)  # 32 groups of 4 channels
     model = create_model('esresnext_fbsp', weight_file=str(path)).eval()
@@ -139,13 +118,8 @@ def test_wrong_checkpoints_fail_with_the_strict_load_message(tmp_path, small_ckp
         create_model('esresnext_fbsp', weight_file=str(small_ckpt), blocks=[1, 1, 1, 1])  # n_fft 2048 expected
 
 
+@pytest.mark.slow
 def test_lineareval_on_demo_writes_a_score(tmp_path, work, small_ckpt):
     score = demo_score(tmp_path, work, CONFIG, small_options(small_ckpt, ',batch_size=32'), 'esresnext_fbsp',
                        head=None, epochs=20)
     assert score > 0.3  # 6 classes (chance 0.17)
-
-
-def test_shipped_yaml_without_weights_names_the_file_and_url(tmp_path):
-    error = missing_weights_error(tmp_path, CONFIG)
-    assert 'external/ESResNeXtFBSP_AudioSet.pt' in error
-    assert 'https://github.com/AndreyGuzhov/ESResNeXt-fbsp/releases/download/v0.1/ESResNeXtFBSP_AudioSet.pt' in error

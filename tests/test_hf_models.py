@@ -7,84 +7,17 @@ from evar.config import load_config
 from evar.errors import EvarError
 from evar.models import create_model
 
-from conftest import batch_equals_single, ROOT
+from helpers import ROOT, batch_equals_single
+from helpers.tiny_models import HF_CONV, HF_KINDS, HF_TINY, write_hf_folder
 
 transformers = pytest.importorskip('transformers')
-
-CONV = dict(conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 4), num_conv_pos_embeddings=16,
-            num_conv_pos_embedding_groups=2)
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37)
-
-
-def _wav_fe(mask=True):
-    return transformers.Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0,
-                                                 do_normalize=True, return_attention_mask=mask)
-
-
-def _build(kind):
-    torch.manual_seed(0)
-    t = transformers
-    if kind == 'wav2vec2':  # large-style: layer norm conv encoder, attention mask
-        model = t.Wav2Vec2Model(t.Wav2Vec2Config(**TINY, **CONV, feat_extract_norm='layer', do_stable_layer_norm=True))
-        fe = _wav_fe()
-    elif kind == 'hubert':  # base-style: group norm conv encoder, no attention mask
-        model = t.HubertModel(t.HubertConfig(**TINY, **CONV, feat_extract_norm='group'))
-        fe = _wav_fe(mask=False)
-    elif kind == 'wavlm':
-        model = t.WavLMModel(t.WavLMConfig(**TINY, **CONV, feat_extract_norm='layer', num_buckets=16,
-                                           max_bucket_distance=100))
-        fe = _wav_fe()
-    elif kind == 'data2vec':
-        model = t.Data2VecAudioModel(t.Data2VecAudioConfig(**TINY, **{**CONV, 'num_conv_pos_embeddings': 2},
-                                                           conv_pos_kernel_size=5))
-        fe = _wav_fe()
-    elif kind == 'whisper':
-        model = t.WhisperModel(t.WhisperConfig(d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
-                                               decoder_attention_heads=2, encoder_ffn_dim=37, decoder_ffn_dim=37,
-                                               num_mel_bins=80, vocab_size=64, pad_token_id=0, bos_token_id=1,
-                                               eos_token_id=2, decoder_start_token_id=1, max_target_positions=16))
-        fe = t.WhisperFeatureExtractor(feature_size=80)
-    elif kind == 'ast':  # 2 s input: 200 fbank frames, 16x16 patches with stride 10 x 10
-        model = t.ASTModel(t.ASTConfig(**TINY, num_mel_bins=128, max_length=200))
-        fe = t.ASTFeatureExtractor(max_length=200)
-    elif kind == 'clap':  # the real HTS-AT geometry (10 s at 48 kHz, 256x256 Swin input), tiny widths
-        audio = dict(hidden_size=32, depths=[1, 1], num_attention_heads=[2, 2], patch_embeds_hidden_size=16,
-                     projection_dim=16, enable_fusion=False)
-        text = dict(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                    projection_dim=16)
-        model = t.ClapModel(t.ClapConfig(text_config=text, audio_config=audio, projection_dim=16))
-        fe = t.ClapFeatureExtractor(truncation='rand_trunc', padding='repeatpad')  # laion/clap-htsat-unfused's
-    else:
-        raise ValueError(kind)
-    return model.eval(), fe
-
-
-KINDS = ['wav2vec2', 'hubert', 'wavlm', 'data2vec', 'whisper', 'ast', 'clap']
-EMBED_D = {'clap': 16}  # CLAP's joint-space projection
 
 
 @pytest.fixture(scope='module')
 def tiny(tmp_path_factory):
     """kind -> folder holding a tiny random model and its feature extractor (save_pretrained)."""
     root = tmp_path_factory.mktemp('hf')
-    folders = {}
-    for kind in KINDS:
-        model, fe = _build(kind)
-        model.save_pretrained(root / kind)
-        fe.save_pretrained(root / kind)
-        folders[kind] = root / kind
-    return folders
-
-
-
-
-@pytest.mark.parametrize('kind', KINDS)
-def test_tiny_model_embeds_and_ignores_padding(tiny, kind):
-    output = {'output': 'audio_embeds'} if kind == 'clap' else {}
-    model = create_model('hf', model_id=str(tiny[kind]), sample_rate=48000 if kind == 'clap' else 16000,
-                         **output).eval()
-    emb = batch_equals_single(model, [16000, 9000, 300])
-    assert emb.shape == (3, EMBED_D.get(kind, 32)) and torch.isfinite(emb).all()
+    return {kind: write_hf_folder(root / kind, kind) for kind in HF_KINDS}
 
 
 def test_clap_one_embedding_per_10s_piece_and_outputs(tiny):
@@ -193,7 +126,7 @@ def test_missing_or_bad_model_folder_says_what_is_expected(tmp_path):
 
 def test_lineareval_demo_with_tiny_model(tmp_path, work, tiny):
     from test_lineareval import run
-    from evar.lineareval import HeadOptions
+    from evar.modes.linear import HeadOptions
     from evar.results import read_scores
 
     cfg = tmp_path / 'tiny_w2v2.yaml'
@@ -217,7 +150,7 @@ def test_shipped_configs_load(name):
 
 def test_ctc_logits_and_separate_feature_extractor(tmp_path, tiny):
     torch.manual_seed(0)
-    config = transformers.Wav2Vec2Config(**TINY, **CONV, feat_extract_norm='group', vocab_size=12)
+    config = transformers.Wav2Vec2Config(**HF_TINY, **HF_CONV, feat_extract_norm='group', vocab_size=12)
     transformers.Wav2Vec2ForCTC(config).save_pretrained(tmp_path / 'ctc')  # no preprocessor_config.json here
     model = create_model('hf', model_id=str(tmp_path / 'ctc'), output='ctc_logits',
                          feature_extractor_id=str(tiny['wav2vec2'])).eval()

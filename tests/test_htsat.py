@@ -10,16 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from evar.check import check_model
 from evar.errors import EvarError
 from evar.models import create_model
 from evar.frontend import slaney_mel_filterbank
-from evar.models.htsat import HTSAT_IGNORED, build_swin, to_official_state
+from evar.models.htsat import HTSAT_IGNORED
 
-from conftest import ROOT, SHARED, batch_equals_single, demo_score, missing_weights_error, needs_shared
+from helpers import ROOT, SHARED, demo_score, needs_shared
+from helpers.tiny_models import HTSAT_SMALL as SMALL, write_htsat
 
 CONFIG = ROOT / 'config' / 'htsat.yaml'
-SMALL = dict(spec_size=128, clip_sec=2.5, embed_dim=16, depths=[2, 2, 2, 2], num_heads=[1, 2, 2, 4], swin_window=4)
 
 
 def small_options(path) -> str:
@@ -27,30 +26,10 @@ def small_options(path) -> str:
     return f'weight_file={path},{sizes}'
 
 
-def write_checkpoint(path, seed=0, **sizes):
-    """A random HTS-AT in the official lightning container: {'state_dict': {'sed_model.' + official key}}, with the
-    official extras the loader must drop (front-end constants, classifier, attention masks)."""
-    s = {**dict(spec_size=256, embed_dim=96, depths=(2, 2, 6, 2), num_heads=(4, 8, 16, 32), swin_window=8), **sizes}
-    torch.manual_seed(seed)
-    swin = build_swin(s['spec_size'], 64, 4, 4, s['embed_dim'], s['depths'], s['num_heads'], s['swin_window'])
-    state = to_official_state(swin)
-    with torch.no_grad():
-        for v in state.values():
-            if v.is_floating_point():
-                v.add_(0.02 * torch.randn_like(v))
-    state['logmel_extractor.melW'] = slaney_mel_filterbank(32000, 1024, 64, 50, 14000)
-    state['spectrogram_extractor.stft.conv_real.weight'] = torch.zeros(513, 1, 1024)
-    state['tscam_conv.weight'] = torch.zeros(527, 8 * s['embed_dim'], 2, 3)
-    state['head.weight'] = torch.zeros(527, 527)
-    state['layers.0.blocks.1.attn_mask'] = torch.zeros(64, 64, 64)
-    torch.save({'state_dict': {'sed_model.' + k: v for k, v in state.items()}, 'epoch': 3}, path)
-    return state
-
-
 @pytest.fixture(scope='module')
 def small_ckpt(tmp_path_factory):
     path = tmp_path_factory.mktemp('htsat') / 'HTSAT_small.ckpt'
-    write_checkpoint(path, **{k: v for k, v in SMALL.items() if k != 'clip_sec'})
+    write_htsat(path, **{k: v for k, v in SMALL.items() if k != 'clip_sec'})
     return path
 
 
@@ -66,12 +45,6 @@ def test_mel_filters_match_librosa_slaney_values():
     assert float(fb[2, 0]) == pytest.approx(0.0042890897, rel=1e-5)
     assert float(fb.sum()) == pytest.approx(2.0481262, rel=1e-5)
     assert int(fb[:, -1].argmax()) == 424 and bool((fb >= 0).all())
-
-
-def test_check_model_passes_on_real_size_pieces(small_ckpt):
-    report = check_model(CONFIG, options=small_options(small_ckpt), device='cpu', long_sec=20)
-    assert report.passed, report.table()
-    assert '1.00 frames' not in report['frame_rate'].detail
 
 
 def test_short_and_long_clips_follow_evar_chunking(small_model):
@@ -96,29 +69,19 @@ def test_short_and_long_clips_follow_evar_chunking(small_model):
         assert m(torch.randn(1, 300), torch.tensor([300])).embeddings.shape[1] == 8
 
 
-def test_batch_equals_single_for_unequal_lengths(small_model):
-    emb = batch_equals_single(small_model, [32000 * 6, 32000, 20000, 3000])
-    assert emb.shape == (4, 128) and torch.isfinite(emb).all()
-
-
+@pytest.mark.slow
 @needs_shared
 def test_real_size_model_on_a_real_clip(tmp_path):
     """The real HTS-AT (28M parameters) on a real ESC-50 clip: 32 tokens of 768-d per 10 s chunk."""
     from evar.audio import load_audio
 
-    write_checkpoint(tmp_path / 'full.ckpt')
+    write_htsat(tmp_path / 'full.ckpt')
     m = create_model('htsat', weight_file=str(tmp_path / 'full.ckpt')).eval()
     wav = torch.from_numpy(load_audio(sorted((SHARED / 'data' / 'ESC-50' / 'audio').glob('*.flac'))[0], 32000)[0])
     with torch.inference_mode():
         frames = m(wav[None], torch.tensor([wav.shape[0]]))
     assert frames.embeddings.shape == (1, 32, 768) and torch.isfinite(frames.embeddings).all()
     assert m.frame_hop_sec == pytest.approx(10 / 32)
-
-
-def test_shipped_yaml_without_weights_names_the_file_and_url(tmp_path):
-    error = missing_weights_error(tmp_path, CONFIG, via='check')
-    assert 'external/HTSAT_AudioSet_Saved_1.ckpt' in error
-    assert 'drive.google.com' in error and 'RetroCirce/HTS-Audio-Transformer' in error
 
 
 def test_wrong_or_missing_keys_fail_with_the_strict_message(tmp_path, small_ckpt):
@@ -140,5 +103,6 @@ def test_wrong_or_missing_keys_fail_with_the_strict_message(tmp_path, small_ckpt
     assert HTSAT_IGNORED == ('spectrogram_extractor.', 'logmel_extractor.', 'tscam_conv.', 'head.')
 
 
+@pytest.mark.slow
 def test_lineareval_on_demo_writes_a_score(tmp_path, work, small_ckpt):
     demo_score(tmp_path, work, CONFIG, small_options(small_ckpt) + ',batch_size=64', 'htsat')

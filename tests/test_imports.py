@@ -9,7 +9,7 @@ it. Imports under `if TYPE_CHECKING:` never run and are left out.
 import ast
 from pathlib import Path
 
-from conftest import ROOT
+from helpers import ROOT
 
 
 def module_names(package_dir: Path) -> dict:

@@ -12,7 +12,7 @@ from evar.errors import EvarError
 from evar.lineareval import HeadOptions, lineareval
 from evar.results import COLUMNS, EVAR_COLUMNS, read_scores
 
-from conftest import BYOLA_D512, ROOT, logreg_scores_on_shared, needs_byola, needs_shared, run_script
+from helpers import BYOLA_D512, ROOT, logreg_scores_on_shared, needs_byola, needs_shared, run_script
 
 MELSPEC = ROOT / 'config' / 'melspec.yaml'
 

@@ -1,7 +1,7 @@
 import re
 import tomllib
 
-from conftest import ROOT
+from helpers import ROOT
 
 
 def test_requirements_match_pyproject():

@@ -8,34 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from evar.check import check_model
 from evar.errors import EvarError
 from evar.models import create_model
 from evar.frontend import slaney_mel_filterbank
-from evar.models.panns import CNN14Params, Cnn14Net
 
-from conftest import ROOT, SHARED, batch_equals_single, demo_score, missing_weights_error, needs_shared, pad_clips
+from helpers import ROOT, SHARED, batch_equals_single, demo_score, needs_shared, pad_clips
+from helpers.tiny_models import write_cnn14
 
 CONFIG = ROOT / 'config' / 'cnn14.yaml'
-SMALL = (4, 8, 8, 16, 16, 24)  # channel widths of a fast stand-in; the official ones are 64 ... 2048
-
-
-def save_random_cnn14(path, channels=SMALL, classes=7, seed=0):
-    torch.manual_seed(seed)
-    net = Cnn14Net(CNN14Params(), channels, classes)
-    with torch.no_grad():  # non-trivial BatchNorm statistics, so a BN applied to padding would show
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.bias.uniform_(-0.3, 0.3)
-    torch.save({'model': net.state_dict(), 'iteration': 0}, path)  # the official checkpoint layout
-    return path
 
 
 @pytest.fixture(scope='module')
 def small_weights(tmp_path_factory):
-    return save_random_cnn14(tmp_path_factory.mktemp('cnn14') / 'small.pth')
+    return write_cnn14(tmp_path_factory.mktemp('cnn14') / 'small.pth')
 
 
 def real_clips(seconds):
@@ -45,15 +30,9 @@ def real_clips(seconds):
     return [torch.from_numpy(load_audio(f, 16000)[0][:int(s * 16000)]) for f, s in zip(files, seconds)]
 
 
-def test_small_cnn14_passes_every_check(small_weights):
-    """Conv frames (output_layers 0), so the frame rate is checked too; the clip embedding is the same network."""
-    report = check_model(CONFIG, options=f'weight_file={small_weights},output_layers=0', device='cpu', long_sec=30)
-    assert report.passed, report.table()
-    assert 'declared hop 320 ms' in report['frame_rate'].detail and report['frame_rate'].passed
-
-
-def test_padding_never_changes_a_clip(small_weights):
-    for layer in (-1, 0):
+def test_padding_never_changes_the_clip_embedding(small_weights):
+    """The fc1 clip embedding (the default); the conv frames (output_layers 0) are tests/test_contract.py's case."""
+    for layer in (-1,):
         model = create_model('cnn14', weight_file=str(small_weights), output_layers=layer).eval()
         emb = batch_equals_single(model, [16000 * 3 + 77, 9001, 3000, 16000])  # 3000 < 4960: silence-extended
         assert emb.shape == (4, 24) and torch.isfinite(emb).all()
@@ -78,12 +57,12 @@ def test_real_clips_batch_equals_single_and_short_clips_are_silence_extended(sma
 
 def test_real_size_checkpoint_and_front_end(tmp_path):
     """The official widths (64 ... 2048, 527 classes) load strictly; the mel matrix is librosa's Slaney one."""
-    path = save_random_cnn14(tmp_path / 'full.pth', channels=(64, 128, 256, 512, 1024, 2048), classes=527)
+    path = write_cnn14(tmp_path / 'full.pth', channels=(64, 128, 256, 512, 1024, 2048), classes=527)
     state = torch.load(path, weights_only=True)['model']
     assert tuple(state['spectrogram_extractor.stft.conv_real.weight'].shape) == (257, 1, 512)
     assert tuple(state['logmel_extractor.melW'].shape) == (257, 64) and tuple(state['fc1.weight'].shape) == (2048, 2048)
     model = create_model('cnn14', weight_file=str(path)).eval()
-    assert model.feature_d == 2048
+    assert model.embedding_dim == 2048
     wav = torch.sin(torch.arange(16000) * 2 * torch.pi * 440 / 16000)[None] * 0.1
     with torch.inference_mode():
         frames = model(wav, torch.tensor([16000]))
@@ -111,10 +90,6 @@ def test_wrong_checkpoints_fail_with_clear_messages(tmp_path, small_weights):
         create_model('cnn14', weight_file=str(small_weights), output_layers='all')
 
 
-def test_shipped_yaml_without_weights_says_where_to_get_them(tmp_path):
-    error = missing_weights_error(tmp_path, CONFIG)
-    assert 'external/Cnn14_16k_mAP=0.438.pth' in error and 'zenodo.org/record/3987831' in error
-
-
+@pytest.mark.slow
 def test_demo_lineareval_runs_and_scores(tmp_path, work, small_weights):
     demo_score(tmp_path, work, CONFIG, f'weight_file={small_weights}', 'cnn14')

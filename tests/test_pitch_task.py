@@ -12,7 +12,7 @@ plain spectrogram (a broken split or label would put it near chance); the second
 carries more pitch information than the spectrogram.
 """
 
-from conftest import ROOT, logreg_scores_on_shared, needs_shared
+from helpers import ROOT, logreg_scores_on_shared, needs_shared
 
 
 @needs_shared

@@ -4,7 +4,7 @@ command is the one CI runs."""
 import re
 import shlex
 
-from conftest import ROOT, run_script
+from helpers import ROOT, run_script
 
 
 def quick_start_commands() -> list:

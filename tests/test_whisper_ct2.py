@@ -8,10 +8,12 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, logreg_scores_on_shared, batch_equals_single, needs_shared
 
 from evar.errors import EvarError
 from evar.models import create_model
+
+from helpers import ROOT, batch_equals_single, logreg_scores_on_shared, needs_shared
+from helpers.tiny_models import tiny_whisper_encoder, write_ct2_whisper
 
 transformers = pytest.importorskip('transformers')
 
@@ -24,36 +26,12 @@ slow_on_cpu = pytest.mark.skipif(not torch.cuda.is_available() and not os.enviro
                                         'or with EVAR_SLOW_TESTS=1')
 
 
-def _tiny_whisper():
-    torch.manual_seed(0)
-    config = transformers.WhisperConfig(d_model=32, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=64,
-                                        num_mel_bins=80, max_source_positions=1500, decoder_layers=1,
-                                        decoder_attention_heads=4, decoder_ffn_dim=64)
-    from transformers.models.whisper.modeling_whisper import WhisperEncoder
-
-    encoder = WhisperEncoder(config).eval()
-    with torch.no_grad():  # random non-trivial values everywhere (biases and norms included)
-        for p in encoder.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return config, encoder
-
-
-def _write_fake_ct2(path, encoder, dtype=torch.float32):
-    from evar.models.whisper_ct2 import ct2_variables, write_ct2
-
-    variables = {k: (t.to(dtype) if t.is_floating_point() else t) for k, t in ct2_variables(encoder).items()}
-    # decoder-side entries the real converter also writes, and an alias, so the reader walks the whole layout
-    variables = {'decoder/activation': torch.tensor(1, dtype=torch.int8),
-                 'decoder/embeddings/weight': torch.randn(5, 32).to(dtype), **variables}
-    write_ct2(path, variables, aliases={'decoder/projection/weight': 'decoder/embeddings/weight'})
-
-
 def test_ct2_round_trip_matches_transformers(tmp_path):
     from evar.models.whisper_ct2 import read_ct2
 
-    _, encoder = _tiny_whisper()
+    _, encoder = tiny_whisper_encoder()
     path = tmp_path / 'model.bin'
-    _write_fake_ct2(path, encoder)
+    write_ct2_whisper(path, encoder)
     ct2 = read_ct2(path)
     assert ct2['version'] == 6 and ct2['spec'] == 'WhisperSpec' and ct2['revision'] == 3
     assert ct2['aliases'] == {'decoder/projection/weight': 'decoder/embeddings/weight'}
@@ -81,9 +59,9 @@ def test_ct2_round_trip_matches_transformers(tmp_path):
 
 
 def test_fp16_file_and_two_part_file(tmp_path):
-    _, encoder = _tiny_whisper()
+    _, encoder = tiny_whisper_encoder()
     path = tmp_path / 'model.bin'
-    _write_fake_ct2(path, encoder, dtype=torch.float16)
+    write_ct2_whisper(path, encoder, dtype=torch.float16)
     data = path.read_bytes()
     (tmp_path / 'model.bin.part1').write_bytes(data[:1000])
     (tmp_path / 'model.bin.part2').write_bytes(data[1000:])
@@ -99,9 +77,9 @@ def test_fp16_file_and_two_part_file(tmp_path):
 
 
 def test_truncated_or_wrong_file_says_what_is_wrong(tmp_path):
-    _, encoder = _tiny_whisper()
+    _, encoder = tiny_whisper_encoder()
     path = tmp_path / 'model.bin'
-    _write_fake_ct2(path, encoder)
+    write_ct2_whisper(path, encoder)
     (tmp_path / 'cut.bin').write_bytes(path.read_bytes()[:-500])
     with pytest.raises(EvarError, match='ends early'):
         create_model('whisper_ct2', weight_file=str(tmp_path / 'cut.bin'))
@@ -112,6 +90,7 @@ def test_truncated_or_wrong_file_says_what_is_wrong(tmp_path):
         create_model('whisper_ct2', weight_file=str(tmp_path / 'absent.bin'))
 
 
+@pytest.mark.slow
 @needs_tiny_en
 def test_real_tiny_en_loads_strictly_and_embeds():
     from evar.models.whisper_ct2 import find_model_bin, read_ct2
@@ -122,11 +101,12 @@ def test_real_tiny_en_loads_strictly_and_embeds():
     model = create_model('whisper_ct2', weight_file='', output_layers=-1).eval()  # located in the package
     c = model.config
     assert (c.encoder_layers, c.d_model, c.encoder_attention_heads, c.num_mel_bins) == (4, 384, 6, 80)
-    assert model.feature_d == 384
+    assert model.embedding_dim == 384
     emb = batch_equals_single(model, [16000, 9000, 4000])
     assert emb.shape == (3, 384) and torch.isfinite(emb).all() and emb.std() > 0
 
 
+@pytest.mark.slow
 @needs_shared
 @needs_tiny_en
 @slow_on_cpu
