@@ -50,6 +50,7 @@ class CheckResult:
 
     @property
     def status(self) -> str:
+        """'PASS', 'FAIL' or 'SKIP', as the table shows it."""
         return 'SKIP' if self.skipped else ('PASS' if self.passed else 'FAIL')
 
 
@@ -63,15 +64,18 @@ class CheckReport:
 
     @property
     def passed(self) -> bool:
+        """True when no check failed (skipped checks count as passed)."""
         return all(c.passed for c in self.checks)
 
     def __getitem__(self, name: str) -> CheckResult:
+        """The check called `name` ('shapes', 'length 10s', ...); KeyError when there is none."""
         for c in self.checks:
             if c.name == name:
                 return c
         raise KeyError(name)
 
     def table(self) -> str:
+        """The report as printed by `python -m evar.check`: one row per check, the notes, and a verdict line."""
         width = max([len(c.name) for c in self.checks] + [5])
         lines = [f'{self.config} on {self.device}', f'{"check":<{width}}  stat  detail']
         lines += [f'{c.name:<{width}}  {c.status}  {c.detail}' for c in self.checks]
@@ -92,6 +96,7 @@ def test_signal(seconds: float, sample_rate: int, seed: int) -> torch.Tensor:
 
 
 def padded_batch(lengths: list, sample_rate: int, device) -> tuple:
+    """(waves [B, max length] zero-padded, lengths [B]) of `test_signal` clips of `lengths` samples (seeds 0, 1, ...)."""
     clips = [test_signal(n / sample_rate, sample_rate, seed=i) for i, n in enumerate(lengths)]
     wav = torch.zeros(len(clips), max(lengths))
     for i, c in enumerate(clips):
@@ -300,6 +305,7 @@ def _same_device(have: torch.device, want: torch.device) -> bool:
 
 
 def main(argv=None) -> int:
+    """The command line (see the module docstring); returns the exit status: 0 all passed, 1 a failure or an error."""
     parser = argparse.ArgumentParser(prog='python -m evar.check', description=__doc__.split('\n\n')[0])
     parser.add_argument('config', help='model YAML, e.g. config/melspec.yaml')
     parser.add_argument('--options', default='', help="config overrides 'key=value,+new_key=value'")

@@ -74,6 +74,7 @@ def selected_width(widths: list, output_layers: Any, average: bool = False) -> i
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's content, read `chunk` bytes at a time."""
     h = hashlib.sha256()
     with open(path, 'rb') as f:
         for block in iter(lambda: f.read(chunk), b''):
