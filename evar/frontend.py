@@ -12,10 +12,12 @@ from .models.base import lengths_to_mask
 
 
 def hz_to_mel_htk(f):
+    """HTK mel of `f` Hz, 2595 log10(1 + f / 700): a float for a Python number, else a tensor of the same shape."""
     return 2595.0 * math.log10(1.0 + f / 700.0) if isinstance(f, (int, float)) else 2595.0 * torch.log10(1.0 + f / 700.0)
 
 
 def mel_to_hz_htk(m):
+    """Hz of HTK mel `m` (a number or a tensor), the inverse of `hz_to_mel_htk`: 700 (10^(m / 2595) - 1)."""
     return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
 
 
@@ -45,6 +47,7 @@ def hz_to_mel_slaney(hz: torch.Tensor) -> torch.Tensor:
 
 
 def mel_to_hz_slaney(mel: torch.Tensor) -> torch.Tensor:
+    """Hz of Slaney mels (a tensor, elementwise), the inverse of `hz_to_mel_slaney`: linear below 15 mel (1 kHz)."""
     linear = mel * (200.0 / 3)
     log = 1000.0 * torch.exp((math.log(6.4) / 27.0) * (mel - 15.0))
     return torch.where(mel >= 15.0, log, linear)
@@ -82,9 +85,11 @@ class Spectrogram(nn.Module):
 
     @property
     def n_bins(self) -> int:
+        """F of the output: n_mels with mel filters, else the n_fft // 2 + 1 rFFT bins."""
         return self.mel_fb.shape[1] if self.mel_fb is not None else self.n_fft // 2 + 1
 
     def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """[B] int64 frames of clips of `lengths` [B] samples: 1 + length // hop_length (centred frames)."""
         return 1 + torch.div(lengths, self.hop_length, rounding_mode='floor')
 
     def _one(self, wav: torch.Tensor) -> torch.Tensor:
@@ -101,6 +106,9 @@ class Spectrogram(nn.Module):
         return (spec + self.eps).log() if self.log else spec
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor):
+        """(spec, frames) of waves [B, N] with `lengths` [B] valid samples: spec [B, F, T] (F = `n_bins`, T the most
+        frames of any clip; log of power + float32 eps when `log`), each clip framed on its own samples only and zero
+        past its frame count; frames [B] int64 from `frame_lengths`."""
         frames = self.frame_lengths(lengths)
         if bool((lengths == wav.shape[-1]).all()):
             return self._one(wav)[..., :int(frames.max())], frames
@@ -163,6 +171,8 @@ class KaldiFbank(nn.Module):
         self.eps = torch.finfo(torch.float32).eps
 
     def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """[B] int64 frames of clips of `lengths` [B] samples: 1 + (length - win_length) // hop_length, a clip
+        shorter than `min_samples` counting as that long (at least `min_frames`)."""
         return 1 + torch.div(lengths.clamp(min=self.min_samples) - self.win_length, self.hop_length,
                              rounding_mode='floor')
 
@@ -177,6 +187,9 @@ class KaldiFbank(nn.Module):
         return torch.matmul(power, self.mel_fb).clamp(min=self.eps).log()
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor):
+        """(fbank, frames) of waves [B, N] (float, at `sample_rate` Hz) with `lengths` [B] valid samples: fbank
+        [B, n_mels, T] natural-log mel energies (T the most frames of any clip), zero past each clip's count; frames
+        [B] int64 from `frame_lengths`."""
         lengths = lengths.to(wav.device)
         valid = lengths_to_mask(lengths, wav.shape[-1]).to(wav.dtype)
         if self.remove_clip_mean:

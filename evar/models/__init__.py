@@ -64,6 +64,7 @@ EVAR_ALIASES = MappingProxyType({
 
 
 def list_models() -> list:
+    """The registered model names (the `audio_repr` values of `MODELS`), sorted."""
     return sorted(MODELS)
 
 
@@ -77,6 +78,12 @@ def resolve_name(name: str, source: str = 'config') -> str:
 
 
 def model_class(name: str):
+    """The AudioRepr class of a registry name or a `package.module:Class` (not an EVAR alias: `resolve_name` first),
+    importing its module now.
+
+    Raises:
+        EvarError: the module cannot be imported (e.g. a missing optional dependency) or lacks the class.
+    """
     target = MODELS.get(name, name)
     module_name, _, class_name = target.partition(':')
     try:
@@ -90,6 +97,12 @@ def model_class(name: str):
 
 
 def model_params_class(name: str):
+    """The `Params` dataclass (the YAML keys it accepts) of the model `name` (a registry name, alias or
+    `package.module:Class`).
+
+    Raises:
+        EvarError: unknown name, import failure, or a class without `Params`.
+    """
     cls = model_class(resolve_name(name))
     params = getattr(cls, 'Params', None)
     if params is None:

@@ -95,6 +95,12 @@ class BEATsArch:
 
     @classmethod
     def from_cfg(cls, cfg: dict, source) -> 'BEATsArch':
+        """The architecture from a checkpoint's 'cfg' dict (other keys ignored; `source` names the file in errors).
+
+        Raises:
+            EvarError: input_patch_size not a positive divisor of the 128 mel bins, an unsupported activation_fn,
+                or deep_norm together with layer_norm_first.
+        """
         known = {f.name for f in fields(cls)}
         arch = cls(**{k: v for k, v in cfg.items() if k in known})
         if arch.input_patch_size <= 0 or N_MELS % arch.input_patch_size:
@@ -142,6 +148,7 @@ class WeightNormConv1d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, channels, L] -> [B, channels, L + 1 - kernel % 2] (zero padding kernel // 2 on each side)."""
         weight = self.weight_v * (self.weight_g / self.weight_v.norm(dim=(0, 1), keepdim=True))
         return F.conv1d(x, weight, self.bias, padding=self.padding, groups=self.groups)
 
@@ -154,6 +161,7 @@ class ConvPositionalEmbedding(nn.Sequential):
         self.trim = 1 if kernel % 2 == 0 else 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, D, L] tokens (channels first) -> [B, D, L] positional term, added to the tokens by the caller."""
         y = self[0](x)
         if self.trim:
             y = y[..., :-self.trim]
@@ -161,6 +169,8 @@ class ConvPositionalEmbedding(nn.Sequential):
 
 
 class RelativeAttention(nn.Module):
+    """BEATs' multi-head self-attention (separate q/k/v/out projections) with an additive relative position bias,
+    gated per query and head by `grep_linear` / `grep_a` when the checkpoint sets gru_rel_pos; padded keys masked."""
     def __init__(self, arch: BEATsArch):
         super().__init__()
         d, heads = arch.encoder_embed_dim, arch.encoder_attention_heads
@@ -193,6 +203,8 @@ class RelativeAttention(nn.Module):
 
 
 class EncoderLayer(nn.Module):
+    """One transformer layer: post-LN (residuals scaled by (2 N)^(1/4) with deep_norm, N = encoder_layers) or
+    pre-LN (layer_norm_first); FFN encoder_embed_dim -> encoder_ffn_embed_dim -> encoder_embed_dim."""
     def __init__(self, arch: BEATsArch):
         super().__init__()
         d = arch.encoder_embed_dim
@@ -207,6 +219,7 @@ class EncoderLayer(nn.Module):
         self.residual_scale = math.pow(2 * arch.encoder_layers, 0.25) if arch.deep_norm else 1.0
 
     def forward(self, x, key_mask, position_bias):
+        """x [B, L, D] -> [B, L, D]; key_mask [B, L] and position_bias [H, L, L] (or None) as in RelativeAttention."""
         if self.layer_norm_first:
             x = x + self.self_attn(self.self_attn_layer_norm(x), key_mask, position_bias)
             return x + self.fc2(self.activation(self.fc1(self.final_layer_norm(x))))
@@ -215,6 +228,8 @@ class EncoderLayer(nn.Module):
 
 
 class TransformerEncoder(nn.Module):
+    """BEATs' encoder: convolutional positional embedding, LayerNorm (post-LN models) and `encoder_layers` layers
+    sharing one relative-position bias table."""
     def __init__(self, arch: BEATsArch):
         super().__init__()
         self.arch = arch
@@ -279,6 +294,22 @@ class BEATsModel(nn.Module):
 
 @dataclass(frozen=True)
 class BEATsParams:
+    """YAML keys of `beats`. The network's sizes come from the checkpoint's 'cfg', not from here.
+
+    Keys:
+        weight_file: an official checkpoint {'cfg': ..., 'model': ...} (BEATs_iter3.pt, ...; see WEIGHTS_URL).
+        feature_d: not used (EVAR configs carry it).
+        sample_rate: Hz; must be 16000 (the fbank front end is fixed).
+        temporal_pooling_type: 'mean' (EVAR's: the mean over all tokens), 'max' or 'mean_max'.
+        output_layers: encoder layer index (-1: the last, the official output), a list of indices, or 'all'.
+        layer_average: with several output_layers, average them instead of concatenating.
+        fbank_mean, fbank_std: the fixed fbank statistics, in log mel energy of 16-bit-range samples; features are
+            (fbank - mean) / (2 std) as the official code computes them.
+        chunk_sec: seconds; longer clips are cut into pieces of floor(chunk_sec / 0.16) token rows run alone (None:
+            never cut).
+        attention_mib: MiB bound of one forward pass's attention-bias tensor (groups clips; outputs do not depend
+            on it).
+    """
     weight_file: Optional[str] = None
     feature_d: int = 768  # informational (EVAR configs carry it); the width comes from the checkpoint's cfg
     sample_rate: int = SAMPLE_RATE
@@ -308,6 +339,14 @@ def read_official_checkpoint(path: Optional[str]) -> tuple:
 
 
 class BEATs(AudioRepr):
+    """BEATs (Chen et al., ICML 2023; microsoft/unilm beats): waves [B, N] float32 at 16 kHz -> Frames [B, T, D],
+    one per 0.16 s row of patch tokens (the mean of its 128 / patch frequency tokens), D = encoder_embed_dim per
+    output layer.
+
+    Raises:
+        EvarError: sample_rate not 16000, a missing or non-official weight file, an unsupported 'cfg', or tensors
+            that do not match it (at construction).
+    """
     Params = BEATsParams
 
     def __init__(self, params: BEATsParams):
@@ -333,6 +372,7 @@ class BEATs(AudioRepr):
 
     @property
     def embedding_dim(self) -> int:
+        """The checkpoint's encoder_embed_dim, times the number of output_layers when they are concatenated."""
         a = self.arch
         return selected_width([a.encoder_embed_dim] * a.encoder_layers, self.params.output_layers,
                               self.params.layer_average)
@@ -365,6 +405,13 @@ class BEATs(AudioRepr):
         return groups + [current] if current else groups
 
     def encode(self, feats: torch.Tensor, feat_lengths: torch.Tensor) -> Frames:
+        """Frames of normalised fbanks [B, 128, T] with `feat_lengths` [B] frames: embeddings [B, R, D], R = the
+        most whole patch rows (T // patch) of any clip, each clip's rows run alone or in pieces of chunk_sec, zero
+        and masked False past its rows.
+
+        Raises:
+            EvarError: output_layers out of range.
+        """
         p = self.params
         tokens = self.model.tokens(feats.transpose(1, 2))  # [B, R, F', D]; a row needs `patch` frames of its own
         rows = torch.div(feat_lengths, self.patch, rounding_mode='floor').clamp(max=tokens.shape[1])

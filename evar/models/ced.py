@@ -67,6 +67,9 @@ class MelDB(nn.Module):
         self.top_db = top_db
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor):
+        """(db, frames) of waves [B, N] at `sample_rate` Hz with `lengths` [B] samples: db [B, n_mels, T] in dB
+        (10 log10 of mel power, floored at 1e-10 power and at the clip's peak - top_db), zero past each clip's
+        frames; frames [B] int64 = 1 + length // hop_length."""
         power, frames = self.spec(wav, lengths)  # [B, bins, T], zero past each clip's frames
         power = torch.matmul(power.transpose(1, 2), self.mel_fb).transpose(1, 2)
         db = 10.0 * torch.log10(power.clamp(min=AMIN))
@@ -127,6 +130,21 @@ class AudioViT(nn.Module):
 
 @dataclass(frozen=True)
 class AudioViTParams:
+    """YAML keys of `ced` and `dasheng` (the defaults are the published models' front end and the base encoder).
+
+    Keys:
+        weight_file: the official checkpoint (.pt from Zenodo; see CED_WEIGHTS_URL / DASHENG_WEIGHTS_URL).
+        sample_rate: Hz of the input waves (16000, the rate the models were trained at).
+        n_fft, window_size, hop_size: FFT size, Hann window and hop in samples (512, 512, 160: 32 ms / 10 ms).
+        n_mels: mel bins (64, the patch grid's height); f_min, f_max: Hz, the HTK mel filters' range.
+        top_db: dB below each clip's own peak where its spectrogram is floored (None: no floor).
+        embed_dim, depth, num_heads, mlp_ratio: the encoder's width, blocks, heads and MLP ratio; they must be the
+            checkpoint's (the strict load checks all but num_heads).
+        output_layers: block index (-1: the last, after the final LayerNorm), a list of indices, or 'all'.
+        layer_average: with several output_layers, average them instead of concatenating.
+        temporal_pooling_type: 'mean' (EVAR's CED and Dasheng wrappers), 'max' or 'mean_max'.
+        feature_d: not used (EVAR configs carry it).
+    """
     weight_file: Optional[str] = None
     sample_rate: int = 16000
     n_fft: int = 512
@@ -175,6 +193,7 @@ class AudioViTRepr(AudioRepr):
 
     @property
     def embedding_dim(self) -> int:
+        """embed_dim, times the number of output_layers when they are concatenated."""
         p = self.params
         return selected_width([p.embed_dim] * p.depth, p.output_layers, p.layer_average)
 
@@ -200,6 +219,13 @@ class AudioViTRepr(AudioRepr):
         raise NotImplementedError
 
     def encode(self, feats, feat_lengths) -> Frames:
+        """Frames of dB spectrograms [B, n_mels, T] with `feat_lengths` [B] frames: embeddings [B, T', D], one per
+        patch column (`frame_hop_sec` apart; the columns of consecutive TARGET_FRAMES windows concatenated, then
+        cut after the last column any clip reaches), zero and masked False past each clip's audio.
+
+        Raises:
+            EvarError: output_layers out of range.
+        """
         x = self.body.normalize(feats)
         width = self.TARGET_FRAMES
         n_windows = max(1, math.ceil(x.shape[-1] / width))
@@ -230,6 +256,9 @@ class AudioViTRepr(AudioRepr):
 
 
 class CED(AudioViTRepr):
+    """CED (Dinkel et al., ICASSP 2024; RicherMans/CED): 16 x 16 patches, frames = the 4 frequency patches of a
+    160 ms column averaged, windows of 1012 spectrogram frames (10.12 s); the YAML keys are `AudioViTParams`'.
+    Frames [B, T, embed_dim]; the checkpoint's AudioSet head (`outputlayer.*`) is dropped."""
     PATCH = (16, 16)
     TARGET_FRAMES = 1012
     FAMILY = 'CED'
@@ -237,6 +266,9 @@ class CED(AudioViTRepr):
     DROP_PREFIXES = ('outputlayer.',)  # the AudioSet classifier head
 
     def window_counts(self, frames, n_windows):
+        """Columns per clip and window ([B, W] each): a clip of at most one window runs unpadded (its whole
+        16-frame columns, at least one, both output and keys); a longer one attends to all columns of every window
+        holding some of its audio (the official zero-padded windows) and outputs the columns holding some audio."""
         width, pt = self.TARGET_FRAMES, self.PATCH[1]
         grid_t = self.body.grid[1]
         starts = torch.arange(n_windows, device=frames.device)[None] * width

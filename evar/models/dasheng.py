@@ -28,12 +28,16 @@ DASHENG_WEIGHTS_URL = ('https://zenodo.org/records/11511780 (dasheng_base.pt, da
 
 
 class Dasheng(AudioViTRepr):
+    """Dasheng (Dinkel et al., Interspeech 2024; XiaoMi/dasheng): 64 x 4 patches, one frame per 40 ms patch column,
+    windows of 1008 spectrogram frames (10.08 s); the YAML keys are `AudioViTParams`'. Frames [B, T, embed_dim]."""
     PATCH = (64, 4)
     TARGET_FRAMES = 1008
     FAMILY = 'Dasheng'
     WEIGHTS_URL = DASHENG_WEIGHTS_URL
 
     def window_counts(self, frames, n_windows):
+        """Whole 4-frame columns of audio per clip and window ([B, W] each, output = keys): the last window of a clip
+        is run as long as its audio (padding masked), a clip shorter than one patch counts one column."""
         width, pt = self.TARGET_FRAMES, self.PATCH[1]
         starts = torch.arange(n_windows, device=frames.device)[None] * width
         cols = torch.div((frames[:, None] - starts).clamp(0, width), pt, rounding_mode='floor')

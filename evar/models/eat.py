@@ -62,6 +62,22 @@ WINDOWS_PER_PASS = 8  # windows run together: bounds memory on long clips (atten
 
 @dataclass(frozen=True)
 class EATParams:
+    """YAML keys of `eat`. The encoder's sizes come from the checkpoint's shapes (heads: see num_heads).
+
+    Keys:
+        weight_file: the Hugging Face folder (model.safetensors or pytorch_model.bin, config.json) or a weight file.
+        sample_rate: Hz of the input waves (16000, the training rate).
+        n_mels: Kaldi mel bins (128; a multiple of the patch size).
+        window: the fbank window; only 'hanning' (the official one) is accepted.
+        target_length: fbank frames per window (1024: 10.24 s at the 10 ms shift; a multiple of the patch size).
+        norm_mean, norm_std: fixed log-fbank statistics; inputs are (x - norm_mean) / (2 norm_std).
+        num_heads: attention heads (None: config.json's num_heads, else embed_dim // 64).
+        frames: 'patches', 'cls' or 'all' (see the module docstring).
+        output_layers: block index (-1: the last, the official extract_features), a list of indices, or 'all'.
+        layer_average: with several output_layers, average them instead of concatenating.
+        temporal_pooling_type: 'mean', 'max' or 'mean_max'.
+        feature_d: not used beyond a warning when it differs from the checkpoint's width.
+    """
     weight_file: Optional[str] = None  # the Hugging Face folder, or a weight file
     sample_rate: int = 16000
     n_mels: int = 128
@@ -81,6 +97,8 @@ class EATParams:
 # The encoder, in the key names of the official Hugging Face module (`model.` prefix stripped).
 
 class FixedPositions(nn.Module):
+    """Holds the fixed positional table `positions` [1, n_positions, dim] under the official key name (the
+    checkpoints store it; the strict load checks it against `sincos_positions`' shape)."""
     def __init__(self, n_positions: int, dim: int):
         super().__init__()
         self.register_buffer('positions', torch.zeros(1, n_positions, dim))  # stored in the official checkpoints
@@ -112,11 +130,14 @@ class PostNormBlock(nn.Module):
         self.mlp = Mlp(dim, mlp_hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens [N, L, dim] -> [N, L, dim] (no key mask: EAT windows are run whole)."""
         r = self.norm1(x + self.attn(x))
         return self.norm2(r + self.mlp(r))
 
 
 class EATEncoder(nn.Module):
+    """EAT's encoder (official Hugging Face key names): patch embedding, fixed sin-cos positions, a learned CLS
+    token (`extra_tokens`), pre_norm and `depth` post-norm blocks; positions for up to max_time_columns columns."""
     def __init__(self, dim: int = 768, depth: int = 12, num_heads: int = 12, mlp_hidden: int = 3072,
                  patch: int = 16, freq_rows: int = 8, max_time_columns: int = 768, eps: float = 1e-6):
         super().__init__()
@@ -128,7 +149,11 @@ class EATEncoder(nn.Module):
         self.blocks = nn.ModuleList(PostNormBlock(dim, num_heads, mlp_hidden, eps) for _ in range(depth))
 
     def forward(self, x: torch.Tensor) -> list:
-        """x [N, 1, frames, mels] normalised windows -> every block's output [N, 1 + patches, D] (CLS first)."""
+        """x [N, 1, frames, mels] normalised windows -> every block's output [N, 1 + patches, D] (CLS first).
+
+        Raises:
+            EvarError: more patches than the positional table holds.
+        """
         x = self.local_encoder(x)
         positions = self.fixed_positional_encoder.positions
         if x.shape[1] > positions.shape[1]:
@@ -184,6 +209,12 @@ def read_safetensors(path: Path) -> dict:
 
 
 def read_weights(weight_file: Optional[str]) -> dict:
+    """The raw state dict of `weight_file` (a Hugging Face folder, a .safetensors file or a torch file).
+
+    Raises:
+        EvarError: weight_file not set, a missing folder or file, or a file that cannot be read safely (a full
+            fairseq checkpoint: the message says how to save its tensors).
+    """
     path = weight_file_of(weight_file)
     if path is not None and path.name == WEIGHT_NAMES[0] and not path.parent.is_dir():
         raise EvarError(f'EAT: weight folder {path.parent} does not exist. Put the model.safetensors and '
@@ -230,6 +261,11 @@ def encoder_state(state: dict) -> dict:
 
 
 def read_config(weight_file: Optional[str]) -> dict:
+    """The config.json beside the weights as a dict ({} when there is none).
+
+    Raises:
+        EvarError: config.json exists but cannot be read as JSON.
+    """
     path = weight_file_of(weight_file)
     config = path.parent / 'config.json' if path is not None else None
     if config is None or not config.is_file():
@@ -241,6 +277,11 @@ def read_config(weight_file: Optional[str]) -> dict:
 
 
 def shape_of(state: dict, key: str, source: str) -> tuple:
+    """Shape of `state[key]`.
+
+    Raises:
+        EvarError: the key is missing, i.e. `source` is not an EAT checkpoint.
+    """
     if key not in state:
         raise EvarError(f'EAT: weight file {source} has no {key}; expected an EAT checkpoint (Hugging Face keys '
                         f'model.local_encoder.*, model.blocks.*, or fairseq modality_encoders.IMAGE.*, blocks.*).')
@@ -248,6 +289,14 @@ def shape_of(state: dict, key: str, source: str) -> tuple:
 
 
 class EAT(AudioRepr):
+    """EAT (Chen et al., IJCAI 2024; cwx-worst-one/EAT, Hugging Face worstchan/EAT-base_epoch30_pretrain): waves [B, N]
+    float32 at 16 kHz -> Frames [B, T, D] from 1024-frame (10.24 s) windows run alone, per `frames`: 'patches' 8
+    tokens per 160 ms column, 'cls' one per window, 'all' 1 + 512 per window (target_length 1024, 128 mels).
+
+    Raises:
+        EvarError: window not 'hanning', frames not one of FRAME_MODES, target_length or n_mels not a multiple of
+            the checkpoint's patch size, or missing / unreadable / mismatched weights (at construction).
+    """
     Params = EATParams
     cache_version = 1
 
@@ -277,11 +326,14 @@ class EAT(AudioRepr):
 
     @property
     def embedding_dim(self) -> int:
+        """The checkpoint's width (768 for EAT-base), times the number of output_layers when they are concatenated."""
         dim, depth = self.body.extra_tokens.shape[-1], len(self.body.blocks)
         return selected_width([dim] * depth, self.params.output_layers, self.params.layer_average)
 
     @classmethod
     def weight_paths(cls, params) -> list:
+        """The tensor file (resolved inside a folder) and, when present, the config.json beside it (it sets the
+        heads and LayerNorm eps)."""
         path = weight_file_of(params.weight_file)
         if path is None:
             return []
@@ -289,6 +341,12 @@ class EAT(AudioRepr):
         return [path] + ([config] if config.is_file() else [])
 
     def load_encoder(self, p: EATParams) -> EATEncoder:
+        """The encoder sized from the checkpoint's shapes, loaded strictly.
+
+        Raises:
+            EvarError: unreadable weights, a checkpoint that is not EAT's, or a positional table that does not fit
+                n_mels / patch frequency rows.
+        """
         source = str(p.weight_file)
         state = encoder_state(read_weights(p.weight_file))
         dim = shape_of(state, 'extra_tokens', source)[-1]
@@ -311,9 +369,19 @@ class EAT(AudioRepr):
         return body
 
     def features(self, wav, lengths):
+        """Kaldi log-mel fbank [B, n_mels, T] of each clip with its mean removed (10 ms frames, unnormalised; see
+        `encode`) and frame counts [B] = 1 + (n - 400) // 160 at 16 kHz (at least 1)."""
         return self.fbank(wav, lengths)
 
     def encode(self, feats, feat_lengths) -> Frames:
+        """Frames of fbanks [B, n_mels, T] with `feat_lengths` [B] frames, windows of target_length frames
+        (zero-padded, then normalised) concatenated: 'patches' [B, W * C * R, D] (C = target_length / patch
+        columns, R = n_mels / patch rows, time-major; masked True for columns that start inside the clip), 'cls'
+        [B, W, D], 'all' [B, W * (1 + C * R), D] (masked True for windows holding audio).
+
+        Raises:
+            EvarError: output_layers out of range, or a window longer than the positional table.
+        """
         p = self.params
         b, n_mels, total = feats.shape
         width = p.target_length

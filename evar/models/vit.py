@@ -25,14 +25,18 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=self.patch_size, stride=tuple(stride or patch_size))
 
     def grid(self, height: int, width: int) -> tuple:
+        """(H', W') patches of an input of `height` x `width` (the conv's output size, no padding)."""
         (ph, pw), (sh, sw) = self.patch_size, self.proj.stride
         return (height - ph) // sh + 1, (width - pw) // sw + 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, C, H, W] -> tokens [B, H' * W', D]."""
         return self.proj(x).flatten(2).transpose(1, 2)
 
 
 class Attention(nn.Module):
+    """Multi-head self-attention as timm's (one `qkv` projection to 3 x dim, `proj` back to dim), computed by
+    torch's scaled_dot_product_attention with an optional key mask; dim must be a multiple of num_heads."""
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
         super().__init__()
         self.num_heads = num_heads
@@ -49,6 +53,7 @@ class Attention(nn.Module):
 
 
 class Mlp(nn.Module):
+    """timm's transformer MLP: fc1 (dim -> hidden), exact GELU, fc2 (hidden -> dim)."""
     def __init__(self, dim: int, hidden: int):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
@@ -56,15 +61,18 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[..., dim] -> [..., dim], token by token."""
         return self.fc2(self.act(self.fc1(x)))
 
 
 class LayerScale(nn.Module):
+    """Learned per-channel scale `gamma` [dim] (timm's ls1 / ls2, initialised to ones)."""
     def __init__(self, dim: int):
         super().__init__()
         self.gamma = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[..., dim] scaled channel by channel."""
         return x * self.gamma
 
 
@@ -82,5 +90,6 @@ class Block(nn.Module):
         self.ls2 = LayerScale(dim) if layer_scale else nn.Identity()
 
     def forward(self, x: torch.Tensor, key_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Tokens [B, N, dim] -> [B, N, dim]; key_mask [B, N] (True: may be attended to) as in `Attention`."""
         x = x + self.ls1(self.attn(self.norm1(x), key_mask))
         return x + self.ls2(self.mlp(self.norm2(x)))
