@@ -1,10 +1,9 @@
-"""Convert a dataset folder to mono audio at one sample rate (same relative paths; see evar/prepare_wav.py).
+"""Convert a dataset folder to mono audio at one sample rate (`evar prepare`; see evar/prepare_wav.py).
 
     python prepare_wav.py SRC DST SAMPLE_RATE [--workers N] [--quality VHQ] [--subtype PCM_16] [--suffixes wav,flac]
 """
 
-from evar.cli import run_cli
-from evar.prepare_wav import main
+from evar.cli import script
 
 if __name__ == '__main__':
-    run_cli(main)
+    script('prepare')

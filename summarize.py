@@ -1,10 +1,9 @@
-"""Summarise results/scores.csv as a models x tasks table of mean ± std (see evar/summarize.py).
+"""Summarise results/scores.csv as a models x tasks table of mean ± std (`evar summarize`; see evar/summarize.py).
 
     python summarize.py [filter] [--results results/scores.csv] [--out results/summary.csv]
 """
 
-from evar.cli import run_cli
-from evar.summarize import main
+from evar.cli import script
 
 if __name__ == '__main__':
-    run_cli(main)
+    script('summarize')

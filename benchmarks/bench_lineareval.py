@@ -54,13 +54,16 @@ def measure_ours(args, work: Path) -> dict:
 
     from evar.config import load_config
     from evar.data import ClipDataset, read_metadata
-    from evar.lineareval import EmbeddingSource, HeadOptions, _fit_and_test, fold_splits, encode_labels
+    from evar.embed.source import TaskEmbeddings
+    from evar.heads import head_class
+    from evar.modes.linear import HeadOptions, fit_and_test
+    from evar.splits import make_plan
     from evar.tasks import get_task
 
     cfg = load_config(args.config, args.options)
     task = get_task(args.task, unit_sec=args.unit_sec)
     meta = read_metadata(task.metadata_path(work))
-    source = EmbeddingSource(cfg, task, meta, work, 'cpu', progress=False)
+    source = TaskEmbeddings(cfg, task, meta, work, 'cpu', progress=False)
     train_rows = meta.split_indices(1)['train']
     root, _ = source.data_root()
     dataset = ClipDataset(root, meta.file_names, source.sample_rate, task.unit_sec, cfg.run.crop)
@@ -77,14 +80,12 @@ def measure_ours(args, work: Path) -> dict:
 
     heads = []
     log_dir = Path(tempfile.mkdtemp())
-    for kind, seeds in (('probe', (42, 43, 44)), ('logreg', (42,))):
+    for kind, seeds in (('probe', (42, 43, 44)), ('logreg', (42,)), ('knn', (42,))):
         for seed in seeds:
-            splits = fold_splits(meta, task, 1, seed, 0.1)
-            classes = sorted({lab for r in splits['train'] for lab in meta.labels[r]})
-            ys = {s: encode_labels(meta, splits[s], classes, False, s) for s in ('train', 'valid', 'test')}
+            plan = make_plan(meta, task, 1, seed, 0.1)
             t0 = time.perf_counter()
-            result = _fit_and_test(cfg, task, HeadOptions(head=kind), seed, 1, embs, splits, classes, ys, 'cpu',
-                                   meta, log_dir)
+            head = head_class(kind).from_options(HeadOptions(head=kind), cfg.run, seed, 'cpu')
+            result = fit_and_test(head, plan, embs, meta, task.metric, log_dir)
             heads.append((kind, seed, time.perf_counter() - t0, result.score))
     return {'clips': len(meta), 'extract': extract, 'forward': forward, 'fastest_ratio': fastest, 'heads': heads,
             'threads': torch.get_num_threads()}

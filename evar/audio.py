@@ -34,7 +34,24 @@ def resolve_audio_path(root: Path, file_name: str) -> Path:
         candidate = path.with_suffix(suffix)
         if candidate.exists():
             return candidate
-    raise EvarError(f'Audio file {path} does not exist (also looked for {", ".join(AUDIO_SUFFIXES)}).')
+    raise EvarError(f'Audio file {path} does not exist (also looked for {", ".join(AUDIO_SUFFIXES)}).'
+                    + _missing_file_hint(Path(root), str(file_name)))
+
+
+def _missing_file_hint(root: Path, file_name: str) -> str:
+    """Why a listed name may miss a file that is there: Windows separators, or another Unicode normalisation."""
+    import unicodedata
+
+    if '\\' in file_name:
+        fixed = file_name.replace('\\', '/')
+        there = ' (and that file exists)' if (root / fixed).exists() else ''
+        return f' The name uses "\\" separators; write it with "/" ({fixed}){there}.'
+    for form in ('NFC', 'NFD'):
+        other = unicodedata.normalize(form, file_name)
+        if other != file_name and (root / other).exists():
+            return (f' A file with the same name in Unicode {form} form exists ({root / other}): the CSV and the '
+                    'file system normalise accented characters differently; rewrite the CSV with that form.')
+    return ''
 
 
 # FLAC files up to this size are decoded whole by dr_flac (miniaudio), about twice as fast as libsndfile and
@@ -48,8 +65,13 @@ def _read_flac_whole(path: Path) -> tuple[np.ndarray, int]:
 
     try:
         decoded = miniaudio.flac_read_file_f32(str(path))
+        declared = miniaudio.flac_get_file_info(str(path)).num_frames
     except miniaudio.DecodeError:
         return None, 0
+    # dr_flac stops quietly at damage; a decoded length that disagrees with the header is a fault, never a clip.
+    if declared and decoded.num_frames != declared:
+        raise EvarError(f'Audio file {path} is truncated or corrupt: {decoded.num_frames} of the {declared} samples '
+                        'its header declares could be decoded.')
     wav = np.frombuffer(decoded.samples, dtype=np.float32).reshape(-1, decoded.nchannels)
     return wav, decoded.sample_rate
 
@@ -74,6 +96,8 @@ def load_audio(path: Path, sample_rate: Optional[int], max_sec: Optional[float] 
     """
     path = Path(path)
     try:
+        if path.stat().st_size == 0:
+            raise EvarError(f'Audio file {path} is empty (0 bytes).')
         if path.suffix.lower() == '.flac' and path.stat().st_size <= _FULL_DECODE_MAX_BYTES:
             wav, rate = _read_flac_whole(path)
             if wav is not None and max_sec is not None:
@@ -82,6 +106,8 @@ def load_audio(path: Path, sample_rate: Optional[int], max_sec: Optional[float] 
             wav = None
         if wav is None:
             wav, rate = _read_soundfile(path, max_sec)
+    except EvarError:
+        raise
     except Exception as e:  # the decoders raise several types for unreadable files
         raise EvarError(f'Cannot read audio file {path}: {str(e) or type(e).__name__}') from e
     wav = wav.mean(axis=1) if wav.shape[1] > 1 else wav[:, 0]
@@ -105,6 +131,25 @@ def audio_sample_rate(path: Path) -> int:
         return int(sf.info(str(path)).samplerate)
     except Exception as e:  # soundfile raises several types for unreadable files
         raise EvarError(f'Cannot read audio file {path}: {str(e) or type(e).__name__}') from e
+
+
+def audio_file_fault(path: Path) -> Optional[str]:
+    """What is wrong with the audio file at `path` judging by its size and header alone (nothing is decoded), or
+    None when it looks readable: missing, empty (0 bytes), a format no decoder recognises, or 0 samples declared."""
+    import soundfile as sf
+
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            return 'empty (0 bytes)'
+        info = sf.info(str(path))
+    except FileNotFoundError:
+        return 'does not exist'
+    except Exception as e:  # soundfile raises several types for unreadable headers
+        return f'unreadable header ({str(e) or type(e).__name__})'
+    if info.frames == 0:
+        return 'declares 0 samples'
+    return None
 
 
 def crop(wav: np.ndarray, unit_samples: int, policy: str) -> np.ndarray:

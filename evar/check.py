@@ -24,9 +24,7 @@ device, long_sec)` checks a model already built (`create_model(...)`); both retu
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -305,24 +303,25 @@ def _same_device(have: torch.device, want: torch.device) -> bool:
 
 
 def main(argv=None) -> int:
-    """The command line (see the module docstring); returns the exit status: 0 all passed, 1 a failure or an error."""
-    parser = argparse.ArgumentParser(prog='python -m evar.check', description=__doc__.split('\n\n')[0])
+    """The command line (see the module docstring); returns the exit status: 0 all passed, 1 a check failed.
+
+    Raises:
+        EvarError: bad arguments, or a model that cannot be built (one `Error:` line, exit status 1).
+    """
+    from .cli import ArgumentParser
+
+    parser = ArgumentParser(prog='python -m evar.check', description=__doc__.split('\n\n')[0])
     parser.add_argument('config', help='model YAML, e.g. config/melspec.yaml')
     parser.add_argument('--options', default='', help="config overrides 'key=value,+new_key=value'")
     parser.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
     parser.add_argument('--long_sec', type=float, default=600.0, help='length of the long input (default 600 s)')
     args = parser.parse_args(argv)
-    try:
-        report = check_model(args.config, args.options, args.device, args.long_sec)
-    except EvarError as e:
-        print(f'Error: {e}', file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print('Interrupted.', file=sys.stderr)
-        return 130
+    report = check_model(args.config, args.options, args.device, args.long_sec)
     print(report.table())
     return 0 if report.passed else 1
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    from .cli import module_main
+
+    module_main(main)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -28,6 +27,7 @@ class Metadata:
 
     @property
     def multi_label(self) -> bool:
+        """Whether any row lists more than one label."""
         return any(len(ls) > 1 for ls in self.labels)
 
     def __len__(self):
@@ -42,8 +42,19 @@ class Metadata:
                 'test': np.flatnonzero(folds == fold)}
 
 
-def read_metadata(path: Path) -> Metadata:
-    """Reads a `file_name,label,split|fold` CSV; multi-label labels are comma-separated within the field."""
+def read_metadata(path: Path, multi_label: bool = False) -> Metadata:
+    """Reads a `file_name,label,split|fold` CSV.
+
+    Args:
+        path: the CSV.
+        multi_label: the task's declared kind. True: a label field is a comma-separated list of labels. False: the
+            field is one label, taken whole, commas included (AudioSet has "Child speech, kid speaking").
+
+    Raises:
+        EvarError: a missing or malformed file, and, for a single-label task, a field that lists labels that other
+            rows use alone ("dog,cat" beside "dog" and "cat" rows): such a CSV is multi-label, and the task must
+            declare it (metric: mAP) before anything is embedded.
+    """
     path = Path(path)
     if not path.is_file():
         raise EvarError(f'Metadata file {path} does not exist. Build it with `python -m evar.metadata <task> '
@@ -66,7 +77,7 @@ def read_metadata(path: Path) -> Metadata:
         if not name or not label:
             raise EvarError(f'Metadata file {path}, line {line}: empty file_name or label.')
         file_names.append(name)
-        labels.append(tuple(sorted({x.strip() for x in label.split(',') if x.strip()})))
+        labels.append(tuple(sorted({x.strip() for x in label.split(',') if x.strip()})) if multi_label else (label,))
         if 'split' in columns:
             split = SPLIT_ALIASES.get((row.get('split') or '').strip().lower())
             if split is None:
@@ -77,10 +88,23 @@ def read_metadata(path: Path) -> Metadata:
                 folds.append(int(str(row.get('fold')).strip()))
             except ValueError:
                 raise EvarError(f'Metadata file {path}, line {line}: fold {row.get("fold")!r} is not an integer.') from None
+    if not multi_label:
+        _refuse_label_lists(path, [lab for (lab,) in labels])
     return Metadata(path=path, file_names=tuple(file_names), labels=tuple(labels),
                     splits=tuple(splits) if 'split' in columns else None,
                     folds=None if 'split' in columns else tuple(folds),
                     content_hash=hashlib.sha256(raw).hexdigest())
+
+
+def _refuse_label_lists(path: Path, labels: list) -> None:
+    """EvarError when a single-label CSV has a label made of other labels joined by commas."""
+    whole = set(labels)
+    lists = sorted({lab for lab in labels if ',' in lab
+                    and all(part.strip() in whole for part in lab.split(',') if part.strip())})
+    if lists:
+        raise EvarError(f'Metadata file {path}: label(s) {lists[:3]} list labels that other rows use alone, as a '
+                        'multi-label CSV does, but the task is single-label (metric accuracy). Declare the task '
+                        'multi-label (metric: mAP in its YAML) or quote the labels as single classes.')
 
 
 class ClipDataset:
@@ -125,8 +149,10 @@ def collate_clips(items, pad_to: int = 0):
 
 
 def warn_resampling(rates, sample_rate: int, source: str, already: set) -> None:
-    """Warns once per (source, rate) that files are resampled on load."""
+    """Logs one line per (source, rate) the first time files are resampled on load."""
+    import logging
+
     for rate in set(rates) - already - {sample_rate}:
-        warnings.warn(f'{source}: audio at {rate} Hz is resampled to the model\'s {sample_rate} Hz on load '
-                      f'(run prepare_wav.py once to skip this).', stacklevel=2)
+        logging.getLogger('evar').info(f'{source}: audio at {rate} Hz is resampled to the model\'s {sample_rate} Hz '
+                                       'on load (run prepare_wav.py once to skip this)')
         already.add(rate)

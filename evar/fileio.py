@@ -8,12 +8,37 @@ import tempfile
 from pathlib import Path
 
 
+TMP_SUFFIX = '.tmp'
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (/proc), else by setting and restoring."""
+    try:
+        for line in open('/proc/self/status'):
+            if line.startswith('Umask:'):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path, suffix: str = ''):
-    """Yields a temporary path beside `path`; renames it onto `path` only if the block finishes."""
+    """Yields a temporary path beside `path`; renames it onto `path` only if the block finishes.
+
+    The file gets the permissions an ordinary write would give it: those of the file it replaces, else 0666 less the
+    umask (tempfile's own 0600 would make results and caches private to one user).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix=suffix + '.tmp', dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix=suffix + TMP_SUFFIX, dir=path.parent)
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+    os.fchmod(fd, mode)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -23,7 +48,25 @@ def atomic_path(path, suffix: str = ''):
             os.unlink(tmp)
 
 
+def remove_stale_temporaries(folder, max_age_sec: float = 3600.0) -> list:
+    """Deletes temporary files of `atomic_path` in `folder` older than `max_age_sec` (left by a killed run; a live
+    writer renames its file within seconds). Returns the paths removed."""
+    import time
+
+    removed = []
+    now = time.time()
+    for tmp in Path(folder).glob(f'.*{TMP_SUFFIX}') if Path(folder).is_dir() else ():
+        try:
+            if now - tmp.stat().st_mtime > max_age_sec:
+                tmp.unlink()
+                removed.append(tmp)
+        except FileNotFoundError:  # another process cleaned or renamed it meanwhile
+            pass
+    return removed
+
+
 def atomic_write_text(path, text: str) -> None:
+    """Writes `text` to `path` atomically (see `atomic_path`)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
 

@@ -23,10 +23,8 @@ reads under `dataset_root`.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Optional
 
-from .errors import EvarError
 from .tasks.build import buildable_tasks, builders_help, make_metadata
 
 __all__ = ['main', 'make_metadata']
@@ -44,10 +42,14 @@ or {train,valid,test}.txt with one file name a line.
 
 
 def main(argv: Optional[list] = None) -> int:
-    """Runs `python -m evar.metadata` with the command-line arguments `argv` (default: sys.argv[1:]); returns the
-    exit status: 0, or 2 after printing `error: <message>` on stderr for bad input (argparse exits 2 itself on
-    bad arguments)."""
-    parser = argparse.ArgumentParser(
+    """Runs `python -m evar.metadata` with the command-line arguments `argv` (default: sys.argv[1:]); returns 0.
+
+    Raises:
+        EvarError: bad arguments or bad input (the command line prints it as one `Error:` line, exit status 1).
+    """
+    from .cli import ArgumentParser
+
+    parser = ArgumentParser(
         prog='python -m evar.metadata', formatter_class=argparse.RawDescriptionHelpFormatter,
         description='Write a task\'s metadata CSV (file_name,label,split|fold) from its dataset as published.',
         epilog=_BUILDERS_INTRO + builders_help() + _SPLIT_FILE_HELP)
@@ -58,14 +60,12 @@ def main(argv: Optional[list] = None) -> int:
     parser.add_argument('--split_file', default=None, help='split CSV or folder, for tasks with no published split')
     parser.add_argument('--no_link', action='store_true', help='do not link the audio under <work_root>/<rate>/')
     args = parser.parse_args(argv)
-    try:
-        make_metadata(args.task, args.dataset_root, work_root=args.work_root, out=args.out,
-                      split_file=args.split_file, link=not args.no_link)
-    except EvarError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+    make_metadata(args.task, args.dataset_root, work_root=args.work_root, out=args.out, split_file=args.split_file,
+                  link=not args.no_link)
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    from .cli import module_main
+
+    module_main(main)

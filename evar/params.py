@@ -103,6 +103,11 @@ def typed_dataclass(cls, values: dict, source: str):
 
 
 def read_yaml_mapping(path: Path, what: str) -> dict:
+    """The top-level mapping of a YAML file.
+
+    Raises:
+        EvarError: the file is missing, not valid YAML, or not a mapping; `what` names it ('Config file', ...).
+    """
     import yaml
 
     path = Path(path)

@@ -8,6 +8,10 @@ A row with `runs` > 1 is an aggregate (mean of several seeds) written next to th
 empty): cells are computed from the individual rows, and from aggregate rows only where a
 (representation, head, task) has no individual row.
 
+Rows whose `settings` differ in more than the task (another learning rate, hidden layers, unit length, weights ...)
+are different evaluations: they get lines of their own, labelled with an 8-digit settings tag, and are never
+averaged together as if they were seeds.
+
 The std is the sample standard deviation over runs (ddof=1); a cell with one run shows the mean only.
 Scores are shown in percent. The markdown table goes to stdout; the same numbers are written as CSV.
 """
@@ -24,6 +28,7 @@ from typing import Optional
 
 from .errors import EvarError
 from .fileio import atomic_write_text
+from .results import read_table, settings_variant
 
 REQUIRED = ('representation', 'task', 'score')
 EVAR_COLUMNS = ('representation', 'task', 'score', 'run_id', 'report')
@@ -42,18 +47,23 @@ class Cell:
 
 @dataclass
 class ModelRow:
+    """One line of the table: a representation evaluated one way (head and settings), its cells per task."""
     label: str
     representation: str
     head: str
+    settings: str = ''  # `evar.results.settings_variant` of its rows ('' for rows without settings)
     cells: dict = field(default_factory=dict)  # task -> Cell
 
     @property
     def average(self) -> float:
+        """Mean of the cells' means over the tasks this line has (a fraction)."""
         return sum(c.mean for c in self.cells.values()) / len(self.cells)
 
 
 @dataclass
 class Summary:
+    """The models x tasks table: task columns in order, one `ModelRow` per line, the file read, the filter used,
+    and the (line, reason) of rows left out."""
     tasks: list
     rows: list
     results: Path
@@ -61,9 +71,11 @@ class Summary:
     skipped_rows: list = field(default_factory=list)  # (line, reason) of rows left out (non-finite score)
 
     def markdown(self) -> str:
+        """The table as markdown, scores in percent."""
         return to_markdown(self)
 
     def csv_text(self) -> str:
+        """The table as CSV: per task mean, std and runs (fractions), then average, task count, completeness."""
         return to_csv_text(self)
 
 
@@ -73,34 +85,6 @@ def _filter_terms(filter) -> list:
     items = filter.split(',') if isinstance(filter, str) else [str(f) for f in (
         filter if isinstance(filter, (list, tuple)) else [filter])]
     return [t.strip().lower() for t in items if t.strip()]
-
-
-def _read_rows(path: Path) -> tuple:
-    """Rows of the scores file as dicts (column names stripped), with their line numbers; errors as EvarError."""
-    expected = f'expected a CSV with a header starting {",".join(EVAR_COLUMNS)}'
-    if not path.is_file():
-        raise EvarError(f'Scores file {path} not found ({expected}, as appended by lineareval.py; '
-                        'pass --results PATH to read another file).')
-    try:
-        with open(path, newline='', encoding='utf-8-sig') as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if header is None:
-                raise EvarError(f'Scores file {path} is empty; {expected}.')
-            header = [h.strip() for h in header]
-            missing = [c for c in REQUIRED if c not in header]
-            if missing:
-                raise EvarError(f'Scores file {path}: header lacks column(s) {", ".join(missing)}; {expected}. '
-                                f'Found: {",".join(header)[:200]}.')
-            rows = []
-            for values in reader:
-                if not any(v.strip() for v in values):
-                    continue  # blank line
-                row = {name: (values[i].strip() if i < len(values) else '') for i, name in enumerate(header)}
-                rows.append((reader.line_num, row))
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise EvarError(f'Scores file {path} is not a readable CSV ({e}); {expected}.') from e
-    return header, rows
 
 
 def _number(text: str, path: Path, line: int, column: str) -> float:
@@ -155,7 +139,7 @@ def summarize(filter=None, results='results/scores.csv') -> Summary:
     or task contains any of them (case-insensitive).
     """
     path = Path(results)
-    header, rows = _read_rows(path)
+    header, rows = read_table(path, required=REQUIRED)
     if not rows:
         raise EvarError(f'Scores file {path} has a header but no result rows.')
     terms = _filter_terms(filter)
@@ -174,9 +158,13 @@ def summarize(filter=None, results='results/scores.csv') -> Summary:
             summary.skipped_rows.append((line, f'score is {row["score"]}'))
             continue
         head = row.get('head', '')
+        try:  # runs with other settings are other rows of the table, never averaged as if they were seeds
+            variant = settings_variant(row.get('settings', ''))
+        except EvarError as e:
+            raise EvarError(f'Scores file {path}, line {line}: {e}') from None
         runs = _runs(row.get('runs', ''), path, line)
-        key = (rep, head, task)
-        order.setdefault((rep, head), len(order))
+        key = (rep, (head, variant), task)
+        order.setdefault((rep, (head, variant)), len(order))
         tasks_seen.setdefault(task, None)
         if runs > 1:
             std_text = row.get('std', '')
@@ -189,14 +177,19 @@ def summarize(filter=None, results='results/scores.csv') -> Summary:
                         'representation or task name).')
 
     summary.tasks = _task_order(list(tasks_seen))
-    several_heads = len({head for _, head in order}) > 1
+    several_heads = len({head for _, (head, _) in order}) > 1
+    variants = {}
+    for rep, (head, variant) in order:
+        variants.setdefault((rep, head), set()).add(variant)
     first_rep = {}
     for rep, _ in order:
         first_rep.setdefault(rep, len(first_rep))
     by_model = {}
-    for rep, head in sorted(order, key=lambda k: (first_rep[k[0]], order[k])):  # a model's heads together
-        label = f'{rep} [{head}]' if several_heads and head else rep
-        by_model[(rep, head)] = ModelRow(label=label, representation=rep, head=head)
+    for rep, (head, variant) in sorted(order, key=lambda k: (first_rep[k[0]], order[k])):  # a model's heads together
+        tags = ([head] if several_heads and head else []) + ([variant or 'no settings']
+                                                             if len(variants[rep, head]) > 1 else [])
+        label = f'{rep} [{", ".join(tags)}]' if tags else rep
+        by_model[(rep, (head, variant))] = ModelRow(label=label, representation=rep, head=head, settings=variant)
     for key in set(individual) | set(aggregate):
         rep, head, task = key
         if key in individual:
@@ -220,6 +213,7 @@ def _md_escape(text: str) -> str:
 
 
 def to_markdown(summary: Summary) -> str:
+    """A markdown table of `summary`: mean ± std in percent per cell, an average column, notes below."""
     n_tasks = len(summary.tasks)
     lines = [f'Scores in % from {summary.results}: mean ± {STD_NOTE}; a single run shows the mean only.'
              + (f' Filter: {",".join(summary.filter_terms)}.' if summary.filter_terms else ''), '']

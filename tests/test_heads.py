@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from evar.heads import LogisticRegressionHead, ProbeHead
-from evar.lineareval import carve_validation
+from evar.heads.logreg import LogisticRegressionHead
+from evar.heads.probe import ProbeHead
+from evar.splits import carve_validation
 
 
 def blobs(n_classes, n=60, d=8, seed=0, spread=3.0):
@@ -16,7 +17,7 @@ def blobs(n_classes, n=60, d=8, seed=0, spread=3.0):
 def test_binary_task_has_two_outputs_and_learns(make):
     X, y = blobs(2)
     head = make().fit(X[::2], y[::2], X[1::2], y[1::2])
-    assert head.model(head._tensor_x(X[:3])).shape == (3, 2)
+    assert head.model_(head._tensor_x(X[:3])).shape == (3, 2)
     assert head.score(X[1::2], y[1::2]) > 0.9
     assert head.predict(X).shape == (len(X),) and set(np.unique(head.predict(X))) <= {0, 1}
 
@@ -24,10 +25,10 @@ def test_binary_task_has_two_outputs_and_learns(make):
 def test_mlp_head_and_early_stopping_restores_best():
     X, y = blobs(4, spread=0.4)  # overlapping classes: validation accuracy plateaus and wobbles
     head = ProbeHead(hidden=(16,), lr=1e-2, epochs=200, early_stop_epochs=5).fit(X[::2], y[::2], X[1::2], y[1::2])
-    vals = [v for _, _, v in head.history]
+    vals = [v for _, _, v in head.history_]
     last_best = max(i for i, v in enumerate(vals) if v == max(vals))  # ties count as improvements (EVAR)
-    assert head.name == 'mlp16' and head.epochs_run < 200
-    assert head.epochs_run == last_best + 1 + 5
+    assert head.name == 'mlp16' and head.epochs_run_ < 200
+    assert head.epochs_run_ == last_best + 1 + 5
     assert head.score(X[1::2], y[1::2]) == pytest.approx(max(vals))
 
 
@@ -38,15 +39,15 @@ def test_multilabel_uses_sigmoid_and_map():
     for head in (ProbeHead(lr=1e-2, epochs=100), LogisticRegressionHead()):
         head.fit(X[:200], Y[:200], X[200:250], Y[200:250])
         scores = head.predict_scores(X[250:])
-        assert scores.shape == (50, 3) and head.metric == 'mAP'
+        assert scores.shape == (50, 3) and head.metric_ == 'mAP'
         assert head.score(X[250:], Y[250:]) > 0.85
 
 
 def test_logreg_picks_strength_on_validation():
     X, y = blobs(3, d=40, spread=0.6, seed=3)
     head = LogisticRegressionHead().fit(X[::3], y[::3], X[1::3], y[1::3])
-    assert head.l2 in head.l2_grid and len(head.history) == len(head.l2_grid)
-    assert head.best_valid == max(v for _, v in head.history)
+    assert head.l2_ in head.l2_grid and len(head.history_) == len(head.l2_grid)
+    assert head.best_valid_ == max(v for _, v in head.history_)
 
 
 def test_seed_reproducibility():
@@ -68,7 +69,7 @@ def test_carved_validation_is_stratified_and_seeded():
 def test_adam_matches_torch_optim():
     import torch
 
-    from evar.heads import Adam
+    from evar.heads.base import Adam
 
     torch.manual_seed(0)
     a, b = torch.nn.Linear(5, 3), torch.nn.Linear(5, 3)
@@ -83,3 +84,15 @@ def test_adam_matches_torch_optim():
             opt.step()
     for pa, pb in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('make', [lambda: ProbeHead(lr=1e-2, epochs=5, early_stop_epochs=0),
+                                  lambda: LogisticRegressionHead(l2_grid=(1e-2, 1e-3))])
+def test_refit_resets_learned_state(make):
+    X, y = blobs(3)
+    head = make().fit(X[::2], y[::2], X[1::2], y[1::2])
+    first = (len(head.history_), head.best_valid_)
+    head.fit(X[1::2], y[1::2], X[::2], y[::2])
+    assert len(head.history_) == first[0]  # scikit-learn convention: fit starts from scratch
+    if isinstance(head, ProbeHead):
+        assert head.epochs_run_ == 5

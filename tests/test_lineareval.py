@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from evar.errors import EvarError
-from evar.lineareval import HeadOptions, lineareval
+from evar.modes.linear import HeadOptions, lineareval
 from evar.results import COLUMNS, EVAR_COLUMNS, read_scores
 
 from helpers import BYOLA_D512, ROOT, logreg_scores_on_shared, needs_byola, needs_shared, run_script
@@ -64,10 +64,10 @@ def test_steps_precompute_then_train_test(tmp_path, work):
 
 
 def test_cache_is_keyed_by_content_not_path(tmp_path, demo_root):
-    from evar.cache import cache_key
+    from evar.embed.cache import cache_key
     from evar.config import load_config
     from evar.data import read_metadata
-    from evar.lineareval import EmbeddingSource
+    from evar.embed.source import TaskEmbeddings
     from evar.tasks import get_task
 
     keys = []
@@ -75,13 +75,13 @@ def test_cache_is_keyed_by_content_not_path(tmp_path, demo_root):
         work = tmp_path / where / 'work'
         shutil.copytree(demo_root, work)
         meta = read_metadata(work / 'metadata' / 'demo.csv')
-        src = EmbeddingSource(load_config(MELSPEC), get_task('demo'), meta, work, 'cpu')
+        src = TaskEmbeddings(load_config(MELSPEC), get_task('demo'), meta, work, 'cpu')
         keys.append(cache_key(src.key_fields(None)))
     assert keys[0] == keys[1]
     csv_path = tmp_path / 'b' / 'work' / 'metadata' / 'demo.csv'
     csv_path.write_text(csv_path.read_text().replace('hum/hum_000.flac,hum,test', 'hum/hum_000.flac,hum,train'))
     meta = read_metadata(csv_path)
-    src = EmbeddingSource(load_config(MELSPEC), get_task('demo'), meta, tmp_path / 'b' / 'work', 'cpu')
+    src = TaskEmbeddings(load_config(MELSPEC), get_task('demo'), meta, tmp_path / 'b' / 'work', 'cpu')
     assert cache_key(src.key_fields(None)) != keys[0]
 
 
@@ -119,6 +119,27 @@ def test_kfold_task_yaml_reports_mean_over_folds(tmp_path, demo_root):
     assert len(list(result.log_dir.glob('predictions-seed42-fold*.csv'))) == 3
 
 
+def test_partial_folds_run_leave_one_fold_out_and_say_so(tmp_path, demo_root):
+    """A 5-fold task whose CSV holds folds 2-4 only (a partial download) is evaluated over those, and recorded so."""
+    import json
+
+    from evar.results import read_rows
+
+    lines = (demo_root / 'metadata' / 'demo.csv').read_text().splitlines()[1:]
+    (tmp_path / 'folds.csv').write_text('file_name,label,fold\n' + ''.join(
+        f'{line.rsplit(",", 1)[0]},{i % 3 + 2}\n' for i, line in enumerate(lines)))
+    (tmp_path / 'demo5.yaml').write_text(f'metadata: folds.csv\ndata: {demo_root / "16k" / "demo"}\nunit_sec: 1.0\n'
+                                         'folds: 5\n')
+    result = run(tmp_path, tmp_path / 'work', task=str(tmp_path / 'demo5.yaml'), head=HeadOptions(head='knn'))[0]
+    assert [f.fold for f in result.folds] == [2, 3, 4]
+    row = read_rows(tmp_path / 'results' / 'scores.csv')[0]
+    assert json.loads(row.settings)['folds'] == [2, 3, 4] and 'folds [2, 3, 4] of 5 only' in row.report
+    (tmp_path / 'folds.csv').write_text('file_name,label,fold\n' + ''.join(f'{line.rsplit(",", 1)[0]},4\n'
+                                                                         for line in lines))
+    with pytest.raises(EvarError, match=r'folds \[4\], expected \[1, 2, 3, 4, 5\]'):
+        run(tmp_path, tmp_path / 'work', task=str(tmp_path / 'demo5.yaml'), head=HeadOptions(head='knn'))
+
+
 def write_task(tmp_path, rows, name='bad'):
     (tmp_path / f'{name}.csv').write_text('file_name,label,split\n' + ''.join(f'{r}\n' for r in rows))
     (tmp_path / f'{name}.yaml').write_text(f'metadata: {name}.csv\ndata: audio\nunit_sec: 1.0\n')
@@ -127,9 +148,9 @@ def write_task(tmp_path, rows, name='bad'):
 
 @pytest.mark.parametrize('case,expected', [
     ('missing', 'does not exist'),
-    ('corrupt', 'Cannot read audio file'),
-    ('corrupt_flac', 'Cannot read audio file .*x.flac'),
-    ('empty', 'is empty'),
+    ('corrupt', '(?s)1 audio file.*cannot be read:.*x.wav: unreadable header'),
+    ('corrupt_flac', '(?s)cannot be read:.*x.flac: unreadable header'),
+    ('empty', '(?s)cannot be read:.*x.wav: declares 0 samples'),
     ('nan', 'NaN'),
     ('unseen', "label 'c'.*never occurs in the training split"),
 ])
@@ -155,7 +176,8 @@ def test_bad_input_stops_with_one_message_and_touches_nothing(tmp_path, case, ex
         sf.write(audio / 'x.wav', np.full(100, np.nan, dtype=np.float32), 16000, subtype='FLOAT')
         rows.append('x.wav,a,test')
     else:
-        rows.append('0.wav,c,test')
+        sf.write(audio / '8.wav', rng.standard_normal(16000).astype(np.float32) * 0.1, 16000)
+        rows.append('8.wav,c,test')
     task = write_task(tmp_path, rows)
     proc = run_script('lineareval.py', MELSPEC, task, '--work_root', tmp_path / 'work', cwd=tmp_path)
     assert proc.returncode == 1
@@ -182,7 +204,7 @@ def test_malformed_metadata(tmp_path):
         run(tmp_path, tmp_path, task=str(tmp_path / 't.yaml'))
 
 
-def test_resampled_on_load_with_one_warning(tmp_path, demo_root):
+def test_resampled_on_load_with_one_log_line(tmp_path, demo_root):
     import soxr
 
     src = demo_root / '16k' / 'demo'
@@ -193,10 +215,22 @@ def test_resampled_on_load_with_one_warning(tmp_path, demo_root):
         sf.write(dst / f.parent.name / f.name, soxr.resample(x, sr, 44100), 44100)
     (tmp_path / 'work' / 'metadata').mkdir()
     shutil.copy(demo_root / 'metadata' / 'demo.csv', tmp_path / 'work' / 'metadata')
-    with pytest.warns(UserWarning, match='44100 Hz is resampled') as record:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # a notice, not a Python warning with a source line
         result = run(tmp_path, tmp_path / 'work', head=HeadOptions(head='logreg'))
-    assert sum('resampled' in str(w.message) for w in record) == 1
+    log_text = (result[0].log_dir / 'run.log').read_text()
+    assert log_text.count('44100 Hz is resampled') == 1, log_text
     assert result[0].score > 0.9
+
+
+def test_a_failed_run_writes_its_error_into_the_log(tmp_path, work):
+    with pytest.raises(EvarError, match='No cached embeddings'):
+        run(tmp_path, work, step='2pass_2_train_test')
+    log_text = next((tmp_path / 'logs').glob('*/run.log')).read_text()
+    assert 'run failed (EvarError) No cached embeddings' in log_text
+
 
 
 def test_parallel_appends_never_lose_or_interleave_rows(tmp_path):
@@ -212,18 +246,18 @@ def test_parallel_appends_never_lose_or_interleave_rows(tmp_path):
 
 
 def _append_many(path, worker):
-    from evar.results import append_scores
+    from evar.results import append_rows
 
     for i in range(20):
-        append_scores(path, [{'representation': f'w{worker}', 'task': 't', 'score': i, 'report': 'x' * 500}])
+        append_rows(path, [{'representation': f'w{worker}', 'task': 't', 'score': i, 'report': 'x' * 500}])
 
 
 def test_evar_scores_file_gets_new_columns_and_keeps_rows(tmp_path):
-    from evar.results import append_scores
+    from evar.results import append_rows
 
     path = tmp_path / 'scores.csv'
     path.write_text('representation,task,score,run_id,report\nold,esc50,0.5,abc,"a, report"\n')
-    append_scores(path, [{'representation': 'new', 'task': 'demo', 'score': 0.9, 'head': 'logreg'}])
+    append_rows(path, [{'representation': 'new', 'task': 'demo', 'score': 0.9, 'head': 'logreg'}])
     rows = read_scores(path)
     assert [r['representation'] for r in rows] == ['old', 'new'] and rows[0]['report'] == 'a, report'
     assert rows[1]['head'] == 'logreg'
@@ -267,7 +301,7 @@ def test_linspec_float16_cache_and_mixup(tmp_path, work):
 
 
 def test_interrupted_cache_write_leaves_no_file(tmp_path, work, monkeypatch):
-    from evar import cache as cache_module
+    from evar.embed import cache as cache_module
 
     def broken_save(f, array):
         f.write(b'partial')
@@ -286,3 +320,24 @@ def test_summarize_reads_our_scores(tmp_path, work):
                       tmp_path / 'summary.csv', cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert 'melspec' in proc.stdout and 'demo' in proc.stdout and (tmp_path / 'summary.csv').is_file()
+
+
+def test_runs_with_other_settings_are_other_runs(tmp_path, work):
+    """--lr or --unit_sec change the run id, the log folder and the recorded settings; summarize keeps them apart."""
+    import json
+
+    from evar.results import read_rows
+    from evar.summarize import summarize
+
+    a = run(tmp_path, work, head=HeadOptions(lr=0.003))[0]
+    b = run(tmp_path, work, head=HeadOptions(lr=0.001))[0]
+    c = run(tmp_path, work, head=HeadOptions(lr=0.001), seeds=(43,))[0]
+    assert a.log_dir != b.log_dir and b.log_dir == c.log_dir  # a seed is a repeat, not another setting
+    rows = read_rows(tmp_path / 'results' / 'scores.csv')
+    assert rows[0].run_id != rows[1].run_id == rows[2].run_id
+    settings = [json.loads(r.settings) for r in rows]
+    assert [s['head_params']['lr'] for s in settings] == [0.003, 0.001, 0.001]
+    assert settings[0]['embedding_dim'] == 64 and settings[0]['unit_sec'] == 1.0
+    table = summarize(results=tmp_path / 'results' / 'scores.csv')
+    assert len(table.rows) == 2 and sorted(m.cells['demo'].runs for m in table.rows) == [1, 2]
+    assert all(m.label.startswith('melspec [') for m in table.rows)
