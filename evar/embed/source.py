@@ -182,13 +182,16 @@ class TaskEmbeddings:
         """What the embeddings depend on; hashed into the cache key (no absolute path enters it)."""
         from ..models import model_class
 
-        _, rate = self.data_root()
+        root, rate = self.data_root()
         params = {k: v for k, v in self.cfg.model_params.items() if k not in ('weight_file', 'feature_d')}
         fields = {'audio_repr': self.cfg.audio_repr, 'model_version': model_class(self.cfg.audio_repr).cache_version,
                   'params': params, 'weights': self.weight_hashes(),
                   'metadata_sha256': self.metadata.content_hash, 'data_folder': self.task.folder,
                   'source_rate': rate, 'unit_sec': self.task.unit_sec, 'crop': self.cfg.run.crop,
-                  'norm_stats_scope': scope, 'dtype': self.cfg.run.cache_dtype}
+                  'norm_stats_scope': scope, 'dtype': self.cfg.run.cache_dtype,
+                  'audio': self.audio_fingerprint(), 'reader': AUDIO_READER}
+        if self.task.data is not None:  # a user task's own folder (built-in tasks live under the work root)
+            fields['data_root'] = str(root.resolve())
         if level != 'clip':  # clip keys stay as they were before frame embeddings existed
             fields['level'] = level
         return fields
