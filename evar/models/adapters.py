@@ -84,6 +84,16 @@ def _by_length(wav: torch.Tensor, lengths: torch.Tensor, run) -> Frames:
 
 @dataclass(frozen=True)
 class HEARParams:
+    """YAML keys of `hear`.
+
+    Keys:
+        module: importable name of a module implementing the HEAR API (on PYTHONPATH).
+        model_file: passed to load_model(model_file_path) when set (and hashed by the embedding cache).
+        sample_rate: Hz; must equal the model's sample_rate.
+        use: 'timestamp' (frames = timestamp embeddings) or 'scene' (one frame per clip).
+        temporal_pooling_type: 'mean', 'max' or 'mean_max'.
+        feature_d: not used.
+    """
     module: str = ''  # importable module implementing the HEAR API
     model_file: Optional[str] = None  # passed to load_model(model_file_path) when set
     sample_rate: int = 16000  # must equal the model's sample_rate
@@ -93,6 +103,14 @@ class HEARParams:
 
 
 class HEARAdapter(AudioRepr):
+    """Any HEAR API module (Turian et al., HEAR 2021; hearbenchmark.com): waves [B, N] float32 at sample_rate Hz ->
+    Frames [B, T, D] of timestamp embeddings (valid where the timestamp lies within the clip) or [B, 1, D] scene
+    embeddings; each distinct clip length runs on its unpadded audio. The model is kept in eval mode.
+
+    Raises:
+        EvarError: use not timestamp / scene, the module not importable or lacking the API's functions, or a
+            model whose sample_rate differs from the config's or lacks the integer embedding size (at construction).
+    """
     Params = HEARParams
 
     def __init__(self, params: HEARParams):
@@ -129,10 +147,12 @@ class HEARAdapter(AudioRepr):
 
     @classmethod
     def weight_paths(cls, params) -> list:
+        """model_file (when set) and the module's source file, found without importing it."""
         files = [Path(params.model_file).expanduser()] if params.model_file else []
         return files + _source_file(params.module)
 
     def train(self, mode: bool = True):
+        """nn.Module.train, except that the wrapped model stays in eval mode (no dropout or BatchNorm updates)."""
         super().train(mode)
         if isinstance(self.model, nn.Module):
             self.model.eval()  # a frozen representation: never dropout or batch-statistics updates
@@ -148,11 +168,27 @@ class HEARAdapter(AudioRepr):
         return emb[:, None, :], torch.ones(emb.shape[0], 1, dtype=torch.bool, device=audio.device)
 
     def encode(self, wav, lengths) -> Frames:
+        """Frames of waves [B, N] with `lengths` [B] samples (the waves themselves are the features): [B, T, D]
+        timestamp embeddings or [B, 1, D] scene embeddings, float32, padded and masked per clip.
+
+        Raises:
+            EvarError: the model returns embeddings that are not [n, T, D] for n clips.
+        """
         return _by_length(wav, lengths, self._timestamp if self.params.use == 'timestamp' else self._scene)
 
 
 @dataclass(frozen=True)
 class XARESParams:
+    """YAML keys of `xares`.
+
+    Keys:
+        target: 'package.module:Class' of an X-ARES encoder; or give module and class_name.
+        module, class_name: the same as two keys (used when target is not set).
+        init_args: keyword arguments of the class.
+        sample_rate: Hz; must equal the encoder's sampling_rate.
+        temporal_pooling_type: 'mean', 'max' or 'mean_max'.
+        feature_d: not used.
+    """
     target: Optional[str] = None  # 'package.module:Class', or module + class_name
     module: Optional[str] = None
     class_name: Optional[str] = None
@@ -162,6 +198,11 @@ class XARESParams:
     feature_d: Optional[int] = None  # informational
 
     def module_and_class(self) -> tuple:
+        """(module name, class name) from target, else from module and class_name.
+
+        Raises:
+            EvarError: target not of the form package.module:Class, or neither form given.
+        """
         if self.target:
             module, _, cls = self.target.partition(':')
             if not module or not cls:
@@ -173,6 +214,15 @@ class XARESParams:
 
 
 class XARESAdapter(AudioRepr):
+    """Any X-ARES encoder (jimbozhang/xares): waves [B, N] float32 at sample_rate Hz -> Frames [B, T, output_dim],
+    ceil(n / hop) frames valid for a clip of n samples (clipped to [1, T]); each distinct clip length runs on its
+    unpadded audio (with an all-ones attention mask when forward takes one). The encoder is kept in eval mode.
+
+    Raises:
+        EvarError: a bad target, an import failure, a missing class, init_args the class refuses, or an encoder
+            lacking sampling_rate / output_dim / hop_size_in_ms or at another rate than the config's (at
+            construction).
+    """
     Params = XARESParams
 
     def __init__(self, params: XARESParams):
@@ -212,6 +262,7 @@ class XARESAdapter(AudioRepr):
 
     @classmethod
     def weight_paths(cls, params) -> list:
+        """The encoder module's source file, found without importing it ([] when the target is not valid)."""
         try:
             module_name, _ = params.module_and_class()
         except EvarError:
@@ -219,6 +270,7 @@ class XARESAdapter(AudioRepr):
         return _source_file(module_name)
 
     def train(self, mode: bool = True):
+        """nn.Module.train, except that the wrapped encoder stays in eval mode (no dropout or BatchNorm updates)."""
         super().train(mode)
         if isinstance(self.encoder, nn.Module):
             self.encoder.eval()
@@ -237,4 +289,10 @@ class XARESAdapter(AudioRepr):
         return emb, valid
 
     def encode(self, wav, lengths) -> Frames:
+        """Frames of waves [B, N] with `lengths` [B] samples (the waves themselves are the features): the encoder's
+        [B, T, D] as float32, padded and masked per clip.
+
+        Raises:
+            EvarError: the encoder returns embeddings that are not [n, T, D] for n clips.
+        """
         return _by_length(wav, lengths, self._run)

@@ -64,6 +64,23 @@ ROWS_PER_PASS = 16  # chunks run through the transformer at once (bounds memory 
 
 @dataclass(frozen=True)
 class ATSTParams:
+    """YAML keys shared by `atst_clip` and `atst_frame` (defaults: the base models, ATST-Frame's chunking).
+
+    Keys:
+        weight_file: the official checkpoint (lightning .ckpt, DINO-style file or bare encoder state dict).
+        sample_rate: Hz of the input waves (16000, the training rate).
+        n_fft, window_size, hop_size: FFT size, periodic Hann window and hop in samples (1024, 1024, 160).
+        n_mels: HTK mel bins (64; a patch spans all of them); f_min, f_max: Hz, the mel filters' range.
+        top_db: dB below each clip's own peak where its log-mel is floored.
+        embed_dim, depth, num_heads: the encoder's width, blocks and heads (base 768 / 12 / 12; small 384 / 12 / 6);
+            they must be the checkpoint's (the strict load checks all but num_heads).
+        patch_frames: mel frames per patch (4: 40 ms).
+        pos_frames: mel frames the positional table covers (1001: 250 patches).
+        chunk_sec: seconds per chunk run alone (chunk_sec * sample_rate / hop_size + 1 frames).
+        n_blocks: outputs of the last n_blocks blocks are concatenated (1..depth).
+        temporal_pooling_type: 'mean', 'max' or 'mean_max'.
+        feature_d: not used (EVAR configs carry it).
+    """
     weight_file: Optional[str] = None
     sample_rate: int = 16000
     n_fft: int = 1024
@@ -86,6 +103,8 @@ class ATSTParams:
 
 @dataclass(frozen=True)
 class ATSTClipParams(ATSTParams):
+    """YAML keys of `atst_clip`: ATSTParams' with chunk_sec 6 s (the official train_len), n_blocks 1, and
+    crop_sec, seconds of a longer clip's centre kept before the front end (None: the whole clip)."""
     chunk_sec: float = 6.0  # the official train_len
     n_blocks: int = 1
     crop_sec: Optional[float] = 12.0  # official CentralCrop before the front end; None: the whole clip
@@ -93,7 +112,7 @@ class ATSTClipParams(ATSTParams):
 
 @dataclass(frozen=True)
 class ATSTFrameParams(ATSTParams):
-    pass
+    """YAML keys of `atst_frame`: ATSTParams' (10 s chunks, the last 12 blocks concatenated)."""
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -162,6 +181,7 @@ class ATSTEncoder(nn.Module):
 
     @property
     def final_norm(self) -> nn.LayerNorm:
+        """The final LayerNorm under its official name: `norm` (AST) or `norm_frame` (FrameAST)."""
         return self.norm if self.use_cls else self.norm_frame
 
     def forward(self, mel: torch.Tensor, valid_patches: torch.Tensor, n_blocks: int) -> list:
@@ -211,6 +231,9 @@ class _ATSTBase(AudioRepr):
         return wav, lengths
 
     def features(self, wav, lengths):
+        """Log-mel [B, n_mels, T] of waves [B, N] (ATST-Clip: after the central crop): dB floored at the clip's
+        peak - top_db, mapped from DB_RANGE to [-1, 1], zero past each clip's frames; frame counts [B] = 1 + n //
+        hop_size (n capped at crop_sec for ATST-Clip)."""
         wav, lengths = self._crop(wav, lengths)
         power, frames = self.spec(wav, lengths)
         db = 10.0 * torch.log10(power.clamp(min=1e-10))
@@ -274,6 +297,13 @@ class ATSTClip(_ATSTBase):
         return out, lengths.clamp(max=size)
 
     def encode(self, feats, feat_lengths) -> Frames:
+        """Frames of log-mels [B, n_mels, T] with `feat_lengths` [B] frames: chunk vectors [B, T // chunk_frames + 1,
+        2 n_blocks embed_dim] ([CLS] outputs, then patch averages), masked by the official chunk selection (the
+        first chunk, and a later one when more than half a chunk of frames remains).
+
+        Raises:
+            EvarError: a chunk longer than the positional table (chunk_sec too large).
+        """
         b, c = feats.shape[0], self.chunk_frames
         n_chunks = feats.shape[-1] // c + 1  # the official count (a trailing empty chunk is never selected)
         starts = torch.arange(n_chunks, device=feats.device) * c
@@ -312,6 +342,13 @@ class ATSTFrame(_ATSTBase):
         return self.params.n_blocks * self.params.embed_dim
 
     def encode(self, feats, feat_lengths) -> Frames:
+        """Frames of log-mels [B, n_mels, T] with `feat_lengths` [B] frames: one per whole 4-frame patch of each
+        chunk, [B, T', n_blocks embed_dim], zero and masked False past each clip's patches (a clip with no whole
+        patch, under 4 frames, has none valid).
+
+        Raises:
+            EvarError: a chunk longer than the positional table (chunk_sec too large).
+        """
         b, c, pf = feats.shape[0], self.chunk_frames, self.params.patch_frames
         n_chunks = max(1, -(-feats.shape[-1] // c))
         starts = torch.arange(n_chunks, device=feats.device) * c

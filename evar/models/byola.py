@@ -47,6 +47,17 @@ MIN_FRAMES = 8  # three 2x poolings need at least 8 input frames to give one out
 
 @dataclass(frozen=True)
 class BYOLAParams(SpecParams):
+    """YAML keys of `byola`: SpecParams' front-end keys (16 kHz, n_fft / window 1024, hop 160 samples, 64 mels,
+    60-7800 Hz) and:
+
+    Keys:
+        weight_file: an official AudioNTT2020 checkpoint (d512 / d1024 / d2048; the width is read from it).
+        norm_stats: [mean, std] of the log-mel (natural log of mel power); None: computed on the task's training
+            split.
+        output_layers: 0 the last conv block's frames (64 x n_mels / 8 = 512-d), 1 / -1 the MLP (the embedding), a
+            list, or 'all'.
+        layer_average: with several output_layers, average them instead of concatenating (equal widths only).
+    """
     weight_file: Optional[str] = None
     norm_stats: Optional[list] = None  # [mean, std] of log-mel; None: computed on the task's training split
     output_layers: Any = -1  # 0: last conv block (512-d frames), 1 / -1: the projection MLP (embedding)
@@ -54,6 +65,7 @@ class BYOLAParams(SpecParams):
 
 
 def conv_block(cin: int, cout: int) -> list:
+    """[Conv2d 3x3 pad 1, BatchNorm2d, ReLU, MaxPool2d 2]: [B, cin, F, T] -> [B, cout, F // 2, T // 2]."""
     return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2, stride=2)]
 
 
@@ -111,6 +123,8 @@ class ConvFrameEncoder(nn.Module):
 
 
 class AudioNTT2020(ConvFrameEncoder):
+    """BYOL-A v1's encoder (nttcslab/byol-a): three conv blocks, then an MLP of width d on each flattened frame
+    (Linear, ReLU, Dropout 0.3, Linear, ReLU); official key names features.* and fc.*."""
     def __init__(self, n_mels: int = 64, d: int = 512):
         super().__init__()
         self.features = nn.Sequential(*conv_block(1, 64), *conv_block(64, 64), *conv_block(64, 64))
@@ -147,10 +161,15 @@ class BYOLA(MelSpec):
 
     @property
     def embedding_dim(self) -> int:
+        """The width of the chosen output_layers (`body.widths`), summed when concatenated."""
         return selected_width(self.body.widths, self.params.output_layers, self.params.layer_average)
 
     def load_encoder(self, params) -> nn.Module:
-        """The AudioNTT2020 encoder with the checkpoint's weights."""
+        """The AudioNTT2020 encoder with the checkpoint's weights (its width d from fc.3.weight).
+
+        Raises:
+            EvarError: a missing file, or one without fc.3.weight or whose tensors do not match.
+        """
         state = load_checkpoint(params.weight_file, 'BYOL-A', WEIGHTS_URL)
         state = {k: v for k, v in state.items() if k.startswith(('features.', 'fc.'))} or state
         if 'fc.3.weight' not in state:
@@ -184,6 +203,7 @@ class BYOLA(MelSpec):
 
 
 def warn_feature_d(model_name: str, configured: Optional[int], d: int) -> None:
+    """A UserWarning when the config's feature_d is set and differs from the checkpoint's width d (d is used)."""
     if configured is not None and configured != d:
         warnings.warn(f'{model_name}: feature_d {configured} in the config differs from the checkpoint\'s {d}; '
                       f'using {d}.', stacklevel=4)
@@ -196,6 +216,8 @@ V2_WEIGHTS_URL = 'https://github.com/nttcslab/byol-a/tree/master/v2'
 
 @dataclass(frozen=True)
 class BYOLA2Params(BYOLAParams):
+    """YAML keys of `byola2`: BYOLAParams', weight_file an AudioNTT2022 checkpoint, and output_layers 0 the conv
+    frames (1024-d), 1 the MLP (2048-d), 2 / -1 both stacked (3072-d, the official v2 output)."""
     # 0: conv frames (1024-d), 1: the MLP (2048-d), 2 / -1: both stacked (3072-d, the official v2 output)
     output_layers: Any = -1
 
@@ -254,6 +276,12 @@ class BYOLA2(BYOLA):
         self.spec.mel_fb = slaney_mel_filterbank(p.sample_rate, p.n_fft, p.n_mels, p.f_min, p.f_max)
 
     def load_encoder(self, params) -> nn.Module:
+        """The AudioNTT2022 encoder sized from the checkpoint's shapes, loaded strictly; sets min_frames to the
+        poolings' total stride (2 ** conv blocks).
+
+        Raises:
+            EvarError: a missing file, or one without the AudioNTT2022 tensors.
+        """
         state = v2_encoder_state(load_checkpoint(params.weight_file, 'BYOL-A v2', V2_WEIGHTS_URL))
         if not {'features.0.weight', 'fc.0.weight', 'fc.3.weight'} <= set(state):
             raise EvarError(f'BYOL-A v2: weight file {params.weight_file} lacks features.0.weight, fc.0.weight or '

@@ -55,6 +55,23 @@ CHUNKS_PER_PASS = 64  # chunks encoded together, which bounds memory on long cli
 
 @dataclass(frozen=True)
 class COALAParams:
+    """YAML keys of `coala` (defaults: the release's front end).
+
+    Keys:
+        weight_file: the audio encoder checkpoint (audio_encoder_epoch_200.pt of dual_ae_c; see WEIGHTS_URL).
+        scaler_file: the release's scaler_top_1000.pkl (a pickled MinMaxScaler, read without sklearn).
+        sample_rate: Hz of the input waves (22000, the release's rate).
+        n_fft, hop_size: FFT size (= periodic Hann window) and hop in samples (1024, 512).
+        n_mels: Slaney mel bins over 0 Hz to Nyquist (96, the encoder's input height).
+        pad_sec: seconds; clips up to this long are zero-padded to it, with noise, as the release does.
+        pad_noise: amplitude of the uniform [0, pad_noise) noise added to padded clips.
+        stft_pad_mode: 'reflect' (librosa 0.7.2, the release) or 'constant' (librosa >= 0.10).
+        output_layers: 0 the flattened conv output (1152-d, EVAR's embedding), 1 the aligned projection, a list,
+            or 'all'.
+        layer_average: with several output_layers, average them instead of concatenating.
+        temporal_pooling_type: 'mean', 'max' or 'mean_max'.
+        feature_d: not used (EVAR configs carry it).
+    """
     weight_file: Optional[str] = None  # audio_encoder_epoch_200.pt
     scaler_file: Optional[str] = None  # scaler_top_1000.pkl (EVAR's re-pickled copy holds the same numbers)
     sample_rate: int = 22000
@@ -71,6 +88,7 @@ class COALAParams:
 
 
 def conv_block(cin: int, cout: int) -> list:
+    """[Conv2d 4x4 stride 2 pad 1, BatchNorm2d, ReLU, Dropout 0.25]: [N, cin, H, W] -> [N, cout, H // 2, W // 2]."""
     return [nn.Conv2d(cin, cout, 4, stride=2, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.Dropout(0.25)]
 
 
@@ -144,6 +162,13 @@ def load_scaler(path: Optional[str]) -> tuple:
 
 
 class COALA(AudioRepr):
+    """COALA (Favory et al., 2020; xavierfav/coala dual_ae_c): waves [B, N] float32 at 22 kHz -> Frames [B, T, 1152],
+    one per 96-frame chunk of log-mel (96 x 512 samples, 2.23 s).
+
+    Raises:
+        EvarError: stft_pad_mode not reflect / constant, or a missing or unreadable weight or scaler file (at
+            construction).
+    """
     Params = COALAParams
 
     def __init__(self, params: COALAParams):
@@ -172,11 +197,13 @@ class COALA(AudioRepr):
 
     @property
     def embedding_dim(self) -> int:
+        """1152 (conv output or projection), 2304 for both concatenated."""
         d = self.body.fc_audio[0].out_features  # 1152, as the flattened conv output
         return selected_width([d, d], self.params.output_layers, self.params.layer_average)
 
     @classmethod
     def weight_paths(cls, params) -> list:
+        """The weight file and the scaler file (both decide the outputs)."""
         return [Path(f).expanduser() for f in (params.weight_file, params.scaler_file) if f]
 
     def padded(self, wav: torch.Tensor) -> torch.Tensor:
@@ -186,6 +213,8 @@ class COALA(AudioRepr):
         return nn.functional.pad(wav, (0, self.pad_samples - wav.shape[-1])) + self.noise
 
     def log_mel(self, wav: torch.Tensor) -> torch.Tensor:
+        """One clip [N] -> [n_mels, 1 + N // hop_size]: natural log of Slaney mel magnitude (not power) + float32
+        eps, from a centred STFT padded by stft_pad_mode."""
         p = self.params
         spec = torch.stft(wav, p.n_fft, p.hop_size, p.n_fft, self.window, center=True, pad_mode=p.stft_pad_mode,
                           return_complex=True).abs()
@@ -206,6 +235,12 @@ class COALA(AudioRepr):
         return out, frames
 
     def encode(self, feats, feat_lengths) -> Frames:
+        """Frames of scaled chunks [B, 96, C x 96] with `feat_lengths` [B] (multiples of 96): embeddings [B, C, D],
+        each chunk encoded alone, zero and masked False past each clip's chunks.
+
+        Raises:
+            EvarError: output_layers out of range.
+        """
         b, f, _ = feats.shape
         n_chunks = torch.div(feat_lengths, CHUNK_FRAMES, rounding_mode='floor')
         mask = lengths_to_mask(n_chunks, int(n_chunks.max()))

@@ -70,6 +70,9 @@ def power_mel(waves: torch.Tensor, win_length: int, mel_fb: torch.Tensor, n_fft:
 
 def build_swin(spec_size: int, n_mels: int, patch_size: int, patch_stride: int, embed_dim: int, depths, num_heads,
                window_size: int) -> nn.Module:
+    """transformers' ClapAudioModel configured as HTS-AT's Swin encoder (no fusion, no dropout, exact GELU, LayerNorm
+    eps 1e-5), randomly initialised: input_features [N, 1, T, n_mels] with T <= spec_size^2 / n_mels frames.
+    `window_size` is the Swin attention window in tokens. Imports transformers (ImportError when absent)."""
     from transformers import ClapAudioConfig, ClapAudioModel
 
     config = ClapAudioConfig(spec_size=spec_size, num_mel_bins=n_mels, patch_size=patch_size,
@@ -191,6 +194,7 @@ def run_in_groups(forward, pieces: list, chunk_batch: int) -> list:
 
 
 def strip_prefix(state: dict, prefix: str) -> dict:
+    """The entries under `prefix` with it removed, when any key has it (others dropped); else `state` unchanged."""
     if any(k.startswith(prefix) for k in state):
         return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     return state
@@ -228,6 +232,20 @@ class SwinArch:
 
 @dataclass(frozen=True)
 class HTSATParams(SwinArch):
+    """YAML keys of `htsat`: SwinArch's encoder sizes (which must be the checkpoint's) and:
+
+    Keys:
+        weight_file: the official AudioSet checkpoint (a lightning file; 'sed_model.' prefixes are stripped).
+        feature_d: not used (EVAR configs carry it; the width is embed_dim * 8).
+        sample_rate: Hz of the input waves (32000, the training rate).
+        n_fft, window_size, hop_size: FFT size, periodic Hann window and hop in samples (1024, 1024, 320: 10 ms).
+        n_mels: Slaney mel bins (64); f_min, f_max: Hz, the mel filters' range (50-14000); the filters must equal
+            the checkpoint's stored ones.
+        window: 'hanning' or 'hann' (EVAR's key; nothing else is accepted).
+        temporal_pooling_type: 'mean' (EVAR's: the mean of latent_output over chunks), 'max' or 'mean_max'.
+        clip_sec: seconds per chunk (10, HTS-AT's input length); longer clips are cut into chunks from the start.
+        chunk_batch: chunks per forward pass (bounds memory; embeddings do not depend on it).
+    """
     weight_file: Optional[str] = None
     feature_d: int = 768  # informational (EVAR configs carry it)
     sample_rate: int = 32000
@@ -248,6 +266,13 @@ HTSAT_IGNORED = ('spectrogram_extractor.', 'logmel_extractor.', 'tscam_conv.', '
 
 
 class HTSAT(AudioRepr):
+    """HTS-AT (Chen et al., ICASSP 2022; RetroCirce/HTS-Audio-Transformer), AudioSet checkpoint on transformers'
+    ClapAudioModel: waves [B, N] float32 at 32 kHz -> Frames [B, T, 768], 32 time tokens per 10 s chunk.
+
+    Raises:
+        EvarError: a window other than Hann, a spec_size that does not fit n_mels and clip_sec, a missing or
+            mismatched weight file, or mel filters differing from the checkpoint's (at construction).
+    """
     Params = HTSATParams
 
     def __init__(self, params: HTSATParams):
@@ -319,6 +344,9 @@ class HTSAT(AudioRepr):
         return 10.0 * torch.log10(power.clamp(min=1e-10))
 
     def encode(self, feats: torch.Tensor, feat_lengths: torch.Tensor) -> Frames:
+        """Frames of `features`' log-mel [B, n_mels, T] with `feat_lengths` [B] frames: each clip split again into
+        its chunks (1001 frames each at the defaults), each chunk tiled as the official infer_mode and run alone;
+        embeddings [B, 32 x chunks, 768], all tokens of a clip's chunks valid."""
         chunk_frames = self._chunk_frames(self.params)
         pieces, counts = [], []
         for i, n in enumerate(feat_lengths.tolist()):

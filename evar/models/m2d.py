@@ -91,6 +91,18 @@ FRONT_ENDS = {
 
 @dataclass(frozen=True)
 class M2DParams(SpecParams):
+    """YAML keys of `m2d`: SpecParams' front-end keys with the 16 kHz defaults of FRONT_ENDS (n_fft = window 400,
+    hop 160 samples, 80 Slaney mels, 50-8000 Hz; p32k weights need FRONT_ENDS['32k'], which is checked), and:
+
+    Keys:
+        temporal_pooling_type: 'mean' (EVAR's AR_M2D), 'max' or 'mean_max'.
+        weight_file: the checkpoint, inside the publisher's folder (its name gives input, patch and rate sizes).
+        norm_stats: [mean, std] of the log-mel (natural log of mel power); None: the checkpoint's norm_stats.
+        output_layers: block index (-1: the last, LayerNorm'd), a list of indices, or 'all'.
+        layer_average: with several output_layers, average them instead of concatenating.
+        flat_features: average a column's frequency tokens (D) instead of stacking them (F' x D).
+        num_heads: attention heads (None: the embedding width / 64).
+    """
     sample_rate: int = 16000
     n_fft: int = 400
     window_size: int = 400
@@ -109,6 +121,9 @@ class M2DParams(SpecParams):
 
 @dataclass(frozen=True)
 class MSMMAEParams(M2DParams):
+    """YAML keys of `msm_mae`: M2DParams', with norm_stats None meaning statistics of the task's training split
+    (MSM-MAE checkpoints carry none), and attend_padding: True attends to the zero padding of a clip's last window
+    as the official runtime does (False: masked)."""
     norm_stats: Optional[list] = None  # [mean, std] of log-mel; None: computed on the task's training split
     attend_padding: bool = False  # True: attend to the zero padding of the last window as the official runtime
 
@@ -126,6 +141,7 @@ class QVBiasAttention(Attention):
         self.v_bias = nn.Parameter(torch.zeros(dim))
 
     def forward(self, x: torch.Tensor, key_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """x [B, N, D] -> [B, N, D]; key_mask [B, N], True for tokens that may be attended to."""
         b, n, d = x.shape
         bias = torch.cat([self.q_bias, torch.zeros_like(self.q_bias), self.v_bias])
         qkv = F.linear(x, self.qkv.weight, bias)
@@ -233,6 +249,15 @@ def _layer_indices(output_layers: Any, depth: int) -> list:
 
 
 class M2D(AudioRepr):
+    """M2D (Niizumi et al., ICASSP 2023 / TASLP 2024; nttcslab/m2d): waves [B, N] float32 at 16 kHz (32 kHz for p32k
+    weights) -> Frames [B, T, D], one per patch column (160 ms for 16x16 patches at 16 kHz), D = F' x width per
+    layer (3840 for ViT-B on 80 mels), or the width with flat_features.
+
+    Raises:
+        EvarError: a weight path whose folder or file name does not give the sizes, a config front end that is not
+            the one the weights were trained on, a checkpoint without a matching ViT encoder, widths that cannot be
+            split into heads, or output_layers out of range (at construction).
+    """
     Params = M2DParams
     needs_norm_stats = False
     cache_version = 1
@@ -364,9 +389,18 @@ class M2D(AudioRepr):
 
     # -- the two stages -----------------------------------------------------------------------------------------
     def features(self, wav, lengths):
+        """Log-mel [B, 80, T] (natural log of Slaney mel power + float32 eps; standardised in `encode`) and frame
+        counts [B] = 1 + n // hop_size."""
         return self.spec(wav, lengths)
 
     def encode(self, feats, feat_lengths) -> Frames:
+        """Frames of log-mels [B, n_mels, T] with `feat_lengths` [B] frames, standardised, cut into windows of the
+        training width (608 frames for 80x608 weights): embeddings [B, W x T', D] (T' patch columns per window),
+        masked True for columns holding some of the clip's frames.
+
+        Raises:
+            EvarError: normalisation statistics not set (MSM-MAE before `set_norm_stats`).
+        """
         x = self.normalize(feats, feat_lengths)  # zero past each clip's end
         b, n_mels, t = x.shape
         unit, width = self.unit_frames, self.patch_frames
@@ -409,6 +443,9 @@ class M2D(AudioRepr):
 
 
 class MSMMAE(M2D):
+    """MSM-MAE (Niizumi et al., HEAR 2021, PMLR 166; nttcslab/msm-mae): M2D's front end and framing on the MAE
+    encoder (q/v attention biases, [CLS] only if the checkpoint has one), standardised with the task's
+    training-split statistics unless norm_stats is set; weight folders named like 80x208p16x16_0422."""
     Params = MSMMAEParams
     needs_norm_stats = True
     model_name = 'MSM-MAE'
