@@ -21,3 +21,14 @@ def test_import_is_cheap():
     code = 'import sys, evar, evar.tasks, evar.config; print("torch" in sys.modules)'
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == 'False'
+
+
+def test_lint_and_docstrings():
+    """ruff with the project's rules: pyflakes, pycodestyle, bugbear, and a docstring on every public name of evar/."""
+    import shutil
+    import subprocess
+
+    ruff = shutil.which('ruff')
+    assert ruff, 'ruff is part of the test extra (pip install -e ".[test]")'
+    proc = subprocess.run([ruff, 'check', 'evar', 'tests', 'benchmarks'], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
