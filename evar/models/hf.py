@@ -52,6 +52,23 @@ OUTPUTS = ('hidden_states', 'conv_features', 'ctc_logits', 'audio_embeds')
 
 @dataclass(frozen=True)
 class HFParams:
+    """YAML keys of `hf`.
+
+    Keys:
+        model_id: a hub id (e.g. facebook/hubert-base-ls960) or a local save_pretrained folder.
+        sample_rate: Hz; must equal the feature extractor's sampling_rate.
+        output_layers: hidden-state index (0 = the input embeddings, -1 the last), a list (concatenated), or 'all'.
+        layer_average: with several output_layers, average them instead of concatenating.
+        temporal_pooling_type: 'mean', 'max' or 'mean_max'.
+        feature_d: not used.
+        trust_remote_code: allow models whose code lives on the hub (e.g. m-a-p/MERT-v1-95M).
+        chunk_sec: seconds per piece run alone (None: the model's own limit, Whisper 30 s, AST ~10 s, CLAP 10 s;
+            waveform models unlimited).
+        output: 'hidden_states'; waveform models also 'conv_features' (the conv encoder's output) or
+            'ctc_logits' (a CTC fine-tuned checkpoint); CLAP also 'audio_embeds' (the joint-space projection).
+        feature_extractor_id: where preprocessor_config.json comes from when not model_id's (EVAR preprocesses
+            HuBERT and WavLM with facebook/wav2vec2-base-960h's).
+    """
     model_id: Optional[str] = None  # hub id (e.g. facebook/hubert-base-ls960) or a local save_pretrained folder
     sample_rate: int = 16000
     output_layers: Any = -1  # hidden-state index, list of indices (concatenated), or 'all'; 0 = input embeddings
@@ -85,6 +102,15 @@ def _resolve(model_id: str, what: str) -> str:
 
 
 class HFAudio(AudioRepr):
+    """Hugging Face transformers encoders (wav2vec 2.0 family, Whisper's encoder, AST, CLAP's audio tower) with their
+    own feature extractors' settings: waves [B, N] float32 at sample_rate Hz -> Frames [B, T, D], each clip cut
+    into pieces of at most chunk_sec run through the front end alone, frames from real audio only (see the module
+    docstring for each family's frames).
+
+    Raises:
+        EvarError: transformers missing, model_id unset or not found, an unsupported model type or output, a
+            sample_rate other than the feature extractor's, or fused CLAP settings (at construction).
+    """
     Params = HFParams
 
     @classmethod

@@ -64,6 +64,20 @@ POOL_AFTER = {'conv2d_2', 'conv2d_4', 'conv2d_6'}
 
 @dataclass(frozen=True)
 class OpenL3Params:
+    """YAML keys of `openl3`.
+
+    Keys:
+        weight_file: a torchopenl3 checkpoint (torchopenl3_<input_repr>_<content_type>_<size>.pth.tar).
+        openl3_input_repr: 'mel256', 'mel128' or 'linear'; the checkpoint's front-end tensors decide (a warning
+            when they differ).
+        openl3_content_type: 'music' or 'env', not used (which training subset the weight file comes from).
+        feature_d: the embedding size, 6144 or 512; it decides the final max pooling.
+        sample_rate: Hz; must be 48000.
+        hop_sec: seconds between the starts of consecutive 1 s windows (> 0; int(hop_sec * 48000) samples).
+        center: put 0.5 s of zeros before the clip, so the first window is centred at 0 s.
+        window_batch: windows per network call (bounds memory, not the outputs).
+        temporal_pooling_type: 'mean', 'max' or 'mean_max'.
+    """
     weight_file: Optional[str] = None
     openl3_input_repr: str = 'mel256'  # checked against the checkpoint's front-end tensors
     openl3_content_type: str = 'music'  # informational: which training subset the weight file comes from
@@ -126,6 +140,9 @@ class SpecLayer(nn.Module):
 
 
 class OpenL3Net(nn.Module):
+    """L3-Net's audio sub-network with torchopenl3's names: the kapre front end (`speclayer`), an input BatchNorm,
+    seven conv / BN / ReLU layers of `widths` (2x2 max pooling after the 2nd, 4th and 6th), the embedding conv and
+    a final max pooling by `pool`."""
     def __init__(self, widths: list, n_dft: int, n_mels: int, pool: tuple):
         super().__init__()
         self.speclayer = SpecLayer(n_dft, n_mels)
@@ -164,6 +181,13 @@ def _front_end_of(state: dict, source: str) -> tuple:
 
 
 class OpenL3(AudioRepr):
+    """OpenL3 (Cramer et al., ICASSP 2019; torchopenl3's conversion of the official weights): waves [B, N] float32
+    at 48 kHz -> Frames [B, T, feature_d], one per 1 s window every hop_sec.
+
+    Raises:
+        EvarError: sample_rate not 48000, hop_sec not positive, feature_d not 6144 / 512, or a missing or
+            mismatched torchopenl3 checkpoint (at construction).
+    """
     Params = OpenL3Params
 
     def __init__(self, params: OpenL3Params):
@@ -207,12 +231,16 @@ class OpenL3(AudioRepr):
         return self.body.audio_embedding_layer.out_channels * (12 if self.params.feature_d == 6144 else 1)
 
     def window_counts(self, lengths: torch.Tensor) -> torch.Tensor:
+        """[B] windows of clips of `lengths` [B] samples: 1 + ceil(max(0, n + 24000 - 48000) / hop) with center
+        (24000 = the 0.5 s lead), 1 + ceil(max(0, n - 48000) / hop) without."""
         span = lengths + (WINDOW // 2 if self.params.center else 0)
         extra = (span - WINDOW).clamp(min=0)
         return 1 + torch.div(extra + self.hop - 1, self.hop, rounding_mode='floor')
 
     def encode(self, feats, feat_lengths) -> Frames:
-        """feats: waves [B, N] (the front end runs per window, inside the network call)."""
+        """Frames of waves [B, N] (the front end runs per window, inside the network call) with `feat_lengths` [B]
+        samples: embeddings [B, T, feature_d], T from `window_counts`, only each clip's own windows run, zero and
+        masked False past them."""
         b = feats.shape[0]
         counts = self.window_counts(feat_lengths)
         t = int(counts.max())

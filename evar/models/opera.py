@@ -48,6 +48,20 @@ CHECKPOINT_PREFIX = 'encoder.encoder.htsat.'
 
 @dataclass(frozen=True)
 class OperaCTParams(SwinArch):  # architecture: OPERA's src/model/htsat/config.py, as HTS-AT's
+    """YAML keys of `opera_ct`: SwinArch's encoder sizes (which must be the checkpoint's) and:
+
+    Keys:
+        weight_file: the OPERA lightning checkpoint encoder-operaCT.ckpt.
+        feature_d: not used (EVAR configs carry it).
+        sample_rate: Hz of the input waves (16000, OPERA's rate).
+        n_fft, hop_size: FFT size (= periodic Hann window) and hop in samples (1024, 512).
+        n_mels: Slaney mel bins (64); f_min, f_max: Hz, the mel filters' range (50-8000).
+        input_sec: seconds; trimmed clips shorter than this are repeat-padded to it.
+        trim: trim leading and trailing silence first, as the official feature extraction does.
+        top_db: dB below the loudest 100 ms frame under which leading / trailing frames are trimmed.
+        temporal_pooling_type: 'mean' (the official clip feature), 'max' or 'mean_max'.
+        chunk_batch: crops per forward pass (bounds memory; embeddings do not depend on it).
+    """
     weight_file: Optional[str] = None
     feature_d: int = 768  # informational (EVAR configs carry it)
     sample_rate: int = 16000
@@ -87,6 +101,14 @@ def repeat_pad(y: torch.Tensor, length: int) -> torch.Tensor:
 
 
 class OperaCT(AudioRepr):
+    """OPERA-CT (Zhang et al., NeurIPS 2024 datasets and benchmarks; evelyn0414/OPERA): waves [B, N] float32 at
+    16 kHz -> Frames [B, C, 768], one per 1024-frame crop of each clip's trimmed, repeat-padded log-mel (C = 1 for
+    clips up to 32.8 s after trimming).
+
+    Raises:
+        EvarError: a missing weight file or one without the encoder.encoder.htsat.* tensors, or tensors that do not
+            match the Swin sizes (at construction).
+    """
     Params = OperaCTParams
 
     def __init__(self, params: OperaCTParams):
@@ -132,6 +154,13 @@ class OperaCT(AudioRepr):
         return (db - low) / (high - low) if bool(high > low) else db
 
     def features(self, wav: torch.Tensor, lengths: torch.Tensor):
+        """Per clip alone: trimmed, repeat-padded to input_sec, log-mel min-max scaled to [0, 1] over the clip;
+        [B, n_mels, T] (T = 1 + trimmed-and-padded samples // hop_size, 251 for 8 s), zero past each clip's frames,
+        and the frame counts [B].
+
+        Raises:
+            EvarError: a clip of zero samples.
+        """
         mels = [self._one_clip(wav[i, :int(n)]) for i, n in enumerate(lengths.tolist())]
         feat_lengths = torch.tensor([m.shape[0] for m in mels], device=wav.device)
         feats = wav.new_zeros(len(mels), self.params.n_mels, int(feat_lengths.max()))
@@ -147,6 +176,8 @@ class OperaCT(AudioRepr):
         return [mel[s:s + size] for s in starts]
 
     def encode(self, feats: torch.Tensor, feat_lengths: torch.Tensor) -> Frames:
+        """Frames of `features`' output [B, n_mels, T] with `feat_lengths` [B]: the pooled Swin output of each crop
+        (the whole clip up to 1024 frames, else 1024-frame crops every 512), [B, C, 768], masked past a clip's crops."""
         crops, counts = [], []
         for i, n in enumerate(feat_lengths.tolist()):
             parts = self._crops(feats[i, :, :int(n)].T)

@@ -53,6 +53,18 @@ TIME_STRIDE = 2 ** POOLED_BLOCKS
 
 @dataclass(frozen=True)
 class CNN14Params:
+    """YAML keys of `cnn14` (defaults: the 16 kHz checkpoint's front end).
+
+    Keys:
+        weight_file: Cnn14_16k_mAP=0.438.pth (see WEIGHTS_URL).
+        sample_rate: Hz of the input waves (16000).
+        n_fft, window_size, hop_size: DFT size, periodic Hann window and hop in samples (512, 512, 160: 10 ms).
+        n_mels: Slaney mel bins (64); f_min, f_max: Hz, the mel filters' range (50-8000). The checkpoint's stored
+            front-end tensors must have these sizes (strict load).
+        output_layers: -1 / 1 the fc1 clip embedding (one frame per clip), 0 conv block 6 frames (every 0.32 s).
+        temporal_pooling_type: 'mean' (a single clip frame stays as it is), 'max' or 'mean_max'.
+        feature_d: not used (EVAR configs carry it).
+    """
     weight_file: Optional[str] = None
     sample_rate: int = 16000
     n_fft: int = 512
@@ -102,6 +114,7 @@ class _LogmelExtractor(nn.Module):
 
 
 class ConvBlock(nn.Module):
+    """CNN14's block: [3x3 conv without bias, BatchNorm, ReLU] twice, padding 1 (pooling is the caller's)."""
     def __init__(self, cin: int, cout: int):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
@@ -165,6 +178,12 @@ class Cnn14Net(nn.Module):
 
 
 class CNN14(AudioRepr):
+    """PANNs CNN14 (Kong et al., TASLP 2020; qiuqiangkong/audioset_tagging_cnn, 16 kHz checkpoint): waves [B, N]
+    float32 at 16 kHz -> Frames [B, 1, 2048] (the fc1 embedding) or [B, T, 2048] (conv block 6, one per 0.32 s).
+
+    Raises:
+        EvarError: output_layers other than 0 or -1 / 1, or a missing or mismatched weight file (at construction).
+    """
     Params = CNN14Params
 
     def __init__(self, params: CNN14Params):
@@ -195,6 +214,7 @@ class CNN14(AudioRepr):
 
     @property
     def embedding_dim(self) -> int:
+        """fc1's width, which equals conv block 6's channels (2048 in the official checkpoint)."""
         return self.body.fc1.out_features
 
     @staticmethod
@@ -209,6 +229,8 @@ class CNN14(AudioRepr):
                         f'embedding); the two have different frame rates and cannot be combined. Got {output_layers!r}.')
 
     def features(self, wav, lengths):
+        """Log-mel in dB [B, n_mels, T] of each clip's own samples (reflect-padded at its own ends), clips shorter
+        than min_samples (4960) extended with zeros to it; frame counts [B] = 1 + max(n, 4960) // hop_size."""
         wav = wav * lengths_to_mask(lengths, wav.shape[-1])
         lengths = lengths.clamp(min=self.min_samples)  # short clips: extended with digital silence
         if wav.shape[-1] < self.min_samples:
@@ -222,6 +244,8 @@ class CNN14(AudioRepr):
         return out, frames
 
     def encode(self, feats, feat_lengths) -> Frames:
+        """Frames of log-mels [B, n_mels, T] with `feat_lengths` [B] frames: conv block 6 frames [B, T // 32, 2048]
+        masked by their valid counts (output_layers 0), else the fc1 clip embedding [B, 1, 2048], mask all True."""
         feats = feats * lengths_to_mask(feat_lengths, feats.shape[-1]).unsqueeze(1)
         frames, frame_lengths, clip = self.body(feats, feat_lengths)
         if self.conv_output:

@@ -54,6 +54,26 @@ QUANTIZE_RANGE = (-2.0, 2.0)
 
 @dataclass(frozen=True)
 class VGGishParams:
+    """YAML keys of `vggish` (defaults: the official front end).
+
+    Keys:
+        weight_file: vggish-10086976.pth (harritaylor) or pytorch_vggish.pth (tcvrick, as EVAR loads).
+        pca_file: vggish_pca_params-970ea276.pth; read only when postprocess is true.
+        postprocess: apply the AudioSet release's PCA whitening and 8-bit quantisation (0-255) to the 128-d output.
+        final_relu: ReLU after the 128-d layer, as both PyTorch ports (false: as the current TensorFlow code).
+        sample_rate: Hz of the input waves (16000).
+        window_size, hop_size: frame length and hop in samples (400, 160: 25 ms, 10 ms); the FFT is the power of two
+            at or above the window (512).
+        n_fft: not used (EVAR's vggish.yaml names it).
+        n_mels: HTK mel bands (64); f_min, f_max: Hz, the bands' range (125-7500).
+        log_offset: added to the mel magnitude before the natural log (0.01).
+        patch_frames: log-mel frames per patch and between patches (96: 0.96 s).
+        output_layers: 0 fc1 (4096-d, EVAR's vggish_4k), 1 fc2 (4096-d), 2 / -1 the 128-d embedding, a list, or
+            'all'.
+        layer_average: with several output_layers, average them instead of concatenating (equal widths only).
+        temporal_pooling_type: 'mean', 'max' or 'mean_max'.
+        feature_d: not used (EVAR configs carry it).
+    """
     weight_file: Optional[str] = None
     pca_file: Optional[str] = None  # only read when postprocess is true
     postprocess: bool = False
@@ -148,10 +168,18 @@ def read_pca(path: str) -> tuple:
 
 
 class VGGish(AudioRepr):
+    """VGGish (Hershey et al., ICASSP 2017; Google's AudioSet release via the harritaylor/torchvggish or tcvrick
+    PyTorch ports): waves [B, N] float32 at 16 kHz -> Frames [B, P, D], one per non-overlapping 0.96 s patch.
+
+    Raises:
+        EvarError: a missing or mismatched weight file, bad mel edges, or with postprocess a missing or malformed
+            pca_file (at construction).
+    """
     Params = VGGishParams
 
     @classmethod
     def weight_paths(cls, params) -> list:
+        """The weight file, and the pca_file when postprocess is set."""
         paths = super().weight_paths(params)
         return paths + [Path(params.pca_file).expanduser()] if params.postprocess and params.pca_file else paths
 
@@ -207,6 +235,13 @@ class VGGish(AudioRepr):
         return patches.transpose(1, 2), n_patches
 
     def encode(self, feats, feat_lengths) -> Frames:
+        """Frames of patches [B, 96 n_mels, P] with `feat_lengths` [B] patches: embeddings [B, P, D] (4096, 4096 or
+        128 per output_layers; 128-d values 0-255 with postprocess), only valid patches run, zero and masked False
+        past them.
+
+        Raises:
+            EvarError: output_layers out of range.
+        """
         b, _, t = feats.shape
         mask = torch.arange(t, device=feats.device)[None, :] < feat_lengths[:, None]
         patches = feats.transpose(1, 2)[mask].reshape(-1, self.params.patch_frames, self.params.n_mels)

