@@ -5,13 +5,20 @@
 Checks, one table row each (exit status 1 when any fails):
   shapes        frames [B, T, D], mask [B, T] (bool, >= 1 valid frame per clip), pooled [B, D], all finite, and D
                 equal to the model's declared `embedding_dim`
-  frame_rate    valid frames per second of a 10 s input against the model's declared `frame_hop_sec` (and
-                `frame_window_sec`); skipped with a note when the model declares no hop (None)
+  silence       silent clips (all zeros) of 0.2 s, 1 s and 10 s give finite frames and pooled embeddings (a model
+                that divides a clip by its own standard deviation gives NaN here)
+  frame_rate    frames added by k more hops of input (from a clip of at least 10 s and one window plus two hops to
+                one k * frame_hop_sec longer, k >= 4 and k hops >= 10 s; within `crop_sec` for models that crop their
+                input) equal k within 1 frame + 2%, and the count at the shorter clip agrees with the declared
+                `frame_hop_sec` and `frame_window_sec` within 2 frames + 2%; skipped with a note when the model declares no hop
+                (None)
   length <s>    one clip each of 0.2 s, 1 s, 10 s and `long_sec` (default 10 min) runs, with its time. Long inputs
                 are run as the model runs them (models with chunking bound their own memory); peak memory is shown
   batch_single  clips of different lengths embedded as one padded batch and one by one agree within 1e-4
                 relative (padding never leaks into a clip's embedding)
-  deterministic two runs of the same batch give identical embeddings
+  deterministic two runs of the same batch, and of one clip longer than the model's window or chunk
+                (`long_clip_sec`: 2.5x the longest of 10 s, `frame_window_sec` and the model's `*_sec` Params such
+                as chunk_sec), give identical frames and pooled embeddings (no random crop of long inputs)
   device        every parameter and buffer, and the outputs, are on the requested device
 
 Models that normalise their front end with training-split statistics (BYOL-A) and have no `norm_stats` in the
@@ -24,6 +31,7 @@ device, long_sec)` checks a model already built (`create_model(...)`); both retu
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -35,7 +43,10 @@ from .errors import EvarError
 
 LENGTHS_SEC = (0.2, 1.0, 10.0)
 BATCH_LENGTHS_SEC = (0.2, 1.0, 3.3, 10.0)
+SILENCE_SEC = (0.2, 1.0, 10.0)
 REL_TOL = 1e-4
+RATE_SPAN_SEC = 10.0  # the frame-rate check adds at least this much input (and at least RATE_MIN_HOPS hops)
+RATE_MIN_HOPS = 4
 
 
 @dataclass
@@ -106,6 +117,21 @@ def declared_hop_sec(model) -> Optional[float]:
     """Seconds between output frames as the model declares it (`frame_hop_sec`), or None."""
     hop = model.frame_hop_sec
     return float(hop) if hop else None
+
+
+def long_clip_sec(model) -> float:
+    """Seconds of the determinism check's long clip: 2.5x the longest of 10 s, the model's `frame_window_sec` and
+    every numeric `*_sec` field of its Params other than hops (chunk_sec, clip_sec, crop_sec, input_sec, ...), so
+    the clip spans more than one window or chunk and a random crop of long inputs shows."""
+    spans = [10.0, float(model.frame_window_sec or 0.0)]
+    params = getattr(model, 'params', None)
+    if dataclasses.is_dataclass(params):
+        for f in dataclasses.fields(params):
+            value = getattr(params, f.name)
+            if f.name.endswith('_sec') and 'hop' not in f.name and isinstance(value, (int, float)) \
+                    and not isinstance(value, bool):
+                spans.append(float(value))
+    return 2.5 * max(spans)
 
 
 def _peak_memory(device: str) -> str:
@@ -207,19 +233,51 @@ def check_ar(model, device: Optional[str] = None, long_sec: float = 600.0, label
                   f'{tuple(pooled.shape)} ({model.pooling})')
         return CheckResult('', not problems, '; '.join(problems) or detail)
 
+    def silence():
+        lens = [max(1, int(round(s * sr))) for s in SILENCE_SEC]
+        wav = torch.zeros(len(lens), max(lens), device=device)
+        frames, pooled = run(wav, torch.tensor(lens, device=device))
+        problems = _frames_problems(frames, len(lens))
+        if not bool(torch.isfinite(pooled).all()):
+            bad = [f'{s:g} s' for s, row in zip(SILENCE_SEC, pooled) if not bool(torch.isfinite(row).all())]
+            problems.append(f'non-finite pooled embeddings of the silent clips of {", ".join(bad)}')
+        return CheckResult('', not problems, '; '.join(problems) or
+                           f'finite frames and pooled embeddings for silent clips of {list(SILENCE_SEC)} s')
+
     def frame_rate():
         hop = declared_hop_sec(model)
         if hop is None:
             return CheckResult('', True, 'skipped: the model declares no hop (set frame_hop_sec to check it)',
                                skipped=True)
-        frames, _ = run(*padded_batch([int(10 * sr)], sr, device))
-        valid = int(frames.mask[0].sum())
         # Models whose frames are windows that must fit in the clip declare the window's span (OpenL3).
         window = float(model.frame_window_sec or 0.0)
-        expected = (10.0 - window) / hop + 1 if window else 10.0 / hop
-        ok = abs(valid - expected) <= max(2.0, 0.02 * expected)
-        return CheckResult('', ok, f'{valid / 10:.2f} frames/s from 10 s; declared hop {hop * 1000:g} ms -> '
-                                   f'{1 / hop:.2f} frames/s')
+        base_sec = max(10.0, window + 2 * hop)
+        # The frames that k more hops of input add do not depend on how a model counts its first and last frames,
+        # so this holds models of any hop to their declaration (a 10 s clip alone cannot tell a 30 s hop from 10 s).
+        k = max(RATE_MIN_HOPS, math.ceil(RATE_SPAN_SEC / hop - 1e-9))
+        crop = getattr(getattr(model, 'params', None), 'crop_sec', None)
+        if crop:  # the model sees at most crop_sec of a clip (ATST's official central crop): measure within it
+            base_sec = min(base_sec, crop / 2)
+            k = min(k, int((crop - base_sec) / hop + 1e-9))
+        n1 = int(round(base_sec * sr))
+        n2 = n1 + int(round(k * hop * sr))
+        counts = [int(run(*padded_batch([n], sr, device))[0].mask[0].sum()) for n in ((n1, n2) if k else (n1,))]
+        expected = (base_sec - window) / hop + 1 if window else base_sec / hop
+        count_ok = abs(counts[0] - expected) <= max(2.0, 0.02 * expected)
+        if k:
+            added = counts[1] - counts[0]
+            rate_ok = abs(added - k) <= 1 + 0.02 * k
+            detail = f'{added / ((n2 - n1) / sr):.2f} frames/s ({added} frames added by {(n2 - n1) / sr:g} s, '
+        else:
+            rate_ok = True
+            detail = f'{counts[0] / base_sec:.2f} frames/s (input cropped to crop_sec {crop:g} s: count only, '
+        detail += (f'{counts[0]} frames from {n1 / sr:g} s); declared hop {hop * 1000:g} ms -> {1 / hop:.2f} '
+                   'frames/s')
+        if not rate_ok:
+            detail += f'; FAIL: expected {k} +- {1 + 0.02 * k:.2f} frames added'
+        if not count_ok:
+            detail += f'; FAIL: expected {expected:.1f} frames from {n1 / sr:g} s'
+        return CheckResult('', rate_ok and count_ok, detail)
 
     def length(seconds):
         def fn():
@@ -257,11 +315,19 @@ def check_ar(model, device: Optional[str] = None, long_sec: float = 600.0, label
                                                  f'lengths {list(BATCH_LENGTHS_SEC)} s')
 
     def deterministic():
-        wav, lengths = padded_batch(batch_lens, sr, device)
-        _, a = run(wav, lengths)
-        _, b = run(wav, lengths)
-        diff = float((a - b).abs().max())
-        return CheckResult('', bool(torch.equal(a, b)), 'identical' if torch.equal(a, b) else f'max difference {diff:.2e}')
+        clip_sec = long_clip_sec(model)
+        batches = {f'batch of {list(BATCH_LENGTHS_SEC)} s': padded_batch(batch_lens, sr, device),
+                   f'one clip of {clip_sec:g} s': padded_batch([int(round(clip_sec * sr))], sr, device)}
+        differ = []
+        for what, (wav, lengths) in batches.items():
+            (fa, pa), (fb, pb) = run(wav, lengths), run(wav, lengths)
+            same = (torch.equal(fa.embeddings, fb.embeddings) and torch.equal(fa.mask, fb.mask)
+                    and torch.equal(pa, pb))
+            if not same:
+                diff = float((pa - pb).abs().max()) if pa.shape == pb.shape else float('nan')
+                differ.append(f'{what}: two runs differ (pooled max difference {diff:.2e})')
+        return CheckResult('', not differ, '; '.join(differ) or
+                           f'identical frames and pooled embeddings: {", ".join(batches)}')
 
     def placement():
         want = torch.device(device)
@@ -278,6 +344,7 @@ def check_ar(model, device: Optional[str] = None, long_sec: float = 600.0, label
                            if misplaced else f'{n} parameters/buffers and outputs on {device}')
 
     _check(report, 'shapes', shapes)
+    _check(report, 'silence', silence)
     _check(report, 'frame_rate', frame_rate)
     for seconds in (*LENGTHS_SEC, float(long_sec)):
         _check(report, f'length {seconds:g}s', length(seconds))

@@ -18,8 +18,8 @@ from helpers import batch_equals_single
 from helpers.tiny_models import ADAPTER_MODULES, TINY
 
 LONG_SEC = 12.0  # past the tiny models' windows and chunks (CED 10.1 s, Dasheng 10.1 s, ATST 6 s, EAT 2.6 s, ...)
-CHECKS = ['shapes', 'frame_rate', 'length 0.2s', 'length 1s', 'length 10s', f'length {LONG_SEC:g}s', 'batch_single',
-          'deterministic', 'device']
+CHECKS = ['shapes', 'silence', 'frame_rate', 'length 0.2s', 'length 1s', 'length 10s', f'length {LONG_SEC:g}s',
+          'batch_single', 'deterministic', 'device']
 # Models whose frames are not evenly spaced in time, with the case's reason (the property's docstring says it too).
 NO_HOP = {'esresnext_fbsp': 'one embedding per clip', 'opera_ct': 'one embedding per crop of the trimmed clip',
           'hf-ast': 'patch tokens of a frequency x time grid', 'hear': 'HEAR gives timestamps, not a hop'}

@@ -205,6 +205,10 @@ class HFAudio(AudioRepr):
                                 f'padding={fe.padding!r} are not supported (fused CLAP models treat a random clip of '
                                 "each batch as longer); supported: truncation 'rand_trunc' with padding 'repeatpad', "
                                 "'repeat' or 'pad'.")
+            if self.chunk_samples > int(fe.nb_max_samples):  # a longer piece would be cut: audio lost without a word
+                raise EvarError(f'audio_repr hf: chunk_sec {self.params.chunk_sec} is longer than the CLAP input of '
+                                f'{int(fe.nb_max_samples) / self.sample_rate:g} s; set chunk_sec to at most that '
+                                '(or leave it unset).')
             self.register_buffer('mel_filters', torch.from_numpy(fe.mel_filters_slaney), persistent=False)
             self.register_buffer('stft_window', torch.hann_window(int(fe.fft_window_size), dtype=torch.float64),
                                  persistent=False)
