@@ -2,6 +2,13 @@
 
 Option strings and value checking live in `evar.params`; this module knows the run settings and which model class
 owns which keys (through the model registry).
+
+EVAR's own model YAMLs load unchanged: `EVAR_KEYS` maps the keys EVAR's model classes read under other names onto
+evar's (M2D's `mean`/`std` -> `norm_stats`, Dasheng's `model_name` -> weights and sizes, the transformers models'
+`pretrained_model`/`wav2vec_model` -> `model_id`), `EVAR_IMPLIED` sets what an EVAR class name implies (its
+`AR_Wav2Vec2Feature` -> `output: conv_features`), and keys evar does not need are accepted only with values that
+cannot change the embeddings (each with its reason in the table). Run settings (`name`, `crop`, `cache_dtype`, ...)
+may be set by an option whether or not the YAML has them, as EVAR's run scripts do (`--options name=...`).
 """
 
 from __future__ import annotations
@@ -11,7 +18,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from types import MappingProxyType
+from typing import Any, Mapping, Optional
 
 from .errors import EvarError
 from .params import apply_options, read_yaml_mapping, typed_dataclass
@@ -48,6 +56,67 @@ class RunSettings:
 
 RUN_KEYS = frozenset(f.name for f in dataclasses.fields(RunSettings))
 CROP_POLICIES = ('head', 'center', 'full')
+ANY = None  # in `EvarKeys.ignored`: every value is accepted
+
+
+@dataclass(frozen=True)
+class EvarKeys:
+    """How the YAML keys of one model in EVAR map onto evar's keys of the registered model.
+
+    Attributes:
+        renamed: EVAR key -> evar key taking its value as is.
+        combined: evar key -> EVAR keys whose values, all set, form its list value (`norm_stats` <- mean, std).
+        by_value: EVAR key -> {EVAR value -> evar keys and values it stands for}; another value is an error.
+        ignored: EVAR key -> (accepted values, or ANY for every value; why it cannot change the embeddings).
+    """
+    renamed: Mapping[str, str] = field(default_factory=dict)
+    combined: Mapping[str, tuple] = field(default_factory=dict)
+    by_value: Mapping[str, Mapping[Any, Mapping[str, Any]]] = field(default_factory=dict)
+    ignored: Mapping[str, tuple] = field(default_factory=dict)
+
+    def keys(self) -> set:
+        """Every EVAR key this table accepts."""
+        return set(self.renamed) | {k for ks in self.combined.values() for k in ks} | set(self.by_value) | set(
+            self.ignored)
+
+
+# Keys of EVAR's YAMLs that its model classes do not read, or read only for fine-tuning, when evar's model has no key
+# of that name: accepted with these values only.
+_WINDOW = (('hanning', 'hann'), "the Hann window these models compute with (EVAR's 'hanning')")
+_COMMON_IGNORED = {
+    'window': _WINDOW,
+    'dur_frames': (ANY, "EVAR's fine-tuning crop (evar/data.py), not used for embeddings"),
+    'encoder_only': (ANY, "EVAR's M2D runtime: whether the decoder is built too; embeddings come from the encoder"),
+    'cls_token': ((False,), 'False: frames, not the [CLS] token, are pooled (True would change the embeddings)'),
+    'flat_features': ((False,), 'False: the frames as the model gives them (True would change the embeddings)'),
+}
+_FBANK_FIXED = (ANY, "EVAR's AR_BEATs does not read it: BEATs' Kaldi fbank settings are fixed in its code")
+_HF_ID = {'pretrained_model': 'model_id', 'wav2vec_model': 'model_id'}
+EVAR_KEYS = MappingProxyType({
+    'm2d': EvarKeys(combined={'norm_stats': ('mean', 'std')}),
+    'msm_mae': EvarKeys(combined={'norm_stats': ('mean', 'std')}),
+    'beats': EvarKeys(ignored={k: _FBANK_FIXED for k in ('n_fft', 'window_size', 'hop_size', 'n_mels', 'f_min',
+                                                          'f_max')}),
+    'htsat': EvarKeys(ignored={'output_layers': (([-1],), "[-1]: the final output, HTS-AT's only one in evar")}),
+    'dasheng': EvarKeys(by_value={'model_name': {
+        'mispeech/dasheng-base': {'weight_file': 'external/dasheng_base.pt', 'embed_dim': 768, 'depth': 12,
+                                  'num_heads': 12},
+        'mispeech/dasheng-0.6B': {'weight_file': 'external/dasheng_06b.pt', 'embed_dim': 1280, 'depth': 32,
+                                  'num_heads': 16},
+        'mispeech/dasheng-1.2B': {'weight_file': 'external/dasheng_12b.pt', 'embed_dim': 1536, 'depth': 40,
+                                  'num_heads': 24}}}),
+    'hf': EvarKeys(renamed=_HF_ID),
+})
+# What an EVAR class name implies beyond the registered model it maps to (evar.models.EVAR_ALIASES): EVAR's HuBERT
+# and WavLM preprocess with wav2vec2-base-960h's processor; its wav2vec 2.0 classes differ in the output they take.
+_W2V2_PROCESSOR = MappingProxyType({'feature_extractor_id': 'facebook/wav2vec2-base-960h'})
+EVAR_IMPLIED = MappingProxyType({
+    'ar_hubert.AR_Hubert': _W2V2_PROCESSOR,
+    'ar_wavlm.AR_WavLM': _W2V2_PROCESSOR,
+    'ar_wav2vec2.AR_Wav2Vec2Feature': MappingProxyType({'output': 'conv_features'}),
+    'ar_wav2vec2.AR_Wav2Vec2Logit': MappingProxyType({'output': 'ctc_logits'}),
+})
+_UNSET = object()  # a run setting that neither the YAML nor an option sets
 
 
 @dataclass(frozen=True)
@@ -98,12 +167,17 @@ def load_config(path, options: str = '') -> ModelConfig:
     name = resolve_name(str(raw['audio_repr']), source=str(path))
     params_cls = model_params_class(name)
     model_keys = {f.name for f in dataclasses.fields(params_cls)}
-    valid = model_keys | RUN_KEYS | {'audio_repr'}
+    evar_keys = EVAR_KEYS.get(name, EvarKeys())
+    evar_only = (evar_keys.keys() | set(_COMMON_IGNORED)) - model_keys - RUN_KEYS
+    valid = model_keys | RUN_KEYS | evar_only | {'audio_repr'}
     unknown = sorted(set(raw) - valid)
     if unknown:
         raise EvarError(f'Config file {path}: unknown key(s) {unknown} for audio_repr {name}. '
                         f'Valid keys: {", ".join(sorted(valid))}.')
-    merged = apply_options(raw, options, valid, source=str(path))
+    # Run settings need no '+' in options (EVAR's scripts pass name=...); model keys do when the YAML lacks them.
+    merged = apply_options({**dict.fromkeys(RUN_KEYS, _UNSET), **raw}, options, valid, source=str(path))
+    merged = {k: v for k, v in merged.items() if v is not _UNSET}
+    merged = _from_evar_keys(merged, evar_keys, EVAR_IMPLIED.get(str(raw['audio_repr']), {}), evar_only, str(path))
     run_values = {k: v for k, v in merged.items() if k in RUN_KEYS}
     model_values = {k: v for k, v in merged.items() if k in model_keys}
     run = typed_dataclass(RunSettings, run_values, source=str(path))
@@ -113,3 +187,46 @@ def load_config(path, options: str = '') -> ModelConfig:
     if run.cache_dtype not in ('float32', 'float16'):
         raise EvarError(f'Config file {path}: cache_dtype must be float32 or float16, got {run.cache_dtype!r}.')
     return ModelConfig(path=path, audio_repr=name, params=params, run=run)
+
+
+def _from_evar_keys(values: dict, table: EvarKeys, implied: Mapping, evar_only: set, source: str) -> dict:
+    """`values` with EVAR's keys (`evar_only`, those evar's model does not have) replaced by evar's as `table` says,
+    and `implied` keys set where the YAML does not set them.
+
+    Raises:
+        EvarError: an ignored key with a value that would change the embeddings, an unknown `by_value` value, a
+            combined key with some parts unset, or an EVAR key whose evar key is set to another value too.
+    """
+    out = {k: v for k, v in values.items() if k not in evar_only}
+    mapped = {}
+    for key in sorted(evar_only & set(values)):
+        value = values[key]
+        if key in table.renamed:
+            mapped[table.renamed[key]] = (key, value)
+        elif key in table.by_value:
+            choices = table.by_value[key]
+            if value not in choices:
+                raise EvarError(f'{source}: {key}: {value!r} is not one evar can map; known: {", ".join(choices)}.')
+            for k, v in choices[value].items():
+                mapped[k] = (f'{key}: {value}', v)
+        elif key not in (k for ks in table.combined.values() for k in ks):
+            accepted, why = table.ignored.get(key) or _COMMON_IGNORED[key]
+            if accepted is not ANY and value not in accepted:
+                raise EvarError(f'{source}: {key}: {value!r} is not supported; evar accepts this EVAR key only as '
+                                f'{" or ".join(map(repr, accepted))} ({why}).')
+    for target, parts in table.combined.items():
+        given = [values.get(k) for k in parts if k in values]
+        if not given:
+            continue
+        if len(given) < len(parts) or any(v is None for v in given):
+            raise EvarError(f'{source}: {"/".join(parts)} must all be set (they become evar\'s {target}); leaving '
+                            f'them empty makes EVAR compute statistics from the task data, which this model does not '
+                            f'do: set both, or remove them and set {target}.')
+        mapped[target] = ('/'.join(parts), [values[k] for k in parts])
+    for key, (origin, value) in mapped.items():
+        if key in out and out[key] != value:
+            raise EvarError(f'{source}: {key} is {out[key]!r} but {origin} says {value!r}; keep one of them.')
+        out[key] = value
+    for key, value in implied.items():
+        out.setdefault(key, value)
+    return out

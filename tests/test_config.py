@@ -28,9 +28,14 @@ def test_unknown_key_lists_valid_keys():
     assert "'batch_sise'" in str(e.value) and 'batch_size' in str(e.value) and 'n_mels' in str(e.value)
 
 
-def test_existing_key_needs_plus_to_be_added():
-    with pytest.raises(EvarError, match=r'\+num_workers=2'):
-        load_config(ROOT / 'config/melspec.yaml', 'num_workers=2')
+def test_run_settings_need_no_plus_and_model_keys_do():
+    """EVAR's run scripts pass name=..., crop, cache_dtype without '+': run settings may be set either way."""
+    cfg = load_config(ROOT / 'config/melspec.yaml', 'name=foo,crop=center,cache_dtype=float16,num_workers=2')
+    assert (cfg.name, cfg.run.crop, cfg.run.cache_dtype, cfg.run.num_workers) == ('foo', 'center', 'float16', 2)
+    assert load_config(ROOT / 'config/melspec.yaml', '+name=bar').name == 'bar'
+    assert load_config(ROOT / 'config/melspec.yaml').run.num_workers is None  # unset stays the default
+    with pytest.raises(EvarError, match=r'\+norm_stats=\[1, 2\]'):  # a model key the YAML lacks
+        load_config(ROOT / 'config/byola_d512.yaml', 'norm_stats=[1, 2]')
 
 
 def test_values_are_never_evaluated():
@@ -71,3 +76,136 @@ def test_evar_fine_tuning_keys_are_accepted(tmp_path):
     with pytest.raises(EvarError, match=r"unknown key\(s\) \['trainig_mask'\]"):
         cfg_file.write_text('audio_repr: ar_opera.AR_OPERA_CT\ntrainig_mask: 0.5\n')
         load_config(cfg_file)
+
+
+# EVAR's own model YAMLs (nttcslab/eval-audio-repr config/), verbatim: config data that must load unchanged.
+EVAR_M2D = """# AR parameters such as FFT parameters.
+audio_repr: ar_m2d.AR_M2D
+weight_file: m2d_vit_base-80x208p16x16p16k-random/random
+feature_d: 3840
+sample_rate: 16000
+n_fft: 400
+window_size: 400
+hop_size: 160
+n_mels: 80
+f_min: 50
+f_max: 8000
+window: hanning
+
+# Statistics for normalization: average and standard deviation
+mean: -7.1
+std: 4.2
+
+# Model specific parameters.
+output_layers: [-1]  # List of layers to stack
+encoder_only: True
+dur_frames:  # None for no desired number of frames
+freeze_embed:  # Set True if freezing PatchEmbed during fine-tuning [2211.09359] How to Fine-Tune Vision Models with SGD
+
+# Linear evaluation/Fine-tuning common parameters.
+flat_features: False  # 768-d if True else 3840-d
+
+# Linear evaluaition parameters.
+batch_size: 128
+lr_lineareval: 0.00003
+report_per_epochs: 50
+early_stop_epochs: 20
+
+# Fine-tuning parameters.
+training_mask: 0.0
+warmup_epochs: 5
+mixup: 0.5
+ft_bs: 128
+ft_lr: 2.0
+ft_early_stop_epochs: -1  # -1: no early stopping
+ft_epochs: 200
+ft_freq_mask: 30
+ft_time_mask: 192
+ft_noise: 0.0
+ft_rrc: True
+"""
+EVAR_DASHENG = """# AR parameters such as FFT parameters.
+audio_repr: ar_dasheng.AR_Dasheng
+feature_d: 768
+sample_rate: 16000
+# temporal_pooling_type: mean_max
+
+# Training parameters.
+batch_size: 256
+lr_lineareval: 0.0003
+report_per_epochs: 20
+early_stop_epochs: 20
+
+# Model specific parameters.
+# model_name: mispeech/dasheng-base
+# model_name: mispeech/dasheng-0.6B
+model_name: mispeech/dasheng-1.2B
+"""
+EVAR_HUBERT = """# AR parameters such as FFT parameters.
+audio_repr: ar_hubert.AR_Hubert
+feature_d: 768
+sample_rate: 16000
+temporal_pooling_type: mean
+
+# Training parameters.
+batch_size: 64
+lr_lineareval: 0.0003
+report_per_epochs: 20
+early_stop_epochs: 20
+
+# Model specific parameters.
+pretrained_model: facebook/hubert-base-ls960
+# pretrained_model: facebook/hubert-large-ls960-ft
+output_layers: [-1]  # list of layers to stack
+"""
+EVAR_W2V2_FEATURE = """# AR parameters such as FFT parameters.
+audio_repr: ar_wav2vec2.AR_Wav2Vec2Feature
+feature_d: 512
+sample_rate: 16000
+temporal_pooling_type: mean_max
+
+# Training parameters.
+batch_size: 256
+lr_lineareval: 0.0003
+report_per_epochs: 20
+early_stop_epochs: 20
+
+# Model specific parameters.
+wav2vec_model: facebook/wav2vec2-large-960h-lv60
+"""
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_evar_model_yamls_load_with_their_keys_mapped(tmp_path):
+    m2d = load_config(write(tmp_path, 'm2d.yaml', EVAR_M2D), 'name=M2D_random')
+    assert m2d.audio_repr == 'm2d' and m2d.model_params['norm_stats'] == [-7.1, 4.2] and m2d.name == 'M2D_random'
+    assert m2d.model_params['output_layers'] == [-1] and m2d.run.lr_lineareval == pytest.approx(3e-5)
+    dasheng = load_config(write(tmp_path, 'dasheng.yaml', EVAR_DASHENG)).model_params
+    assert (dasheng['embed_dim'], dasheng['depth'], dasheng['num_heads']) == (1536, 40, 24)
+    assert dasheng['weight_file'] == 'external/dasheng_12b.pt'
+    hubert = load_config(write(tmp_path, 'hubert.yaml', EVAR_HUBERT))
+    assert hubert.audio_repr == 'hf' and hubert.model_params['model_id'] == 'facebook/hubert-base-ls960'
+    assert hubert.model_params['feature_extractor_id'] == 'facebook/wav2vec2-base-960h'  # as EVAR preprocesses
+    w2v2 = load_config(write(tmp_path, 'w2v2.yaml', EVAR_W2V2_FEATURE), 'wav2vec_model=facebook/wav2vec2-base-960h')
+    assert w2v2.model_params['output'] == 'conv_features'
+    assert w2v2.model_params['model_id'] == 'facebook/wav2vec2-base-960h'  # an option on EVAR's key
+
+
+def test_evar_keys_that_would_change_embeddings_are_refused(tmp_path):
+    with pytest.raises(EvarError, match=r"cls_token: True is not supported.*False"):
+        load_config(write(tmp_path, 'm2d.yaml', EVAR_M2D + 'cls_token: True\n'))
+    with pytest.raises(EvarError, match=r"window: 'hamming' is not supported"):
+        load_config(write(tmp_path, 'm2d.yaml', EVAR_M2D.replace('window: hanning', 'window: hamming')))
+    with pytest.raises(EvarError, match='mean/std must all be set'):  # EVAR would compute them from the task data
+        load_config(write(tmp_path, 'm2d.yaml', EVAR_M2D.replace('mean: -7.1', 'mean:')))
+    with pytest.raises(EvarError, match='norm_stats is .* but mean/std says'):
+        load_config(write(tmp_path, 'm2d.yaml', EVAR_M2D + 'norm_stats: [0.0, 1.0]\n'))
+    with pytest.raises(EvarError, match="model_name: 'mispeech/dasheng-2B' is not one evar can map"):
+        load_config(write(tmp_path, 'd.yaml', EVAR_DASHENG.replace('dasheng-1.2B', 'dasheng-2B')))
+    with pytest.raises(EvarError, match=r"unknown key\(s\) \['mean'\]"):  # only for models that read them
+        load_config(write(tmp_path, 'mel.yaml', 'audio_repr: melspec\nmean: 1.0\n'))

@@ -60,6 +60,15 @@ EVAR_ALIASES = MappingProxyType({
     'ar_esresnext_fbsp.AR_ESResNeXtFBSP': 'esresnext_fbsp',
     'ar_coala.AR_COALA': 'coala',
     'ar_opera.AR_OPERA_CT': 'opera_ct',
+    # EVAR's transformers models are all `hf`; the keys their YAMLs imply (model_id, output, the feature extractor)
+    # are set by evar.config.EVAR_KEYS and EVAR_IMPLIED.
+    'ar_hubert.AR_Hubert': 'hf',
+    'ar_wavlm.AR_WavLM': 'hf',
+    'ar_data2vec.AR_Data2Vec': 'hf',
+    'ar_whisper.AR_Whisper': 'hf',
+    'ar_wav2vec2.AR_Wav2Vec2Context': 'hf',
+    'ar_wav2vec2.AR_Wav2Vec2Feature': 'hf',
+    'ar_wav2vec2.AR_Wav2Vec2Logit': 'hf',
 })
 
 
