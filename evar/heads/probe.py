@@ -10,6 +10,7 @@ the later epoch), best weights restored. Mixup mixes each sample with its own Be
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,8 @@ from torch import nn
 
 from ..errors import EvarError
 from .base import Adam, TorchHead, loss_function, make_mlp, probe_name
+
+log = logging.getLogger('evar')
 
 
 @dataclass
@@ -35,6 +38,8 @@ class ProbeHead(TorchHead):
         mixup: alpha of the per-sample Beta(alpha, alpha) mixing weights; 0 disables.
         seed: seeds initialisation, shuffling and mixup.
         device: torch device of the network.
+        report_every: log the epoch, loss and validation score every this many epochs (EVAR's
+            report_per_epochs); 0 is silent.
 
     Learned attributes: `model_` (the network with the best validation weights), `scaler_`, `history_` (one
     (epoch, last minibatch loss, validation score) per epoch run), `epochs_run_`, `best_valid_`.
@@ -48,6 +53,7 @@ class ProbeHead(TorchHead):
     mixup: float = 0.0
     seed: int = 42
     device: str = 'cpu'
+    report_every: int = 0
 
     @classmethod
     def from_options(cls, options, run, seed: int, device: str) -> 'ProbeHead':
@@ -55,7 +61,8 @@ class ProbeHead(TorchHead):
         return cls(hidden=tuple(options.hidden), lr=options.lr or run.lr_lineareval, epochs=options.epochs,
                    early_stop_epochs=(options.early_stop_epochs if options.early_stop_epochs is not None
                                       else run.early_stop_epochs),
-                   standard_scaler=options.standard_scaler, mixup=options.mixup, seed=seed, device=device)
+                   standard_scaler=options.standard_scaler, mixup=options.mixup, seed=seed, device=device,
+                   report_every=run.report_per_epochs)
 
     @property
     def name(self) -> str:
@@ -88,6 +95,9 @@ class ProbeHead(TorchHead):
                 opt.step()
             val = self._score_tensor(Xv, y_val)
             self.history_.append((epoch + 1, loss.item(), val))
+            if self.report_every and (epoch + 1) % self.report_every == 0:
+                log.info(f'probe epoch {epoch + 1}/{self.epochs}: loss {loss.item():.4f}, valid {self.metric_} '
+                         f'{val:.4f} (best {max(best, val):.4f})')
             if val >= best:
                 best, best_state, stale = val, copy.deepcopy(self.model_.state_dict()), 0
             else:

@@ -277,7 +277,7 @@ def run_settings(prepared: PreparedRun, head, options: HeadOptions, unit_sec_opt
     import dataclasses
 
     cfg = prepared.cfg
-    hyper = {f.name: getattr(head, f.name) for f in dataclasses.fields(head) if f.name not in ('seed', 'device')}
+    hyper = {f.name: getattr(head, f.name) for f in dataclasses.fields(head) if f.name not in ('seed', 'device', 'report_every')}
     return {'model': cfg.model_hash()[:16], 'weights': prepared.source.weight_digest(),
             'run': dataclasses.asdict(cfg.run), 'task': prepared.task.name,
             'metadata': prepared.metadata.content_hash[:16], 'unit_sec': prepared.task.unit_sec,
