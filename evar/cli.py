@@ -207,8 +207,7 @@ def run_function(fn: Callable, argv: Optional[list] = None, prog: Optional[str] 
     argv = sys.argv[1:] if argv is None else list(argv)
     prog = prog or fn.__name__
     if any(a in ('-h', '--help') for a in argv):
-        print(_help(fn, prog))
-        return 0
+        return _guarded(lambda: print(_help(fn, prog)))
     return _guarded(lambda: fn(**parse_arguments(fn, argv, prog, defaults)))
 
 
@@ -238,8 +237,7 @@ def main(argv: Optional[list] = None) -> int:
     """`evar COMMAND ...`: dispatches to a subcommand; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ('-h', '--help', 'help'):
-        print(usage())
-        return 0
+        return _guarded(lambda: print(usage()))
     if argv[0] not in COMMANDS:
         close = difflib.get_close_matches(argv[0], list(COMMANDS), n=1)
         print(f'Error: unknown command {argv[0]!r}.{f" Did you mean {close[0]}?" if close else ""}\n{usage()}',

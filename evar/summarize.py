@@ -6,7 +6,8 @@ Input columns: EVAR's `representation,task,score,run_id,report`, optionally foll
 `std,runs,seed,metric,head,config_hash,weight_hash,elapsed_sec,timestamp`; other columns are ignored.
 A row with `runs` > 1 is an aggregate (mean of several seeds) written next to the individual runs (`runs` 1 or
 empty): cells are computed from the individual rows, and from aggregate rows only where a
-(representation, head, task) has no individual row.
+(representation, head, task) has no individual row. Rows with the same settings and seed are reruns: the last
+one counts, once.
 
 Rows whose `settings` differ in more than the task (another learning rate, hidden layers, unit length, weights ...)
 are different evaluations: they get lines of their own, labelled with an 8-digit settings tag, and are never
@@ -170,8 +171,9 @@ def summarize(filter=None, results='results/scores.csv') -> Summary:
             std_text = row.get('std', '')
             std = _number(std_text, path, line, 'std') if std_text else None
             aggregate.setdefault(key, []).append((score, std, runs))
-        else:
-            individual.setdefault(key, []).append(score)
+        else:  # a rerun of the same settings and seed replaces the earlier row: it is not another sample
+            seed = row.get('seed', '')
+            individual.setdefault(key, {})[f'seed {seed}' if variant and seed else f'line {line}'] = score
     if not order:
         raise EvarError(f'No rows of {path} match filter {",".join(terms)!r} (it must be part of a '
                         'representation or task name).')
@@ -193,8 +195,9 @@ def summarize(filter=None, results='results/scores.csv') -> Summary:
     for key in set(individual) | set(aggregate):
         rep, head, task = key
         if key in individual:
-            mean, std = _mean_std(individual[key])
-            cell = Cell(mean=mean, std=std, runs=len(individual[key]))
+            scores = list(individual[key].values())
+            mean, std = _mean_std(scores)
+            cell = Cell(mean=mean, std=std, runs=len(scores))
         else:
             cell = _pool_aggregates(aggregate[key])
         by_model[(rep, head)].cells[task] = cell

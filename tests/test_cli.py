@@ -101,3 +101,11 @@ def test_every_tool_reports_bad_input_the_same_way(tmp_path, argv):
     errors = [line for line in proc.stderr.splitlines() if line.startswith('Error:')]
     assert proc.returncode == 1 and len(errors) == 1 and 'Traceback' not in proc.stderr, proc.stderr
     assert 'usage:' not in proc.stderr
+
+
+@pytest.mark.parametrize('args', [['-m', 'evar'], ['-m', 'evar', 'linear', '--help'], [str(ROOT / 'lineareval.py'), '--help']])
+def test_help_into_a_closed_pipe_is_quiet(tmp_path, args):
+    cmd = ' '.join([sys.executable, *args]) + ' | head -c 1'
+    proc = subprocess.run(['bash', '-c', cmd], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, 'PYTHONPATH': str(ROOT)})
+    assert 'Traceback' not in proc.stderr and 'Error' not in proc.stderr, proc.stderr

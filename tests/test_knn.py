@@ -72,7 +72,7 @@ def test_k_larger_than_training_set_uses_all_and_refit_resets():
     head = KNNHead(k=50).fit(Xtr, ytr, Xte, yte)
     assert head.k_ == 6
     head.fit(*data(n_train=30, seed=2)[:2], Xte, yte)
-    assert head.k_ == 30 and len(head.history_) == 1 and head.train_.shape[0] == 30
+    assert head.k_ == 30 and head.history_ == [] and head.train_.shape[0] == 30 and np.isnan(head.best_valid_)
 
 
 @pytest.mark.parametrize('kwargs', [{'k': 0}, {'k': 'ten'}, {'k': True}, {'temperature': 0.0}])
@@ -128,3 +128,23 @@ def test_knn_on_real_audio_single_and_multi_label(tmp_path):
     assert multi['byola'] > 0.95 and multi['melspec'] > 0.95
     written = read_rows(tmp_path / 'results' / 'scores.csv')
     assert {(r.mode, r.head, r.metric) for r in written} == {('knn', 'knn', 'accuracy'), ('knn', 'knn', 'mAP')}
+
+
+def test_fixed_k_trains_on_the_whole_training_split_and_ignores_seeds(tmp_path, work):
+    """X-ARES's kNN selects nothing, so a carved validation split goes back into training and seeds do not matter."""
+    from evar.modes.linear import HeadOptions, lineareval
+
+    csv_text = (work / 'metadata' / 'demo.csv').read_text().replace(',valid', ',train')  # no valid split: carved
+    (tmp_path / 'nv.csv').write_text(csv_text)
+    (tmp_path / 'nv.yaml').write_text(f'metadata: nv.csv\ndata: {work / "16k" / "demo"}\nunit_sec: 1.0\n')
+
+    def knn(seed, k):
+        return lineareval(ROOT / 'config' / 'melspec.yaml', str(tmp_path / 'nv.yaml'), seeds=(seed,), work_root=work,
+                          progress=False, results_dir=tmp_path / 'results', logs_dir=tmp_path / 'logs',
+                          head=HeadOptions(head='knn', k=k))[0]
+
+    fixed = [knn(seed, 10) for seed in (42, 43)]
+    assert fixed[0].score == fixed[1].score and fixed[0].folds[0].n_train == 240 and fixed[0].folds[0].n_valid == 24
+    assert np.isnan(fixed[0].folds[0].best_valid)
+    auto = knn(42, 'auto').folds[0]
+    assert auto.n_train == 216 and auto.n_valid == 24 and auto.best_valid > 0.5  # k=auto selects on the carve

@@ -155,3 +155,14 @@ def test_cli(tmp_path, scores):
     r = subprocess.run([sys.executable, 'summarize.py', '--results', str(tmp_path / 'nope.csv')],
                        cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 1 and 'nope.csv' in r.stderr and 'Traceback' not in r.stderr
+
+
+def test_reruns_of_one_seed_count_once(tmp_path):
+    settings = '"{""head"":""logreg""}"'
+    rows = [f'm,esc50,{s},r1,x,,1,{seed},accuracy,linear,logreg,,,0,t,{settings}'
+            for s, seed in ((0.5, 42), (0.7, 42), (0.9, 43))]
+    path = tmp_path / 'scores.csv'
+    path.write_text('representation,task,score,run_id,report,std,runs,seed,metric,mode,head,config_hash,weight_hash,'
+                    'elapsed_sec,timestamp,settings\n' + '\n'.join(rows) + '\n')
+    cell = summarize(results=path).rows[0].cells['esc50']
+    assert cell.runs == 2 and cell.mean == pytest.approx(0.8)  # seed 42's rerun (0.7) replaces its first run

@@ -90,6 +90,16 @@ class Head:
         """The head's name in results (e.g. linear, mlp512, logreg, knn)."""
         raise NotImplementedError
 
+    @property
+    def needs_validation(self) -> bool:
+        """Whether `fit` selects anything on the validation rows; a head that does not (kNN with a fixed k) is fitted
+        on the whole training split when the validation rows were carved from it."""
+        return True
+
+    def selection(self) -> str:
+        """What `fit` chose on validation, for logs (e.g. 'l2 0.001', 'k 10', 'best epoch 37 of 57')."""
+        return ''
+
     def _start_fit(self, y) -> None:
         """Resets learned state from the targets' form: 1-D class indices or a 2-D 0/1 matrix."""
         y = np.asarray(y)

@@ -76,13 +76,23 @@ class KNNHead(Head):
         return cls(k=k, temperature=float(options.temperature), device=device)
 
     @property
+    def needs_validation(self) -> bool:
+        """Only k='auto' selects on validation."""
+        return self.k == 'auto'
+
+    def selection(self) -> str:
+        """The k used."""
+        return f'k {self.k_}'
+
+    @property
     def name(self) -> str:
         """The head\'s name in results."""
         return 'knn'
 
     def fit(self, X, y, X_val, y_val) -> 'KNNHead':
         """Keeps the normalised training embeddings X [N, D] and targets y; with k='auto', scores each k of
-        `k_grid` on X_val, y_val and keeps the best (the smaller k on ties). Returns self."""
+        `k_grid` on X_val, y_val and keeps the best (the smaller k on ties; `best_valid_` its score). A fixed k
+        ignores X_val (`best_valid_` is NaN). Returns self."""
         self._start_fit(y)
         y = np.asarray(y)
         self.train_ = l2_normalize(X).to(self.device)
@@ -92,10 +102,9 @@ class KNNHead(Head):
         candidates = ([min(k, n_train) for k in self.k_grid] if self.k == 'auto' else [min(self.k, n_train)])
         candidates = sorted(set(candidates))
         self.history_ = []
-        if len(candidates) == 1:
+        if len(candidates) == 1:  # a fixed k selects nothing: validation is not scored (it may be part of training)
             self.k_ = candidates[0]
-            self.best_valid_ = metric_score(self.metric_, np.asarray(y_val), self._scores(X_val))
-            self.history_.append((self.k_, self.best_valid_))
+            self.best_valid_ = float('nan')
             return self
         scores = self._scores_for_ks(X_val, candidates)
         for k, s in zip(candidates, scores):

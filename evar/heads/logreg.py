@@ -45,6 +45,10 @@ class LogisticRegressionHead(TorchHead):
         """Only standard_scaler is read from the options."""
         return cls(standard_scaler=options.standard_scaler, seed=seed, device=device)
 
+    def selection(self) -> str:
+        """The L2 strength kept."""
+        return f'l2 {self.l2_:g}'
+
     @property
     def name(self) -> str:
         """The head\'s name in results."""

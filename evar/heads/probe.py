@@ -64,6 +64,11 @@ class ProbeHead(TorchHead):
                    standard_scaler=options.standard_scaler, mixup=options.mixup, seed=seed, device=device,
                    report_every=run.report_per_epochs)
 
+    def selection(self) -> str:
+        """The epoch whose weights were kept (the last of the best validation scores)."""
+        best = max(i for i, (_, _, v) in enumerate(self.history_) if v == self.best_valid_) + 1
+        return f'best epoch {best} of {self.epochs_run_}'
+
     @property
     def name(self) -> str:
         """The head\'s name in results."""

@@ -225,14 +225,18 @@ def fit_and_test(clf, plan, embs: np.ndarray, metadata, metric: str, log_dir: Pa
     torch.manual_seed(plan.seed)
     np.random.seed(plan.seed)
     X = {s: np.asarray(embs[plan.rows[s]], dtype=np.float32) for s in ('train', 'valid', 'test')}
-    ys = plan.targets
+    ys = dict(plan.targets)
+    if plan.valid_carved and not clf.needs_validation:  # nothing to select: the whole training split trains
+        X['train'] = np.concatenate([X['train'], X['valid']])
+        ys['train'] = np.concatenate([ys['train'], ys['valid']])
     t0 = time.perf_counter()
     clf.fit(X['train'], ys['train'], X['valid'], ys['valid'])
     fit_sec = time.perf_counter() - t0
     scores = clf.predict_scores(X['test'])
     test = metric_score(metric, ys['test'], scores)
     log.info(f'seed {plan.seed} fold {plan.fold}: train {len(X["train"])}, valid {len(X["valid"])}, test '
-             f'{len(X["test"])}; best valid {clf.best_valid_:.5f}, test {metric} {test:.5f}, head fit {fit_sec:.2f}s')
+             f'{len(X["test"])}; valid {clf.best_valid_:.5f} ({clf.selection() or "nothing selected"}), '
+             f'test {metric} {test:.5f}, head fit {fit_sec:.2f}s')
     suffix = f'seed{plan.seed}-fold{plan.fold}'
     write_predictions(log_dir / f'predictions-{suffix}.csv', metadata, plan.rows['test'], plan.classes, scores,
                       ys['test'])
