@@ -123,8 +123,9 @@ def test_knn_on_real_audio_single_and_multi_label(tmp_path):
     multi = knn_scores(tmp_path, work, str(tmp_path / 'digit_speaker.yaml'), configs)
     print('kNN spcv2_12 accuracy:', single, 'digit+speaker mAP:', multi)
     assert single['byola'] > single['melspec'] + 0.2
-    # Both near the ceiling, and not ordered as on Speech Commands: FSDD's six speakers are easy for a log-mel
-    # (melspec 0.988 vs BYOL-A 0.985 measured with iterative-stratification validation carving).
+    # Both near the ceiling: FSDD's six speakers are easy for a log-mel. Measured with the whole training split
+    # voting (k=10): BYOL-A 0.9871 vs melspec 0.9865; with a carved 10 % left out, melspec was ahead (0.9883 vs
+    # 0.9855). The margin is too small to assert an order.
     assert multi['byola'] > 0.95 and multi['melspec'] > 0.95
     written = read_rows(tmp_path / 'results' / 'scores.csv')
     assert {(r.mode, r.head, r.metric) for r in written} == {('knn', 'knn', 'accuracy'), ('knn', 'knn', 'mAP')}
