@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -173,7 +174,8 @@ def _check(report: CheckReport, name: str, fn: Callable) -> None:
     report.checks.append(result)
 
 
-def check_model(cfg_path, options: str = '', device: Optional[str] = None, long_sec: float = 600.0) -> CheckReport:
+def check_model(cfg_path, options: str = '', device: Optional[str] = None, long_sec: float = 600.0,
+                progress: bool = False) -> CheckReport:
     """Builds the model of the YAML `cfg_path` (with `options`, 'key=value,...') and runs every check (`check_ar`).
 
     Raises:
@@ -183,16 +185,19 @@ def check_model(cfg_path, options: str = '', device: Optional[str] = None, long_
     from .models import create_model
 
     cfg = load_config(cfg_path, options)
-    return check_ar(create_model(cfg.audio_repr, cfg.params), device=device, long_sec=long_sec, label=str(cfg_path))
+    return check_ar(create_model(cfg.audio_repr, cfg.params), device=device, long_sec=long_sec, label=str(cfg_path),
+                    progress=progress)
 
 
-def check_ar(model, device: Optional[str] = None, long_sec: float = 600.0, label: str = '') -> CheckReport:
+def check_ar(model, device: Optional[str] = None, long_sec: float = 600.0, label: str = '',
+             progress: bool = False) -> CheckReport:
     """Runs every check on a built model, moved to `device` (None: cuda when available) in eval mode.
 
     Args:
         model: an `AudioRepr`.
         device: 'cpu', 'cuda', ... or None.
         long_sec: length in seconds of the longest input (the `length <s>` check).
+        progress: print each check's name to stderr as it starts.
         label: what the report's first line names (default: the model's class).
 
     Returns:
@@ -343,14 +348,13 @@ def check_ar(model, device: Optional[str] = None, long_sec: float = 600.0, label
         return CheckResult('', not misplaced, '; '.join(misplaced[:6]) + more
                            if misplaced else f'{n} parameters/buffers and outputs on {device}')
 
-    _check(report, 'shapes', shapes)
-    _check(report, 'silence', silence)
-    _check(report, 'frame_rate', frame_rate)
-    for seconds in (*LENGTHS_SEC, float(long_sec)):
-        _check(report, f'length {seconds:g}s', length(seconds))
-    _check(report, 'batch_single', batch_single)
-    _check(report, 'deterministic', deterministic)
-    _check(report, 'device', placement)
+    checks = [('shapes', shapes), ('silence', silence), ('frame_rate', frame_rate),
+              *((f'length {seconds:g}s', length(seconds)) for seconds in (*LENGTHS_SEC, float(long_sec))),
+              ('batch_single', batch_single), ('deterministic', deterministic), ('device', placement)]
+    for i, (name, fn) in enumerate(checks, start=1):
+        if progress:  # the long input can take minutes: say what runs
+            print(f'[{i}/{len(checks)}] {name} ...', file=sys.stderr, flush=True)
+        _check(report, name, fn)
     return report
 
 
@@ -383,7 +387,7 @@ def main(argv=None) -> int:
     parser.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
     parser.add_argument('--long_sec', type=float, default=600.0, help='length of the long input (default 600 s)')
     args = parser.parse_args(argv)
-    report = check_model(args.config, args.options, args.device, args.long_sec)
+    report = check_model(args.config, args.options, args.device, args.long_sec, progress=True)
     print(report.table())
     return 0 if report.passed else 1
 
