@@ -212,6 +212,7 @@ class ATSTEncoder(nn.Module):
 # The ARs.
 
 class _ATSTBase(AudioRepr):
+    augment_point = 'spectrogram'  # fine-tuning's augmentations act on the [-1, 1]-scaled log-mel at `encode`'s start
     use_cls: bool
 
     def __init__(self, params: ATSTParams, model_name: str, url: str):
@@ -229,6 +230,10 @@ class _ATSTBase(AudioRepr):
 
     def _crop(self, wav: torch.Tensor, lengths: torch.Tensor):
         return wav, lengths
+
+    def patch_embedding(self) -> nn.Module:
+        """The patch embedding (a linear map of each n_mels x patch_frames patch)."""
+        return self.encoder.patch_embed
 
     def features(self, wav, lengths):
         """Log-mel [B, n_mels, T] of waves [B, N] (ATST-Clip: after the central crop): dB floored at the clip's
@@ -304,6 +309,7 @@ class ATSTClip(_ATSTBase):
         Raises:
             EvarError: a chunk longer than the positional table (chunk_sec too large).
         """
+        feats = self.augment_input(feats)
         b, c = feats.shape[0], self.chunk_frames
         n_chunks = feats.shape[-1] // c + 1  # the official count (a trailing empty chunk is never selected)
         starts = torch.arange(n_chunks, device=feats.device) * c
@@ -349,6 +355,7 @@ class ATSTFrame(_ATSTBase):
         Raises:
             EvarError: a chunk longer than the positional table (chunk_sec too large).
         """
+        feats = self.augment_input(feats)
         b, c, pf = feats.shape[0], self.chunk_frames, self.params.patch_frames
         n_chunks = max(1, -(-feats.shape[-1] // c))
         starts = torch.arange(n_chunks, device=feats.device) * c

@@ -202,12 +202,16 @@ class AudioRepr(nn.Module):
     needs_norm_stats: ClassVar[bool] = False  # True: `features` must be standardised with training-split stats
     # Part of the embedding cache key: bump it when a change to the code changes the embeddings.
     cache_version: ClassVar[int] = 1
+    # Where fine-tuning's input augmentations act: 'spectrogram' for families whose `encode` passes the normalised
+    # [B, F, T] network input through `augment_input`; None for the others (wave input), which fine-tuning warns of.
+    augment_point: ClassVar[Optional[str]] = None
 
     def __init__(self, params):
         super().__init__()
         self.params = params
         self.norm_mean: Optional[float] = None
         self.norm_std: Optional[float] = None
+        self.input_augment = None  # a callable on [B, F, T] set by fine-tuning (evar.training.augment.InputAugment)
 
     @property
     def sample_rate(self) -> int:
@@ -311,6 +315,30 @@ class AudioRepr(nn.Module):
             raise EvarError(f'{type(self).__name__}: normalisation statistics are not set.')
         x = (feats - self.norm_mean) / self.norm_std
         return x * lengths_to_mask(feat_lengths, x.shape[-1]).unsqueeze(1)  # padding stays exactly zero
+
+    # Fine-tuning hooks.
+    def augment_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The normalised network input [B, F, T] through `input_augment` in training mode; x itself in eval mode or
+        when no augmentation is set. Families with `augment_point == 'spectrogram'` call it right after their
+        normalisation (transposing around the call where their layout is [B, T, F]), so embeddings never change."""
+        if self.training and self.input_augment is not None:
+            return self.input_augment(x)
+        return x
+
+    def patch_embedding(self) -> Optional[nn.Module]:
+        """The module that turns the input into tokens (a patch embedding or convolutional stem), which
+        `--freeze_embed` freezes; None where the family has no such part (the base value)."""
+        return None
+
+    def set_training_mask(self, ratio: float) -> None:
+        """Drop a random `ratio` of the patch tokens before the transformer in training mode (M2D's random masking
+        while fine-tuning); eval mode is unaffected.
+
+        Raises:
+            EvarError: the family does not support it (only M2D and MSM-MAE do), or ratio is outside [0, 1).
+        """
+        raise EvarError(f'{type(self).__name__}: training_mask is supported by the M2D and MSM-MAE families only '
+                        f'(models with a patch-token transformer); set training_mask to 0 for this model.')
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> Frames:
         """Frames of waves [B, N] with lengths [B] (see `features` and `encode`)."""

@@ -348,6 +348,7 @@ class BEATs(AudioRepr):
             that do not match it (at construction).
     """
     Params = BEATsParams
+    augment_point = 'spectrogram'  # fine-tuning's augmentations act on the normalised input in `encode`
 
     def __init__(self, params: BEATsParams):
         super().__init__(params)
@@ -376,6 +377,10 @@ class BEATs(AudioRepr):
         a = self.arch
         return selected_width([a.encoder_embed_dim] * a.encoder_layers, self.params.output_layers,
                               self.params.layer_average)
+
+    def patch_embedding(self) -> nn.Module:
+        """The patch embedding (a strided convolution over fbank patches)."""
+        return self.model.patch_embedding
 
     def features(self, wav: torch.Tensor, lengths: torch.Tensor):
         """Normalised fbank [B, 128, T] and frames per clip."""
@@ -413,7 +418,7 @@ class BEATs(AudioRepr):
             EvarError: output_layers out of range.
         """
         p = self.params
-        tokens = self.model.tokens(feats.transpose(1, 2))  # [B, R, F', D]; a row needs `patch` frames of its own
+        tokens = self.model.tokens(self.augment_input(feats).transpose(1, 2))  # [B, R, F', D]; a row needs `patch` own frames
         rows = torch.div(feat_lengths, self.patch, rounding_mode='floor').clamp(max=tokens.shape[1])
         pieces = self._pieces(rows)
         freq, d = tokens.shape[2], tokens.shape[3]

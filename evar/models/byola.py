@@ -145,6 +145,7 @@ class AudioNTT2020(ConvFrameEncoder):
 class BYOLA(MelSpec):
     """BYOL-A v1 (AudioNTT2020): frames every 80 ms (three 2x poolings of 10 ms log-mel frames)."""
     Params = BYOLAParams
+    augment_point = 'spectrogram'  # fine-tuning's augmentations act on the normalised input in `encode`
     needs_norm_stats = True
     cache_version = 2  # 2: padding zeroed after each pooling (odd-length clips no longer see it)
     min_frames = MIN_FRAMES  # input frames that give one output frame
@@ -197,7 +198,7 @@ class BYOLA(MelSpec):
 
     def encode(self, feats, feat_lengths) -> Frames:
         """Standardised log-mel through the encoder; frames of the chosen `output_layers`."""
-        layers, frame_lengths = self.body(self.normalize(feats, feat_lengths), feat_lengths)
+        layers, frame_lengths = self.body(self.augment_input(self.normalize(feats, feat_lengths)), feat_lengths)
         x = select_layers(layers, self.params.output_layers, self.params.layer_average)
         return Frames(x, lengths_to_mask(frame_lengths, x.shape[1]))
 

@@ -168,6 +168,7 @@ class AudioViTRepr(AudioRepr):
     """The AR around `AudioViT`: front end, windowing of long audio, masks. Subclasses set the family constants
     and how a window that is only partly audio is attended to (`window_counts`)."""
     Params = AudioViTParams
+    augment_point = 'spectrogram'  # fine-tuning's augmentations act on the normalised input in `encode`
     PATCH: ClassVar[tuple]  # (freq, time) patch size = stride
     TARGET_FRAMES: ClassVar[int]  # spectrogram frames per window (the positional embedding's length)
     FAMILY: ClassVar[str]
@@ -196,6 +197,10 @@ class AudioViTRepr(AudioRepr):
         """embed_dim, times the number of output_layers when they are concatenated."""
         p = self.params
         return selected_width([p.embed_dim] * p.depth, p.output_layers, p.layer_average)
+
+    def patch_embedding(self) -> nn.Module:
+        """The ViT's patch embedding (a strided convolution over log-mel patches)."""
+        return self.body.patch_embed
 
     def encoder_state(self, state: dict, path: Optional[str]) -> dict:
         """The checkpoint's front-end buffers checked against ours, then only the encoder's tensors."""
@@ -226,7 +231,7 @@ class AudioViTRepr(AudioRepr):
         Raises:
             EvarError: output_layers out of range.
         """
-        x = self.body.normalize(feats)
+        x = self.augment_input(self.body.normalize(feats))
         width = self.TARGET_FRAMES
         n_windows = max(1, math.ceil(x.shape[-1] / width))
         # Zero past each clip's end (the official pads its last window with zeros after the BN), and to whole windows.

@@ -170,6 +170,7 @@ class COALA(AudioRepr):
             construction).
     """
     Params = COALAParams
+    augment_point = 'spectrogram'  # fine-tuning's augmentations act on the log-mel at `encode`'s start
 
     def __init__(self, params: COALAParams):
         super().__init__(params)
@@ -241,6 +242,7 @@ class COALA(AudioRepr):
         Raises:
             EvarError: output_layers out of range.
         """
+        feats = self.augment_input(feats)  # already scaled by the official scaler in `features`
         b, f, _ = feats.shape
         n_chunks = torch.div(feat_lengths, CHUNK_FRAMES, rounding_mode='floor')
         mask = lengths_to_mask(n_chunks, int(n_chunks.max()))

@@ -298,6 +298,7 @@ class EAT(AudioRepr):
             the checkpoint's patch size, or missing / unreadable / mismatched weights (at construction).
     """
     Params = EATParams
+    augment_point = 'spectrogram'  # fine-tuning's augmentations act on the normalised input in `encode`
     cache_version = 1
 
     def __init__(self, params: EATParams):
@@ -368,6 +369,10 @@ class EAT(AudioRepr):
         load_strict(body, state, source)
         return body
 
+    def patch_embedding(self) -> nn.Module:
+        """The patch embedding (a strided convolution over fbank patches)."""
+        return self.body.local_encoder
+
     def features(self, wav, lengths):
         """Kaldi log-mel fbank [B, n_mels, T] of each clip with its mean removed (10 ms frames, unnormalised; see
         `encode`) and frame counts [B] = 1 + (n - 400) // 160 at 16 kHz (at least 1)."""
@@ -389,7 +394,7 @@ class EAT(AudioRepr):
         # Official padding: zero fbank frames (past the clip's end, and up to whole windows), then normalisation.
         x = feats * lengths_to_mask(feat_lengths, total).unsqueeze(1).to(feats.dtype)
         x = nn.functional.pad(x, (0, n_windows * width - total))
-        x = (x - p.norm_mean) / (2 * p.norm_std)
+        x = self.augment_input((x - p.norm_mean) / (2 * p.norm_std))
         windows = x.reshape(b, n_mels, n_windows, width).permute(0, 2, 3, 1)  # [B, W, frames, mels]
         starts = torch.arange(n_windows, device=feats.device)[None] * width
         audio_frames = (feat_lengths[:, None] - starts).clamp(0, width)  # [B, W] the clip's frames in each window

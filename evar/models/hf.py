@@ -166,6 +166,7 @@ class HFAudio(AudioRepr):
         self.model_type = getattr(config, 'model_type', '')
         if self.model_type == 'whisper':
             self.family = 'whisper'
+            self.augment_point = 'spectrogram'  # only Whisper's input is a log-mel; the others take waves
             model = model.get_encoder()
         elif self.model_type == 'audio-spectrogram-transformer':
             self.family = 'ast'
@@ -366,7 +367,7 @@ class HFAudio(AudioRepr):
             valid = [max(1, self._valid_frames(max(n, self.min_samples))) for n in lens]
             return [emb[i, :v] for i, v in enumerate(valid)]
         if self.family == 'whisper':
-            x = self._whisper_inputs(pieces).to(dtype)
+            x = self.augment_input(self._whisper_inputs(pieces).to(dtype))  # Whisper's scaled log-mel [B, 80, T]
             layers = list(self.backbone(x, output_hidden_states=True).hidden_states)
             emb = select_layers(layers, self.params.output_layers, self.params.layer_average)
             return [emb[i, :max(1, self._valid_frames(n))] for i, n in enumerate(lens)]

@@ -274,6 +274,7 @@ class HTSAT(AudioRepr):
             mismatched weight file, or mel filters differing from the checkpoint's (at construction).
     """
     Params = HTSATParams
+    augment_point = 'spectrogram'  # fine-tuning's augmentations act on the log-mel at `encode`'s start
 
     def __init__(self, params: HTSATParams):
         super().__init__(params)
@@ -347,6 +348,7 @@ class HTSAT(AudioRepr):
         """Frames of `features`' log-mel [B, n_mels, T] with `feat_lengths` [B] frames: each clip split again into
         its chunks (1001 frames each at the defaults), each chunk tiled as the official infer_mode and run alone;
         embeddings [B, 32 x chunks, 768], all tokens of a clip's chunks valid."""
+        feats = self.augment_input(feats)  # dB log-mel: the network's own BatchNorm standardises it
         chunk_frames = self._chunk_frames(self.params)
         pieces, counts = [], []
         for i, n in enumerate(feat_lengths.tolist()):

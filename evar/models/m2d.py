@@ -171,11 +171,13 @@ class PatchViT(nn.Module):
                 block.attn = QVBiasAttention(dim, num_heads)
         self.norm = nn.LayerNorm(dim, eps=LN_EPS)
 
-    def forward(self, x: torch.Tensor, columns: torch.Tensor, wanted: set) -> dict:
+    def forward(self, x: torch.Tensor, columns: torch.Tensor, wanted: set, keep: Optional[torch.Tensor] = None) -> dict:
         """x [M, F, W] windows (W up to the training width; a narrower input uses the first columns of the
         positional embedding, as the official runtime does for a short last window); columns [M] patch columns that
         may be attended to in each -> {layer: [M, F' * C, D]} patch tokens (row-major over F' rows and the C columns
-        of x), for the layer indices in `wanted` (the last one LayerNorm'd)."""
+        of x), for the layer indices in `wanted` (the last one LayerNorm'd). keep [M, F' * C] bool (fine-tuning's
+        training mask): tokens False are dropped, i.e. never attended to (what removing them from the sequence
+        does to the others) and zero in the output."""
         rows, cols = self.grid
         tokens = self.patch_embed(x.unsqueeze(1))
         width = tokens.shape[1] // rows
@@ -185,6 +187,8 @@ class PatchViT(nn.Module):
         if bool((columns < width).any()):
             valid = torch.arange(width, device=x.device)[None, :] < columns[:, None]  # [M, C]
             key_mask = valid[:, None, :].expand(-1, rows, -1).reshape(len(x), rows * width)
+        if keep is not None:
+            key_mask = keep if key_mask is None else key_mask & keep
         if self.has_cls:
             cls = (self.cls_token + self.pos_embed[:, :1]).expand(len(x), -1, -1)
             tokens = torch.cat([cls, tokens], dim=1)
@@ -197,6 +201,8 @@ class PatchViT(nn.Module):
                 out[i] = tokens[:, int(self.has_cls):]
         if last in wanted:
             out[last] = self.norm(tokens)[:, int(self.has_cls):]
+        if keep is not None:
+            out = {i: t * keep[..., None] for i, t in out.items()}
         return out
 
 
@@ -259,6 +265,7 @@ class M2D(AudioRepr):
             split into heads, or output_layers out of range (at construction).
     """
     Params = M2DParams
+    augment_point = 'spectrogram'
     needs_norm_stats = False
     cache_version = 1
     model_name = 'M2D'
@@ -279,6 +286,7 @@ class M2D(AudioRepr):
                                 n_mels=params.n_mels, f_min=params.f_min, f_max=params.f_max)
         self.spec.mel_fb = slaney_mel_filterbank(params.sample_rate, params.n_fft, params.n_mels, params.f_min,
                                                  params.f_max)
+        self.training_mask = 0.0  # ratio of patch tokens dropped in training mode (set_training_mask)
         if params.feature_d is not None and params.feature_d != self.embedding_dim:
             warnings.warn(f'{self.model_name}: feature_d {params.feature_d} in the config differs from the model\'s '
                           f'{self.embedding_dim}; using {self.embedding_dim}.', stacklevel=2)
@@ -387,6 +395,34 @@ class M2D(AudioRepr):
             fixed = tuple(float(v) for v in self.encoder.norm_stats.tolist())
         return fixed
 
+    # -- fine-tuning hooks ---------------------------------------------------------------------------------------
+    def patch_embedding(self) -> nn.Module:
+        """The ViT's patch embedding (a strided convolution over log-mel patches)."""
+        return self.encoder.patch_embed
+
+    def set_training_mask(self, ratio: float) -> None:
+        """In training mode, drop a random `ratio` of each window's patch tokens (at least one kept) before the
+        transformer, as M2D's fine-tuning does; a frame whose tokens are all dropped leaves the valid-frame mask.
+
+        Raises:
+            EvarError: ratio outside [0, 1).
+        """
+        if not 0.0 <= float(ratio) < 1.0:
+            raise EvarError(f'{self.model_name}: training_mask must be in [0, 1) (the ratio of patch tokens dropped), '
+                            f'got {ratio}.')
+        self.training_mask = float(ratio)
+
+    def _keep_tokens(self, window_cols: torch.Tensor, used: int) -> torch.Tensor:
+        """[M, F' * used] bool: a uniformly random (1 - training_mask) of each window's tokens in its first
+        `window_cols` [M] columns (at least one), drawn from torch's global CPU generator."""
+        rows = self.encoder.grid[0]
+        valid = (torch.arange(used)[None, :] < window_cols.cpu()[:, None])[:, None, :].expand(-1, rows, -1)
+        valid = valid.reshape(len(window_cols), -1)
+        scores = torch.rand(valid.shape).masked_fill(~valid, 2.0)  # invalid tokens rank last
+        ranks = scores.argsort(1).argsort(1)
+        n_keep = (valid.sum(1) * (1.0 - self.training_mask)).long().clamp(min=1)
+        return (ranks < n_keep[:, None]).to(window_cols.device)
+
     # -- the two stages -----------------------------------------------------------------------------------------
     def features(self, wav, lengths):
         """Log-mel [B, 80, T] (natural log of Slaney mel power + float32 eps; standardised in `encode`) and frame
@@ -401,7 +437,7 @@ class M2D(AudioRepr):
         Raises:
             EvarError: normalisation statistics not set (MSM-MAE before `set_norm_stats`).
         """
-        x = self.normalize(feats, feat_lengths)  # zero past each clip's end
+        x = self.augment_input(self.normalize(feats, feat_lengths))  # zero past each clip's end
         b, n_mels, t = x.shape
         unit, width = self.unit_frames, self.patch_frames
         rows, cols = self.encoder.grid
@@ -416,12 +452,17 @@ class M2D(AudioRepr):
         windows, window_cols = x[run], attend_cols[run]
         wanted = set(self.layers)
         per_layer = {i: [] for i in wanted}
+        masking = self.training and self.training_mask > 0
+        kept_cols = []  # [M, cols] columns with a token left by the training mask
         for s in range(0, len(windows), WINDOWS_PER_PASS):
             part, part_cols = windows[s:s + WINDOWS_PER_PASS], window_cols[s:s + WINDOWS_PER_PASS]
             used = int(part_cols.max())  # columns past every window's valid ones are not computed at all
-            out = self.encoder(part[..., :used * width], part_cols, wanted)
+            keep = self._keep_tokens(part_cols, used) if masking else None
+            out = self.encoder(part[..., :used * width], part_cols, wanted, keep)
             for i in wanted:
                 per_layer[i].append(F.pad(self._frames_of(out[i]), (0, 0, 0, cols - used)))
+            if masking:
+                kept_cols.append(F.pad(keep.reshape(len(part), rows, used).any(1), (0, cols - used)))
         layers = [None] * len(self.encoder.blocks)
         for i in wanted:
             frames = torch.cat(per_layer[i])
@@ -429,8 +470,12 @@ class M2D(AudioRepr):
             full[run] = frames
             layers[i] = full.reshape(b, n_windows * cols, -1)
         emb = select_layers(layers, self.params.output_layers, self.params.layer_average)
-        mask = (torch.arange(cols, device=x.device)[None, None, :] < valid_cols[..., None]).reshape(b, -1)
-        return Frames(emb, mask)
+        mask = torch.arange(cols, device=x.device)[None, None, :] < valid_cols[..., None]  # [B, W, cols]
+        if masking:
+            kept = torch.zeros_like(mask)
+            kept[run] = torch.cat(kept_cols)
+            mask = mask & kept
+        return Frames(emb, mask.reshape(b, -1))
 
     def _frames_of(self, tokens: torch.Tensor) -> torch.Tensor:
         """[M, F'*C, D] row-major patch tokens -> [M, C, F'*D] frequency stacked (official 'b (f t) d -> b t (f d)'),

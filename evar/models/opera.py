@@ -110,6 +110,7 @@ class OperaCT(AudioRepr):
             match the Swin sizes (at construction).
     """
     Params = OperaCTParams
+    augment_point = 'spectrogram'  # fine-tuning's augmentations act on the log-mel at `encode`'s start
 
     def __init__(self, params: OperaCTParams):
         super().__init__(params)
@@ -178,6 +179,7 @@ class OperaCT(AudioRepr):
     def encode(self, feats: torch.Tensor, feat_lengths: torch.Tensor) -> Frames:
         """Frames of `features`' output [B, n_mels, T] with `feat_lengths` [B]: the pooled Swin output of each crop
         (the whole clip up to 1024 frames, else 1024-frame crops every 512), [B, C, 768], masked past a clip's crops."""
+        feats = self.augment_input(feats)
         crops, counts = [], []
         for i, n in enumerate(feat_lengths.tolist()):
             parts = self._crops(feats[i, :, :int(n)].T)

@@ -185,6 +185,7 @@ class CNN14(AudioRepr):
         EvarError: output_layers other than 0 or -1 / 1, or a missing or mismatched weight file (at construction).
     """
     Params = CNN14Params
+    augment_point = 'spectrogram'  # fine-tuning's augmentations act on the log-mel at `encode`'s start
 
     def __init__(self, params: CNN14Params):
         super().__init__(params)
@@ -246,6 +247,7 @@ class CNN14(AudioRepr):
     def encode(self, feats, feat_lengths) -> Frames:
         """Frames of log-mels [B, n_mels, T] with `feat_lengths` [B] frames: conv block 6 frames [B, T // 32, 2048]
         masked by their valid counts (output_layers 0), else the fc1 clip embedding [B, 1, 2048], mask all True."""
+        feats = self.augment_input(feats)  # dB log-mel: the network's bn0 standardises it
         feats = feats * lengths_to_mask(feat_lengths, feats.shape[-1]).unsqueeze(1)
         frames, frame_lengths, clip = self.body(feats, feat_lengths)
         if self.conv_output:
