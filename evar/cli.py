@@ -2,6 +2,7 @@
 
     evar linear CONFIG TASK [--flags]     frozen-embedding evaluation with the linear probe or logreg (lineareval.py)
     evar knn CONFIG TASK [--k 10]         weighted kNN over the same cached embeddings
+    evar finetune CONFIG TASK             fine-tune the model and a head on the task (finetune.py)
     evar embed CONFIG TASK                only fill the embedding cache (EVAR's 2pass_1_precompute_only)
     evar summarize [FILTER]               models x tasks table of results/scores.csv (summarize.py)
     evar check CONFIG                     the encoder checker (python -m evar.check)
@@ -50,6 +51,7 @@ class Command:
 COMMANDS = MappingProxyType({
     'linear': Command('evar.modes.linear:linear_command', 'linear probe / logreg on frozen embeddings (lineareval.py)'),
     'knn': Command('evar.modes.linear:knn_command', 'weighted kNN (X-ARES protocol) on frozen embeddings'),
+    'finetune': Command('evar.modes.finetune:finetune_command', 'fine-tune the model with a head on a task (finetune.py)'),
     'embed': Command('evar.modes.linear:embed_command', 'only fill the embedding cache'),
     'summarize': Command('evar.summarize:main', 'models x tasks table of results/scores.csv'),
     'check': Command('evar.check:main', 'sanity checks of a model wrapper', argv_style=True),

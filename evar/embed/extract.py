@@ -286,3 +286,25 @@ def _stats_rows(model, dataset: ClipDataset, train_indices: np.ndarray, settings
     log.warning(f'training features exceed feature_budget_mb={settings.feature_budget_mb}: normalisation statistics '
                 f'from a random subset of {len(chosen)} of {len(train_indices)} training clips')
     return chosen
+
+
+def compute_norm_stats(model, dataset: ClipDataset, train_indices: np.ndarray, settings: ExtractSettings,
+                       warned: Optional[set] = None) -> tuple:
+    """Sets and returns the model's normalisation statistics (mean, std) over the front-end features of the
+    `train_indices` clips of `dataset` (the statistics pass of `extract_embeddings` alone, for fine-tuning, which
+    trains on the clips instead of embedding them). A model that needs none, or has fixed ones, is left as it is.
+
+    Returns:
+        (mean, std) in the front end's units, or None when the model does not need them.
+    """
+    if not model.needs_norm_stats or model.norm_mean is not None:
+        return None if not model.needs_norm_stats else (model.norm_mean, model.norm_std)
+    sums = torch.zeros(3, dtype=torch.float64)
+    with torch.inference_mode():
+        rows = np.asarray(train_indices)
+        for _, wav, lengths in _batches(dataset, rows, settings, 'statistics', set() if warned is None else warned):
+            sums += model.stat_sums(*model.features(wav, lengths)).cpu()
+    mean, std = stats_from_sums(sums)
+    model.set_norm_stats(mean, std)
+    log.info(f'normalisation statistics from {len(train_indices)} training clips: mean {mean:.5f}, std {std:.5f}')
+    return mean, std
