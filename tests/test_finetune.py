@@ -160,3 +160,24 @@ def test_byola_fine_tuned_beats_its_linear_probe_on_real_audio(tmp_path):
                      run_options=dict(epochs=4, batch_size=64, warmup_epochs=1, lr=0.05))
     print(f'fsdd BYOL-A d512: linear probe {probe:.5f}, fine-tuned {tuned:.5f}')
     assert tuned > probe
+
+
+def test_transformer_recipe_lora_layer_decay_training_mask_end_to_end(tmp_path):
+    """A tiny M2D fine-tuned through `finetune` with AdamW, layer-wise lr decay, LoRA and M2D's training mask:
+    the run completes, only LoRA adapters and the head train, and --eval_only rebuilds the same adapters."""
+    from helpers.tiny_models import tiny_m2d
+
+    from evar.modes.finetune import evaluate_checkpoint, finetune
+
+    options = f'weight_file={tiny_m2d(tmp_path)["weight_file"]}'
+    config = ROOT / 'config' / 'm2d.yaml'
+    score = finetune(config, 'demo', options, seed=1, work_root=tmp_path / 'work', progress=False,
+                     results_dir=tmp_path / 'results', logs_dir=tmp_path / 'logs',
+                     run_options=dict(epochs=1, batch_size=32, warmup_epochs=0, lr=0.01, optim='adamw', lora=4,
+                                      layer_decay=0.65, training_mask=0.3, mixup=0.0, freq_mask=4, time_mask=4))
+    log_dir = next((tmp_path / 'logs').iterdir())
+    run_log = (log_dir / 'run.log').read_text()
+    trained = int(run_log.split(' of ')[0].rsplit(' ', 1)[-1].replace(',', ''))
+    total = int(run_log.split(' of ')[1].split(' ')[0].replace(',', ''))
+    assert 0 < trained < total / 4, run_log  # adapters + head only
+    assert evaluate_checkpoint(config, 'demo', log_dir / 'best-fold1.pt', options, work_root=tmp_path / 'work') == score
