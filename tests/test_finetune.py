@@ -143,7 +143,8 @@ def test_two_process_ddp_on_gloo_records_one_row(tmp_path):
 @pytest.mark.slow
 @needs_byola
 def test_byola_fine_tuned_beats_its_linear_probe_on_real_audio(tmp_path):
-    """BYOL-A d512 (real weights) on FSDD: fine-tuning beats the linear probe on the same split."""
+    """BYOL-A d512 (real weights) on Speech Commands v2 (12 classes, real test-set audio): fine-tuning beats the
+    linear probe on the same split (measured: probe 0.83395, fine-tuned 0.86347 at seed 42; about 3 min on 2 cores)."""
     from helpers import SHARED
 
     from evar.metadata import main as metadata_main
@@ -151,14 +152,15 @@ def test_byola_fine_tuned_beats_its_linear_probe_on_real_audio(tmp_path):
     from evar.modes.linear import lineareval
 
     work = tmp_path / 'work'
-    assert metadata_main(['fsdd', str(SHARED / 'data' / 'fsdd'), '--work_root', str(work)]) == 0
+    assert metadata_main(['spcv2_12', str(SHARED / 'data' / 'speech_commands_v2_test_a'), '--work_root', str(work)]) == 0
     options = f'weight_file={BYOLA_D512}'
-    probe = lineareval(CONFIG, 'fsdd', options=options, work_root=work, progress=False,
+    probe = lineareval(CONFIG, 'spcv2_12', options=options, work_root=work, progress=False,
                        results_dir=tmp_path / 'results', logs_dir=tmp_path / 'logs')[0].score
-    tuned = finetune(CONFIG, 'fsdd', options, seed=42, work_root=work, progress=False,
+    tuned = finetune(CONFIG, 'spcv2_12', options, seed=42, work_root=work, progress=False,
                      results_dir=tmp_path / 'results', logs_dir=tmp_path / 'logs',
-                     run_options=dict(epochs=4, batch_size=64, warmup_epochs=1, lr=0.05))
-    print(f'fsdd BYOL-A d512: linear probe {probe:.5f}, fine-tuned {tuned:.5f}')
+                     run_options=dict(epochs=20, batch_size=32, warmup_epochs=1, lr=0.05, mixup=0.0, freq_mask=8,
+                                      time_mask=10, rrc=False))
+    print(f'spcv2_12 BYOL-A d512: linear probe {probe:.5f}, fine-tuned {tuned:.5f}')
     assert tuned > probe
 
 
