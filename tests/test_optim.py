@@ -100,6 +100,19 @@ def test_layer_decay_scales():
     assert len(groups) == len({(g['lr_scale'], g['apply_decay']) for g in groups}) == 10
 
 
+def test_layer_decay_front_end_by_order():
+    """A front end registered before the blocks (CED's init_bn, Whisper's conv1) is depth 0 whatever its name; a
+    norm registered after them is L + 1."""
+    model = nn.Module()
+    model.init_bn = nn.BatchNorm1d(4)
+    model.blocks = nn.ModuleList([Block(4, True), Block(4, True)])
+    model.post_norm = nn.LayerNorm(4)
+    groups = param_groups(model, 0.0, layer_decay=0.5)
+    assert group_of(groups, 'init_bn.weight')['lr_scale'] == 0.5 ** 3
+    assert group_of(groups, 'blocks.0.qkv.weight')['lr_scale'] == 0.5 ** 2
+    assert group_of(groups, 'post_norm.weight')['lr_scale'] == 1.0
+
+
 def test_layer_decay_needs_blocks():
     with pytest.raises(EvarError, match='Sequential has no transformer blocks'):
         param_groups(nn.Sequential(nn.Linear(2, 2)), 0.0, layer_decay=0.65)
@@ -275,3 +288,26 @@ def test_lora_errors():
         add_lora(nn.Sequential(nn.Linear(2, 2)), r=4)
     with pytest.raises(EvarError, match='rank'):
         add_lora(TinyViT(), r=0)
+
+
+def test_lora_inside_hugging_face_wrapper():
+    """evar's HF wrappers expose the backbone's `.config`; peft then takes the wrapper for a transformers model and
+    failed reading `base_model_prefix` before add_lora put a plain holder at the root."""
+    from transformers import ASTConfig, ASTModel
+
+    class Wrapper(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = ASTModel(ASTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                               intermediate_size=32, num_mel_bins=16, max_length=16, frequency_stride=8,
+                                               time_stride=8))
+            self.config = self.backbone.config
+
+    torch.manual_seed(0)
+    model = Wrapper().eval()
+    x = torch.randn(1, 16, 16)
+    before = model.backbone(x).last_hidden_state
+    assert add_lora(model, r=2) is model
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert len(trainable) == 6 and all('.lora_' in n for n in trainable)  # q, k, v x (A, B)
+    assert torch.equal(model.backbone(x).last_hidden_state, before)

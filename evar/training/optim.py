@@ -39,29 +39,32 @@ EVAR_WEIGHT_DECAY = {'sgd': 0.0, 'adamw': 1e-4, 'lars': 0.0, 'lamb': 0.01}
 _BLOCK = re.compile(r'(?:^|\.)(?:blocks|layers|layer)\.(\d+)\.')
 # Parameters before the first block: patch/positional embeddings, class/mask tokens, a waveform model's convolutional
 # feature extractor and its projection. Matched as substrings of the parameter name.
-_EMBEDDING_KEYS = ('embed', 'cls_token', 'dist_token', 'mask_token', 'feature_extractor', 'feature_projection')
-# Tensors that, besides biases and 1-D parameters, get no weight decay: timm's ViT/BEiT `no_weight_decay()` set.
-_NO_DECAY_KEYS = ('pos_embed', 'cls_token', 'dist_token', 'mask_token')
+_EMBEDDING_KEYS = ('embed', '_token', 'feature_extractor', 'feature_projection')
+# Tensors that, besides biases and 1-D parameters, get no weight decay: timm's ViT/BEiT `no_weight_decay()` set
+# (positional embeddings; class, distillation and mask tokens, EAT's `extra_tokens`: any name with `_token`).
+_NO_DECAY_KEYS = ('pos_embed', '_token')
 
 # Attention projections that LoRA adapts: fused `qkv` (timm ViT), `q_proj`/`k_proj`/`v_proj` (BEATs, wav2vec 2.0,
 # Whisper), `query`/`key`/`value` (Hugging Face BERT-style: AST). Matched as the last component of an nn.Linear's name.
 LORA_TARGETS = ('qkv', 'q_proj', 'k_proj', 'v_proj', 'query', 'key', 'value')
 
 
-def layer_id(name: str, num_layers: int) -> int:
+def layer_id(name: str, num_layers: int, before_blocks: bool = False) -> int:
     """The depth of parameter `name` for layer-wise learning-rate decay, in 0 .. num_layers + 1.
 
-    0: embeddings before the blocks (patch/positional embeddings, class and mask tokens, a waveform front end; any
-    name containing one of `embed`, `cls_token`, `dist_token`, `mask_token`, `feature_extractor`,
-    `feature_projection`); i + 1: block i (`blocks.i.`, `layers.i.`, `layer.i.`, e.g. `encoder.layer.i.`; the first,
-    outer index when names nest); num_layers + 1: everything else, which in a transformer AR is what follows the
-    blocks (final norm, pooling) and the task head. Block matches come first, so `blocks.2.pos_embed` is block 2.
-    Names are matched as given; a head prefix is handled by `param_groups`.
+    i + 1: block i (`blocks.i.`, `layers.i.`, `layer.i.`, e.g. `encoder.layer.i.`; the first, outer index when names
+    nest). 0: what precedes the blocks: a name containing one of `embed`, `_token`, `feature_extractor`,
+    `feature_projection` (patch/positional embeddings, class/mask tokens, a waveform front end), or any
+    name when `before_blocks` says the parameter comes before the first block (`param_groups` passes that from the
+    model's parameter order, which catches front ends such as CED's `init_bn`, Whisper's `conv1`, EAT's
+    `local_encoder`). num_layers + 1: everything else, which in a transformer AR is what follows the blocks (final
+    norm, pooling) and the task head. Block matches come first, so `blocks.2.pos_embed` is block 2. Names are matched
+    as given; a head prefix is handled by `param_groups`.
     """
     found = _BLOCK.search(name)
     if found:
         return int(found.group(1)) + 1
-    if any(key in name for key in _EMBEDDING_KEYS):
+    if before_blocks or any(key in name for key in _EMBEDDING_KEYS):
         return 0
     return num_layers + 1
 
@@ -87,7 +90,9 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: Optional[fl
 
     Biases, 1-D parameters (norms) and tokens/positional embeddings get weight decay 0, the others `weight_decay`
     (timm/BEiT convention). With `layer_decay` (e.g. 0.65), a parameter at depth `layer_id` (0 .. L + 1, L =
-    `count_layers`; names starting with `head_prefix` at L + 1) gets `lr_scale = layer_decay ** (L + 1 - layer_id)`:
+    `count_layers`; names starting with `head_prefix` at L + 1; parameters registered before the first block's at
+    0, so the order of `model.named_parameters()` matters: a module registered after the blocks but run before them,
+    as BEATs' encoder-level norms can be, gets L + 1) gets `lr_scale = layer_decay ** (L + 1 - layer_id)`:
     the head and the final norm train at the full rate, block i at layer_decay ** (L - i), the embeddings at
     layer_decay ** (L + 1). Without it every group has lr_scale 1.0.
 
@@ -105,11 +110,14 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: Optional[fl
         if num_layers == 0:
             raise EvarError(f'layer_decay needs a transformer AR, but {type(model).__name__} has no transformer blocks '
                             f'(no parameter named like blocks.N., layers.N. or layer.N.)')
+    names = [name for name, _ in model.named_parameters()]
+    first_block = next((i for i, name in enumerate(names) if _BLOCK.search(name) and not name.startswith(head_prefix)),
+                       len(names))
     groups: dict[tuple, dict] = {}
-    for name, param in model.named_parameters():
+    for position, (name, param) in enumerate(model.named_parameters()):
         if not param.requires_grad:
             continue
-        depth = num_layers + 1 if name.startswith(head_prefix) else layer_id(name, num_layers)
+        depth = num_layers + 1 if name.startswith(head_prefix) else layer_id(name, num_layers, position < first_block)
         scale = 1.0 if layer_decay is None else layer_decay ** (num_layers + 1 - depth)
         decay = not _no_decay(name, param)
         group = groups.setdefault((scale, decay), {'params': [], 'param_names': [], 'weight_decay': weight_decay if decay
@@ -256,10 +264,15 @@ def add_lora(model: nn.Module, r: int, alpha: Optional[float] = None, dropout: f
                         f'{", ".join(LORA_TARGETS)}')
     from peft import LoraConfig, inject_adapter_in_model
 
-    # Full module names as targets: peft would otherwise also adapt non-Linear modules with these names.
+    # A plain holder as the root: peft treats a root with `.config.model_type` (evar's Hugging Face wrappers) as a
+    # transformers model and then reads attributes that only a PreTrainedModel has. The holder's child is `model`
+    # itself, so the adapters land in `model`. Full module names as targets: peft would otherwise also adapt
+    # non-Linear modules with these names.
+    holder = nn.Module()
+    holder.ar = model
     config = LoraConfig(r=int(r), lora_alpha=float(r if alpha is None else alpha), lora_dropout=dropout,
-                        target_modules=targets, bias='none')
-    model = inject_adapter_in_model(config, model)
+                        target_modules=[f'ar.{name}' for name in targets], bias='none')
+    inject_adapter_in_model(config, holder)
     for name, param in model.named_parameters():
         param.requires_grad_('lora_' in name)
     return model
