@@ -130,7 +130,7 @@ def test_bad_flags_stop_before_training(tmp_path):
 @pytest.mark.slow
 def test_two_process_ddp_on_gloo_records_one_row(tmp_path):
     env = {**os.environ, 'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1'}
-    args = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', '29533',
+    args = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
             str(ROOT / 'finetune.py'), str(CONFIG), 'demo', '--options', tiny_options(tmp_path), '--epochs', '2',
             '--batch_size', '32', '--work_root', str(tmp_path / 'work'), '--noprogress']
     proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)

@@ -234,16 +234,22 @@ def finetune(config_file, task, options: str = '', opts: Optional[FinetuneOption
     t_start = time.perf_counter()
     dist = distributed_from_env()
     valid_fraction = opts.valid_fraction if opts else (run_options or {}).get('valid_fraction', 0.1)
+    if dist.world > 1:  # rank 0 prepares first (it may write the demo task's files), the others then read them
+        from ..embed.source import pick_device
+
+        _init_process_group(dist, pick_device(device))
+        if not dist.main:
+            _barrier(dist)
     prepared = prepare_run(config_file, task, options, (seed,), valid_fraction, unit_sec, work_root, device, bf16,
                            progress, allow_split_overlap=allow_split_overlap)
+    if dist.world > 1 and dist.main:
+        _barrier(dist)
     cfg, task_def = prepared.cfg, prepared.task
     opts = opts or options_from(cfg.run, **(run_options or {}))
     settings = run_settings(prepared, opts, unit_sec)
     run_id = settings_id(settings)
     log_dir = Path(logs_dir) / f'{cfg.name}-{task_def.name}-ft-{run_id}'
     setup_logging(log_dir if dist.main else None)
-    if dist.world > 1:
-        _init_process_group(dist, prepared.source.device)
     device = _rank_device(prepared.source.device, dist)
     log.info(f'fine-tuning {cfg.name} ({cfg.audio_repr}) on {task_def.name}: {len(prepared.metadata)} clips, folds '
              f'{prepared.folds}, device {device}, {dist.world} process(es), global batch {opts.batch_size} x '
