@@ -294,11 +294,9 @@ def _rank_device(device: str, dist: Distributed) -> str:
 
 def run_settings(prepared, opts: FinetuneOptions, unit_sec_option=None) -> dict:
     """Every setting that changes a fine-tuned score (the seed is not one: runs differing by seed are repeats)."""
-    cfg = prepared.cfg
-    return {'model': cfg.model_hash()[:16], 'weights': prepared.source.weight_digest(),
-            'run': dataclasses.asdict(cfg.run), 'task': prepared.task.name,
-            'metadata': prepared.metadata.content_hash[:16], 'unit_sec': prepared.task.unit_sec,
-            'unit_sec_option': unit_sec_option, 'finetune': dataclasses.asdict(opts), 'folds': prepared.folds,
+    from .linear import common_settings
+
+    return {**common_settings(prepared, unit_sec_option), 'finetune': dataclasses.asdict(opts),
             'selection': 'test' if opts.select_on_test else 'valid'}
 
 
@@ -399,7 +397,6 @@ def train_fold(prepared, plan, opts: FinetuneOptions, device: str, log_dir: Path
 
     better = (lambda a, b: b is None or a > b) if metric.higher_is_better else (lambda a, b: b is None or a < b)
     wav_rows = plan.rows['train']
-    epoch = state['epoch']
     for epoch in range(state['epoch'] + 1, opts.epochs):
         if state['finished']:
             break
@@ -557,8 +554,6 @@ def _write_metrics(path: Path, history: list) -> None:
 def record(prepared, opts: FinetuneOptions, seed: int, outcomes: list, score: float, results_dir: Path, log_dir: Path,
            elapsed: float, run_id: str, settings: dict) -> None:
     """Appends one `ResultRow` (mode finetune) to `results_dir`/ft-scores.csv."""
-    import time as _time
-
     from ..results import ResultRow, append_rows
 
     cfg, task = prepared.cfg, prepared.task
@@ -568,7 +563,7 @@ def record(prepared, opts: FinetuneOptions, seed: int, outcomes: list, score: fl
     row = ResultRow(representation=cfg.name, task=task.name, score=score, run_id=run_id, metric=task.metric,
                     mode='finetune', head=opts.head_name, seed=str(seed), config_hash=cfg.model_hash()[:16],
                     weight_hash=prepared.source.weight_digest(), elapsed_sec=elapsed,
-                    timestamp=_time.strftime('%Y-%m-%dT%H:%M:%S'),
+                    timestamp=time.strftime('%Y-%m-%dT%H:%M:%S'),
                     settings=json.dumps(settings, sort_keys=True, default=str, separators=(',', ':')),
                     report=(f'Fine-tuning {cfg.name} on {task.name} seed {seed} -> {score:.5f}{folds}; '
                             f'selection={selection} ({epochs}); config {cfg.path}; log {log_dir}'))

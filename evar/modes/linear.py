@@ -280,13 +280,21 @@ def run_settings(prepared: PreparedRun, head, options: HeadOptions, unit_sec_opt
     and the head's hyper-parameters. Seeds are not settings: runs that differ only by seed are repeats."""
     import dataclasses
 
-    cfg = prepared.cfg
     hyper = {f.name: getattr(head, f.name) for f in dataclasses.fields(head) if f.name not in ('seed', 'device', 'report_every')}
+    return {**common_settings(prepared, unit_sec_option), 'valid_fraction': options.valid_fraction, 'head': head.name,
+            'head_params': hyper}
+
+
+def common_settings(prepared: PreparedRun, unit_sec_option: Optional[float] = None) -> dict:
+    """The settings every mode's score depends on: the model's parameters and weights, the run settings, the task,
+    its metadata, clip length and folds (each mode adds its own)."""
+    import dataclasses
+
+    cfg = prepared.cfg
     return {'model': cfg.model_hash()[:16], 'weights': prepared.source.weight_digest(),
             'run': dataclasses.asdict(cfg.run), 'task': prepared.task.name,
             'metadata': prepared.metadata.content_hash[:16], 'unit_sec': prepared.task.unit_sec,
-            'unit_sec_option': unit_sec_option, 'valid_fraction': options.valid_fraction, 'head': head.name,
-            'head_params': hyper, 'folds': prepared.folds}
+            'unit_sec_option': unit_sec_option, 'folds': prepared.folds}
 
 
 def settings_id(settings: dict) -> str:
