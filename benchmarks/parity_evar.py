@@ -1,0 +1,230 @@
+"""Side-by-side parity check of evar against EVAR's own wrappers: the reference is `evar/ar_*.py` of
+nttcslab/eval-audio-repr at a pinned commit (what EVAR's published numbers come from), not the models' official code
+(benchmarks/parity_<family>.py check that). For each family, seeded random weights are saved in the official
+checkpoint layout (made as the family's parity_<family>.py makes them), EVAR's wrapper is built from EVAR's own YAML
+with that weight_file and run as EVAR's lineareval runs it (`precompute`, then `forward` on a [1, samples] batch per
+clip), and evar's config of the same name embeds the same waves in one padded batch. Clips are real (../shared):
+ESC-50 (5 s), a RAVDESS sentence (~3.5 s), a speech command (1 s) and a 20.5 s concatenation of them, longer than
+every model's window, so chunking is exercised. Printed per family: the max and median over clips of the relative
+clip-embedding difference max|ours - EVAR| / max|EVAR|.
+
+EVAR's package is also called `evar`, so the two run in separate interpreters and exchange .npy files: this script
+runs in evar's venv and calls itself with `--side ref` in a reference venv that has EVAR's dependencies (torch and
+torchvision as a pair, timm, nnAudio, einops, easydict, pandas, pyyaml, soundfile; torchaudio for the families whose
+front ends use it). Sources (exported as plain folders under --external): EVAR itself (--evar_ref), and
+  m2d:    github.com/nttcslab/m2d as `m2d/` with its README's setup done (facebookresearch/mae efb2a80 files plus
+          timm's layers/pos_embed.py, then `patch -p1 < patch_m2d.diff`)
+  beats:  github.com/microsoft/unilm `beats/` as `unilm/beats/`
+
+    python benchmarks/parity_evar.py m2d m2d_32k beats --ref_python /tmp/venv_evarref/bin/python \\
+        --evar_ref /tmp/evar_ref --external /tmp/ref
+
+Seen on 2026-11-23 (EVAR 88ba772; reference venv torch 2.14.1 + torchvision 0.29.1, torchaudio 2.11.1, timm 1.0.31,
+nnAudio 0.3.4; evar venv torch 2.13 CPU): see the table printed at the end of the run, reproduced in the README's
+column "same embeddings as EVAR's wrapper".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from parity_common import relative
+
+ROOT = Path(__file__).resolve().parents[1]
+EVAR_COMMIT = '88ba7728896484b22e02187dedbb86fc61fc8177'
+CLIPS = ['ESC-50/audio/*.flac', 'RAVDESS/Actor_01/*.flac', 'speech_commands_v2_test_a/yes/*.flac']
+LONG_SEC = 20.5  # longer than every window: M2D 6.08 s, ATST 6 s, BEATs/EAT/CED 10 s, HTS-AT 10 s
+
+
+@dataclass(frozen=True)
+class Family:
+    """One comparison: evar's config `config/<ours>.yaml` against EVAR's `config/<theirs>.yaml`.
+
+    Attributes:
+        ours: evar config stem; theirs: EVAR config stem.
+        sample_rate: Hz of the waves both sides get.
+        weights: name of the ref-side function that writes the random checkpoint (see REF_WEIGHTS) and returns its
+            path; weight_arg: its argument.
+        paths: folders under --external put on sys.path on the ref side (the official code EVAR imports).
+        our_options / their_options: config overrides (`key=value`) besides weight_file.
+    """
+    ours: str
+    theirs: str
+    sample_rate: int
+    weights: str
+    weight_arg: str = ''
+    paths: tuple = ()
+    our_options: dict = field(default_factory=dict)
+    their_options: dict = field(default_factory=dict)
+
+
+FAMILIES = {
+    'm2d': Family('m2d', 'm2d', 16000, 'm2d_weights', 'm2d_vit_base-80x608p16x16-parity', ('m2d',)),
+    'm2d_32k': Family('m2d_32k', 'm2d_32k', 32000, 'm2d_weights', 'm2d_vit_base-80x208p16x16p32k-parity', ('m2d',)),
+    'm2d_flat': Family('m2d', 'm2d', 16000, 'm2d_weights', 'm2d_vit_base-80x608p16x16-parity', ('m2d',),
+                       our_options={'flat_features': True}, their_options={'flat_features': True}),
+    'beats': Family('beats', 'beats', 16000, 'beats_weights', '', ('unilm/beats',)),
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reference side (runs in the reference venv; imports EVAR's `evar`, never ours)
+
+
+def m2d_weights(work: Path, folder: str, external: Path) -> Path:
+    """A random M2D training container under the official folder name, built by the official models_mae, with
+    norm_stats unlike EVAR's YAML (-7.1, 4.2), so which statistics are used shows."""
+    import torch
+    from m2d import models_mae, runtime_audio
+
+    from parity_m2d import perturb
+
+    input_size, patch_size, _, model_name = runtime_audio.parse_sizes_by_name(folder)
+    torch.manual_seed(0)
+    model = models_mae.__dict__[model_name](img_size=input_size, patch_size=patch_size, decoder_depth=2,
+                                            norm_stats=[-6.3, 4.6])
+    perturb(model, 1)
+    path = work / folder / 'checkpoint-300.pth'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({'model': model.state_dict(), 'epoch': 300}, path)
+    return path
+
+
+def beats_weights(work: Path, _: str, external: Path) -> Path:
+    """The official BEATs container {'cfg', 'model'} of parity_beats (iter3-sized, every tensor perturbed)."""
+    import torch
+
+    from parity_beats import ITER3_CFG, official_model
+
+    path = work / 'BEATs_parity.pt'
+    torch.save({'cfg': ITER3_CFG, 'model': official_model(str(external / 'unilm' / 'beats')).state_dict()}, path)
+    return path
+
+
+REF_WEIGHTS = {'m2d_weights': m2d_weights, 'beats_weights': beats_weights}
+
+
+def run_reference(family: Family, args) -> None:
+    """Writes the random checkpoint and EVAR's embedding of each clip (`ref.npy`, [clips, D]) into args.work."""
+    import numpy as np
+    import torch
+
+    work = Path(args.work)
+    for p in reversed(family.paths):
+        sys.path.insert(0, str(Path(args.external) / p))
+    sys.path.insert(0, args.evar_ref)
+    torch.set_num_threads(2)
+    from evar.common import complete_cfg
+    from evar.utils import load_yaml_config
+
+    weight_file = REF_WEIGHTS[family.weights](work, family.weight_arg, Path(args.external))
+    cfg = load_yaml_config(Path(args.evar_ref) / 'config' / f'{family.theirs}.yaml')
+    options = {'weight_file': str(weight_file), **family.their_options}
+    cfg = complete_cfg(cfg, ','.join(f'{k}={v}' for k, v in options.items()), no_id=True)
+    for key in ('mean', 'std'):  # as lineareval.make_cfg does
+        cfg.setdefault(key, None)
+    cfg.setdefault('return_filename', False)
+    module_name, class_name = cfg.audio_repr.split('.')
+    module = __import__(f'evar.{module_name}', fromlist=[class_name])
+    ar = getattr(module, class_name)(cfg).eval()
+    waves = [torch.from_numpy(np.load(f)) for f in sorted(work.glob('clip*.npy'))]
+    loader = torch.utils.data.DataLoader([w[:min(len(v) for v in waves)] for w in waves], batch_size=len(waves))
+    ar.precompute('cpu', loader)
+    with torch.inference_mode():
+        embeddings = [ar(w[None])[0].float().numpy() for w in waves]
+    np.save(work / 'ref.npy', np.stack(embeddings))
+    (work / 'weight_file.txt').write_text(str(weight_file))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# evar side
+
+
+def load_clips(data: Path, sample_rate: int) -> list:
+    """The real clips (first file of each CLIPS pattern) resampled to `sample_rate`, plus their LONG_SEC
+    concatenation (repeated as needed); float32 numpy arrays."""
+    import numpy as np
+    import soundfile as sf
+    import soxr
+
+    clips = []
+    for pattern in CLIPS:
+        x, rate = sf.read(str(sorted(data.glob(pattern))[0]), dtype='float32', always_2d=True)
+        clips.append(soxr.resample(x.mean(1), rate, sample_rate).astype(np.float32))
+    long = np.concatenate(clips * 4)[:int(LONG_SEC * sample_rate)]
+    return clips + [long]
+
+
+def ours(family: Family, weight_file: str, clips: list):
+    """evar's clip embeddings [clips, D] from config/<family.ours>.yaml, all clips as one padded batch."""
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from evar.config import load_config
+    from evar.models import create_model
+
+    from parity_common import padded
+
+    options = ','.join(f'{k}={v}' for k, v in {'weight_file': weight_file, **family.our_options}.items())
+    config = load_config(ROOT / 'config' / f'{family.ours}.yaml', options)
+    model = create_model(config.audio_repr, params=config.params).eval()
+    wav, lengths = padded([torch.from_numpy(c) for c in clips])
+    with torch.inference_mode():
+        return model.embed(wav, lengths).float().numpy().astype(np.float64)
+
+
+def compare(name: str, args) -> dict:
+    """Runs both sides for family `name`; returns {'family', 'max', 'median', 'per_clip'}."""
+    import numpy as np
+    import torch
+
+    family = FAMILIES[name]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        clips = load_clips(Path(args.data), family.sample_rate)
+        for i, c in enumerate(clips):
+            np.save(work / f'clip{i}.npy', c)
+        subprocess.run([args.ref_python, __file__, name, '--side', 'ref', '--work', tmp, '--evar_ref', args.evar_ref,
+                        '--external', args.external], check=True)
+        ref = np.load(work / 'ref.npy').astype(np.float64)
+        mine = ours(family, (work / 'weight_file.txt').read_text(), clips)
+    assert mine.shape == ref.shape, f'{name}: evar {mine.shape} vs EVAR {ref.shape}'
+    per_clip = [relative(torch.from_numpy(a), torch.from_numpy(b)) for a, b in zip(mine, ref)]
+    return dict(family=name, max=max(per_clip), median=float(np.median(per_clip)), per_clip=per_clip)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('families', nargs='+', choices=sorted(FAMILIES))
+    parser.add_argument('--ref_python', default='/tmp/venv_evarref/bin/python', help="the reference venv's python")
+    parser.add_argument('--evar_ref', default='/tmp/evar_ref', help=f'EVAR exported at {EVAR_COMMIT[:7]}')
+    parser.add_argument('--external', default='/tmp/ref', help='folder of the official code EVAR imports')
+    parser.add_argument('--data', default=str(ROOT.parent / 'shared' / 'data'))
+    parser.add_argument('--side', default='evar', choices=['evar', 'ref'], help=argparse.SUPPRESS)
+    parser.add_argument('--work', help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.side == 'ref':
+        run_reference(FAMILIES[args.families[0]], args)
+        return
+    print(f"Reference: EVAR's wrappers (nttcslab/eval-audio-repr {EVAR_COMMIT[:7]}), random weights, real clips "
+          f'(+ a {LONG_SEC} s concatenation).')
+    rows = []
+    for name in args.families:
+        row = compare(name, args)
+        rows.append(row)
+        print(json.dumps({k: (f'{v:.1e}' if isinstance(v, float) else v) for k, v in row.items() if k != 'per_clip'}),
+              'per clip:', ' '.join(f'{v:.1e}' for v in row['per_clip']), flush=True)
+    print('\n| family | max rel. diff | median |\n|---|---|---|')
+    for row in rows:
+        print(f"| {row['family']} | {row['max']:.1e} | {row['median']:.1e} |")
+
+
+if __name__ == '__main__':
+    main()
