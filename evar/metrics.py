@@ -239,3 +239,16 @@ def classwise_accuracy(y_true: np.ndarray, y_pred: np.ndarray, classes) -> list:
         if sel.any():
             rows.append((name, float(np.mean(np.asarray(y_pred)[sel] == c)), int(sel.sum())))
     return rows
+
+
+def classwise_average_precision(y_true: np.ndarray, scores: np.ndarray, classes) -> list:
+    """Per-class AP of a multi-label task: `[(class name, AP, number of positive clips)]`.
+
+    Args:
+        y_true: `[N, C]` 0/1 targets.
+        scores: `[N, C]` class scores.
+        classes: C class names; classes with no positive clip are left out (their AP is undefined).
+    """
+    y_true = np.asarray(y_true)
+    return [(name, average_precision(y_true[:, c], scores[:, c]), int(y_true[:, c].sum()))
+            for c, name in enumerate(classes) if y_true[:, c].any()]

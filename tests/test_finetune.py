@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import BYOLA_D512, ROOT, needs_byola, run_script
+from helpers import BYOLA_D512, ROOT, SHARED, needs_byola, run_script
 from helpers.tiny_models import tiny_byola
 
 from evar.results import read_rows
@@ -69,6 +69,33 @@ def test_finetune_records_one_row_selected_on_validation(tmp_path):
     metrics = (log_dir / 'metrics-fold1.csv').read_text().splitlines()
     assert metrics[0].startswith('epoch,lr,train_loss,valid_accuracy') and len(metrics) == 4
     assert (log_dir / 'best-fold1.pt').is_file() and (log_dir / 'last-fold1.pt').is_file()
+    classwise = np.genfromtxt(log_dir / 'classwise-seed3-fold1.csv', delimiter=',', names=True, dtype=None,
+                              encoding='utf-8')
+    assert len(classwise) == 6  # the class-wise report: its accuracies, weighted by count, give the score
+    assert np.sum(classwise['accuracy'] * classwise['count']) / np.sum(classwise['count']) == pytest.approx(score)
+
+
+@pytest.mark.skipif(not (SHARED / 'data' / 'fsdd').is_dir(), reason='needs ../shared/data/fsdd')
+def test_clips_decoded_in_dataloader_workers_give_the_same_batches():
+    from evar.training.data import ClipBatches, ClipStore, EvalCrop, TrainCrop, batch_loader, epoch_order
+
+    files = sorted(p.name for p in (SHARED / 'data' / 'fsdd' / 'recordings').glob('*.flac'))[:40]
+    root = SHARED / 'data' / 'fsdd' / 'recordings'
+    assert len(files) == 40
+    rows = np.arange(40)[::-1].copy()
+    targets = np.eye(40, dtype=np.float32)[rows]
+    order = epoch_order(40, 8, seed=5, epoch=2)
+    for crop in (TrainCrop(4000, 5, 2), EvalCrop(4000, 'head')):
+        in_memory = ClipStore(root, files, 16000)
+        in_memory.preload(rows, workers=2)  # decoded in two processes, all kept
+        assert in_memory.holds(rows)
+        kept = list(batch_loader(ClipBatches(in_memory, rows, targets, order, crop), workers=2))
+        none_kept = ClipStore(root, files, 16000, budget_mb=0)  # every clip decoded again, in the workers
+        decoded = list(batch_loader(ClipBatches(none_kept, rows, targets, order, crop), workers=2))
+        assert not none_kept.holds(rows[:1]) and len(kept) == len(decoded) == 5
+        for (w1, l1, y1), (w2, l2, y2) in zip(kept, decoded):
+            assert torch.equal(w1, w2) and torch.equal(l1, l2) and torch.equal(y1, y2)
+    assert int(kept[0][1].max()) <= 4000 and torch.equal(kept[0][2], torch.from_numpy(targets[order[0]]))
 
 
 def test_kill_and_resume_gives_the_uninterrupted_score(tmp_path, monkeypatch):

@@ -208,7 +208,8 @@ def options_from(cfg_run, lr=None, epochs=None, warmup_epochs=None, batch_size=N
 def finetune(config_file, task, options: str = '', opts: Optional[FinetuneOptions] = None, seed: int = 42,
              unit_sec: Optional[float] = None, work_root=None, results_dir: Path = Path('results'),
              logs_dir: Path = Path('logs'), device: Optional[str] = None, bf16: bool = False, progress: bool = True,
-             resume: bool = False, allow_split_overlap: bool = False, run_options: Optional[dict] = None) -> float:
+             resume: bool = False, allow_split_overlap: bool = False, run_options: Optional[dict] = None,
+             workers: Optional[int] = None) -> float:
     """Fine-tunes the model of `config_file` on `task` over every fold and appends one row to
     `results_dir`/ft-scores.csv (rank 0 only under torchrun).
 
@@ -220,6 +221,8 @@ def finetune(config_file, task, options: str = '', opts: Optional[FinetuneOption
         seed: seeds the head's initialisation, the data order, the crops and the augmentations.
         results_dir, logs_dir: where ft-scores.csv and the run's folder (checkpoints, metrics.csv, run.log) go.
         resume: continue from the run folder's `last` checkpoints (same settings: same folder).
+        workers: DataLoader processes that decode and crop clips beyond the in-memory budget (None: the cores less
+            one, at most 8); the score does not depend on it.
 
     Returns:
         The mean test score over folds.
@@ -229,6 +232,7 @@ def finetune(config_file, task, options: str = '', opts: Optional[FinetuneOption
     """
     import torch
 
+    from ..training.data import default_workers
     from .linear import peak_memory_mb, prepare_run, settings_id, setup_logging
 
     t_start = time.perf_counter()
@@ -260,7 +264,8 @@ def finetune(config_file, task, options: str = '', opts: Optional[FinetuneOption
         outcomes = []
         for fold in prepared.folds:
             plan = prepared.plans[seed, fold]
-            outcomes.append(train_fold(prepared, plan, opts, device, log_dir, dist, resume, bf16, progress))
+            outcomes.append(train_fold(prepared, plan, opts, device, log_dir, dist, resume, bf16, progress,
+                                       default_workers() if workers is None else int(workers)))
         score = float(np.mean([o.score for o in outcomes]))
         if dist.main:
             record(prepared, opts, seed, outcomes, score, Path(results_dir), log_dir, time.perf_counter() - t_start,
@@ -329,16 +334,18 @@ def build_network(prepared, opts: FinetuneOptions, n_classes: int, device: str):
 
 
 def train_fold(prepared, plan, opts: FinetuneOptions, device: str, log_dir: Path, dist: Distributed,
-               resume: bool = False, bf16: bool = False, progress: bool = True) -> FoldOutcome:
+               resume: bool = False, bf16: bool = False, progress: bool = True, workers: int = 0) -> FoldOutcome:
     """Trains one fold, selects its epoch on validation (or on test with `select_on_test`), scores the test rows
-    once with the selected weights, and writes metrics-fold<f>.csv, the checkpoints and the test predictions."""
+    once with the selected weights, and writes metrics-fold<f>.csv, the checkpoints, the test predictions and the
+    class-wise report. `workers`: DataLoader processes for clips that do not fit in memory (0: this process)."""
     import torch
+    from tqdm import tqdm
 
     from ..embed.extract import ExtractSettings, compute_norm_stats
     from ..data import ClipDataset
     from ..metrics import get_metric
     from ..training.augment import InputAugment, mixup
-    from ..training.data import ClipStore, collate, epoch_order, one_hot, random_crop
+    from ..training.data import ClipBatches, ClipStore, TrainCrop, batch_loader, epoch_order, one_hot
     from ..training.network import trainable_summary
     from ..training.optim import cosine_schedule, make_optimizer, param_groups
 
@@ -356,6 +363,7 @@ def train_fold(prepared, plan, opts: FinetuneOptions, device: str, log_dir: Path
     root, _ = source.data_root()
     unit = int(round(task_def.unit_sec * source.sample_rate))
     store = ClipStore(root, prepared.metadata.file_names, source.sample_rate)
+    store.preload(np.concatenate([plan.rows[s] for s in ('train', 'valid', 'test')]), workers)
     stats = compute_norm_stats(ar, ClipDataset(root, prepared.metadata.file_names, source.sample_rate,
                                                task_def.unit_sec, cfg.run.crop), plan.rows['train'],
                                ExtractSettings(batch_size=source.extract_batch_size, device=device, progress=progress))
@@ -408,11 +416,12 @@ def train_fold(prepared, plan, opts: FinetuneOptions, device: str, log_dir: Path
                             dist.world)
         losses = []
         optimizer.zero_grad(set_to_none=True)
-        for i, batch in enumerate(order):
-            waves = [random_crop(store.wave(int(wav_rows[p])), unit,
-                                 np.random.default_rng([plan.seed, epoch, int(wav_rows[p])])) for p in batch]
-            wav, lengths, y = collate(waves, targets['train'][batch])
-            wav, lengths, y = wav.to(device), lengths.to(device), y.to(device)
+        loader = batch_loader(ClipBatches(store, wav_rows, targets['train'], order, TrainCrop(unit, plan.seed, epoch)),
+                              workers, pin_memory=device.startswith('cuda'))
+        bar = tqdm(loader, total=len(order), desc=f'fold {plan.fold} epoch {epoch}', unit='batch', leave=False,
+                   disable=not (progress and dist.main))
+        for i, (wav, lengths, y) in enumerate(bar):
+            wav, lengths, y = (t.to(device, non_blocking=True) for t in (wav, lengths, y))
             if opts.mixup > 0:
                 wav, lengths, y = mixup(wav, lengths, y, opts.mixup)
             with _autocast(device, bf16):
@@ -420,6 +429,7 @@ def train_fold(prepared, plan, opts: FinetuneOptions, device: str, log_dir: Path
             loss = loss_fn(logits, y, class_weights) / opts.accum_steps
             loss.backward()
             losses.append(float(loss.detach()) * opts.accum_steps)
+            bar.set_postfix_str(f'loss {losses[-1]:.4f}', refresh=False)
             if (i + 1) % opts.accum_steps == 0 or i + 1 == len(order):
                 if opts.clip_grad:
                     torch.nn.utils.clip_grad_norm_(network.parameters(), opts.clip_grad)
@@ -428,7 +438,7 @@ def train_fold(prepared, plan, opts: FinetuneOptions, device: str, log_dir: Path
                 scheduler.step()
         valid_rows = plan.rows[select_split]
         scores = predict(network, store, valid_rows, unit, cfg.run.crop, opts.batch_size, device, bf16,
-                         plan.multi_label)
+                         plan.multi_label, workers)
         valid = float(metric.function(plan.targets[select_split], scores))
         lr_now = optimizer.param_groups[0]['lr']
         state['history'].append({'epoch': epoch, 'lr': lr_now, 'train_loss': float(np.mean(losses)),
@@ -437,7 +447,8 @@ def train_fold(prepared, plan, opts: FinetuneOptions, device: str, log_dir: Path
             state['best_valid'], state['best_epoch'] = valid, epoch
             if dist.main:
                 _save(paths['best'], {'network': network.state_dict(), 'epoch': epoch, 'valid': valid,
-                                      'classes': plan.classes, 'fold': plan.fold, 'norm_stats': stats,
+                                      'classes': plan.classes, 'fold': plan.fold, 'seed': plan.seed,
+                                      'norm_stats': stats,
                                       'options': dataclasses.asdict(opts), 'config': str(cfg.path),
                                       'task': task_def.name, 'multi_label': plan.multi_label})
         log.info(f'fold {plan.fold} epoch {epoch}: lr {lr_now:.3g}, train loss {np.mean(losses):.5f}, {select_split} '
@@ -456,34 +467,36 @@ def train_fold(prepared, plan, opts: FinetuneOptions, device: str, log_dir: Path
     best = _load(paths['best'])
     network.load_state_dict(best['network'])
     test_scores = predict(network, store, plan.rows['test'], unit, cfg.run.crop, opts.batch_size, device, bf16,
-                          plan.multi_label)
+                          plan.multi_label, workers)
     test = float(metric.function(plan.targets['test'], test_scores))
     log.info(f'fold {plan.fold}: test {metric.name} {test:.5f} with the weights of epoch {best["epoch"]} '
              f'({select_split} {best["valid"]:.5f})')
     if dist.main:
         from .linear import write_predictions
 
-        write_predictions(log_dir / f'predictions-seed{plan.seed}-fold{plan.fold}.csv', prepared.metadata,
-                          plan.rows['test'], plan.classes, test_scores, plan.targets['test'])
+        suffix = f'seed{plan.seed}-fold{plan.fold}'
+        write_predictions(log_dir / f'predictions-{suffix}.csv', prepared.metadata, plan.rows['test'], plan.classes,
+                          test_scores, plan.targets['test'])
+        write_classwise(log_dir / f'classwise-{suffix}.csv', plan.targets['test'], test_scores, plan.classes)
     return FoldOutcome(fold=plan.fold, score=float(test), best_epoch=int(best['epoch']), best_valid=float(best['valid']),
                        n_train=n_train, n_valid=len(plan.rows['valid']), n_test=len(plan.rows['test']))
 
 
 def predict(network, store, rows, unit: int, crop_policy: str, batch_size: int, device: str, bf16: bool,
-            multi_label: bool) -> np.ndarray:
+            multi_label: bool, workers: int = 0) -> np.ndarray:
     """Class scores float32 [n, C] of metadata `rows` (softmax, or sigmoid for multi-label) in eval mode, clips
-    cropped deterministically by the run's crop policy."""
+    cropped deterministically by the run's crop policy (`workers`: as `evar.training.data.batch_loader`)."""
     import torch
 
-    from ..audio import crop
-    from ..training.data import collate
+    from ..training.data import ClipBatches, EvalCrop, batch_loader
 
     network.eval()
     out = []
+    batches = [list(range(start, min(start + batch_size, len(rows)))) for start in range(0, len(rows), batch_size)]
+    loader = batch_loader(ClipBatches(store, rows, np.zeros((len(rows), 1), dtype=np.float32), batches,
+                                      EvalCrop(unit, crop_policy)), workers)
     with torch.inference_mode():
-        for start in range(0, len(rows), batch_size):
-            waves = [crop(store.wave(int(r)), unit, crop_policy) for r in rows[start:start + batch_size]]
-            wav, lengths, _ = collate(waves, np.zeros((len(waves), 1), dtype=np.float32))
+        for wav, lengths, _ in loader:
             with _autocast(device, bf16):
                 logits = network(wav.to(device), lengths.to(device)).float()
             out.append((torch.sigmoid(logits) if multi_label else torch.softmax(logits, -1)).cpu().numpy())
@@ -551,6 +564,18 @@ def _write_metrics(path: Path, history: list) -> None:
                              for row in history])
 
 
+def write_classwise(path: Path, y_true: np.ndarray, scores: np.ndarray, classes) -> None:
+    """The class-wise report of a test split: accuracy per class (single-label `y_true` [n]) or average precision per
+    class (multi-label [n, C]), with each class's number of test clips, as CSV at `path`."""
+    from ..metrics import classwise_accuracy, classwise_average_precision
+    from .linear import write_csv
+
+    if np.asarray(y_true).ndim == 1:
+        write_csv(path, ['class', 'accuracy', 'count'], classwise_accuracy(y_true, scores.argmax(1), classes))
+    else:
+        write_csv(path, ['class', 'average_precision', 'count'], classwise_average_precision(y_true, scores, classes))
+
+
 def record(prepared, opts: FinetuneOptions, seed: int, outcomes: list, score: float, results_dir: Path, log_dir: Path,
            elapsed: float, run_id: str, settings: dict) -> None:
     """Appends one `ResultRow` (mode finetune) to `results_dir`/ft-scores.csv."""
@@ -584,11 +609,12 @@ def evaluate_checkpoint(config_file, task, checkpoint, options: str = '', unit_s
 
     saved = _load(Path(checkpoint))
     opts = FinetuneOptions(**{**saved['options'], 'hidden': tuple(saved['options']['hidden'])})
-    prepared = prepare_run(config_file, task, options, (42,), opts.valid_fraction, unit_sec, work_root, device, bf16,
+    seed = int(saved.get('seed', 42))
+    prepared = prepare_run(config_file, task, options, (seed,), opts.valid_fraction, unit_sec, work_root, device, bf16,
                            False)
     if saved['task'] != prepared.task.name:
         raise EvarError(f'Checkpoint {checkpoint} was trained on task {saved["task"]}, not {prepared.task.name}.')
-    plan = prepared.plans[42, int(saved['fold'])]
+    plan = prepared.plans[seed, int(saved['fold'])]
     if tuple(saved['classes']) != tuple(plan.classes):
         raise EvarError(f'Checkpoint {checkpoint}: its classes differ from the task\'s ({len(saved["classes"])} vs '
                         f'{len(plan.classes)}).')
@@ -620,7 +646,7 @@ def finetune_command(config_file: str, task: str, options: str = '', seed: int =
                      valid_fraction: float = 0.1, unit_sec: Optional[float] = None, eval_only: Optional[str] = None,
                      resume: bool = False, work_root: Optional[str] = None, results_dir: str = 'results',
                      logs_dir: str = 'logs', device: Optional[str] = None, bf16: bool = False,
-                     progress: bool = True, allow_split_overlap: bool = False) -> None:
+                     progress: bool = True, allow_split_overlap: bool = False, workers: Optional[int] = None) -> None:
     """Fine-tunes the model of CONFIG_FILE on TASK (EVAR's finetune.py recipe) and appends the test score to
     results/ft-scores.csv; the epoch is selected on validation (carved from training when the task has none).
 
@@ -646,6 +672,7 @@ def finetune_command(config_file: str, task: str, options: str = '', seed: int =
         eval_only: a best-fold<f>.pt checkpoint to score on its test split (nothing is trained or written).
         resume: continue a killed run with the same settings from its last checkpoints.
         work_root, results_dir, logs_dir, device, bf16, progress, allow_split_overlap: as `evar linear`.
+        workers: DataLoader processes decoding clips that do not fit in memory (default: cores less one, at most 8).
     """
     if eval_only:
         score = evaluate_checkpoint(config_file, task, eval_only, options, unit_sec, work_root, device, bf16)
@@ -659,4 +686,4 @@ def finetune_command(config_file: str, task: str, options: str = '', seed: int =
                  valid_fraction=valid_fraction)
     finetune(config_file, task, options, seed=seed, unit_sec=unit_sec, work_root=work_root,
              results_dir=Path(results_dir), logs_dir=Path(logs_dir), device=device, bf16=bf16, progress=progress,
-             resume=resume, allow_split_overlap=allow_split_overlap, run_options=flags)
+             resume=resume, allow_split_overlap=allow_split_overlap, run_options=flags, workers=workers)

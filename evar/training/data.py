@@ -8,6 +8,7 @@ uninterrupted run would.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -20,8 +21,8 @@ log = logging.getLogger('evar')
 
 
 class ClipStore:
-    """Decoded clips of a task at the model's rate, kept in memory when they fit `budget_mb` (decoding is then done
-    once for all epochs), else decoded on each access.
+    """Decoded clips of a task at the model's rate, kept in memory up to `budget_mb` so that decoding is done once for
+    all epochs; clips beyond the budget are decoded on each access (in the DataLoader workers of `batch_loader`).
 
     Args:
         root: the audio folder.
@@ -36,20 +37,137 @@ class ClipStore:
         self._kept: dict = {}
         self._used = 0
 
+    def read(self, row: int) -> np.ndarray:
+        """float32 [n] samples of metadata row `row`, decoded from its file (never kept).
+
+        Raises:
+            EvarError: the file cannot be read (named).
+        """
+        wav, _ = load_audio(resolve_audio_path(self.root, self.file_names[row]), self.sample_rate)
+        return np.asarray(wav, dtype=np.float32)
+
     def wave(self, row: int) -> np.ndarray:
-        """float32 [n] samples of metadata row `row`.
+        """float32 [n] samples of metadata row `row`: the kept copy, else decoded (and kept while the budget allows).
 
         Raises:
             EvarError: the file cannot be read (named).
         """
         wav = self._kept.get(row)
         if wav is None:
-            wav, _ = load_audio(resolve_audio_path(self.root, self.file_names[row]), self.sample_rate)
-            wav = np.asarray(wav, dtype=np.float32)
-            if self._used + wav.nbytes <= self.budget:
-                self._kept[row] = wav
-                self._used += wav.nbytes
+            wav = self.read(row)
+            self._keep(row, wav)
         return wav
+
+    def _keep(self, row: int, wav: np.ndarray) -> None:
+        if self._used + wav.nbytes <= self.budget:
+            self._kept[row] = wav
+            self._used += wav.nbytes
+
+    def preload(self, rows, workers: int = 0) -> None:
+        """Decodes `rows` once, `workers` processes in parallel, keeping them while the budget allows; the rest are
+        decoded again on each access."""
+        todo = [int(r) for r in dict.fromkeys(int(r) for r in rows) if int(r) not in self._kept]
+        if not todo:
+            return
+        if workers <= 0:
+            for row in todo:
+                if self._used >= self.budget:
+                    break
+                self.wave(row)
+            return
+        loader = torch.utils.data.DataLoader(_Decoded(self, todo), batch_size=None, num_workers=workers,
+                                             collate_fn=_as_is)
+        for row, wav in zip(todo, loader):
+            self._keep(row, wav)
+            if self._used >= self.budget:
+                break
+
+    def holds(self, rows) -> bool:
+        """True when every row of `rows` is kept in memory."""
+        return all(int(r) in self._kept for r in rows)
+
+
+class _Decoded(torch.utils.data.Dataset):
+    """Item i: the decoded wave of `rows[i]` (what preload's workers compute)."""
+
+    def __init__(self, store: ClipStore, rows: list):
+        self.store, self.rows = store, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.store.read(self.rows[i])
+
+
+def _as_is(item):
+    return item
+
+
+@dataclass(frozen=True)
+class TrainCrop:
+    """A training clip's random crop of `unit` samples, drawn from a generator seeded by (seed, epoch, row), so it does
+    not depend on which process or in which order clips are prepared."""
+    unit: int
+    seed: int
+    epoch: int
+
+    def __call__(self, wav: np.ndarray, row: int) -> np.ndarray:
+        """`unit` samples of `wav` (float32 [n]) of metadata row `row`; a shorter clip whole."""
+        return random_crop(wav, self.unit, np.random.default_rng([self.seed, self.epoch, int(row)]))
+
+
+@dataclass(frozen=True)
+class EvalCrop:
+    """The deterministic crop of validation and test clips (`evar.audio.crop` with the run's policy)."""
+    unit: int
+    policy: str
+
+    def __call__(self, wav: np.ndarray, row: int) -> np.ndarray:
+        """`unit` samples of `wav` (float32 [n]) by the crop policy; `row` is unused."""
+        from ..audio import crop
+
+        return crop(wav, self.unit, self.policy)
+
+
+class ClipBatches(torch.utils.data.Dataset):
+    """Item i: batch i, as collate's (waves [B, N], lengths [B], targets [B, C]), of clips `rows[batches[i]]` taken
+    from `store`, cropped by `crop`.
+
+    Args:
+        store: the task's ClipStore.
+        rows: metadata rows of the split, float32 targets [len(rows), C] beside them.
+        batches: lists of positions into `rows` (an epoch's order, or consecutive slices).
+        crop: TrainCrop or EvalCrop.
+    """
+
+    def __init__(self, store: ClipStore, rows, targets: np.ndarray, batches: list, crop):
+        self.store, self.rows, self.targets, self.batches, self.crop = store, rows, targets, batches, crop
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> tuple:
+        positions = self.batches[i]
+        waves = [self.crop(self.store.wave(int(self.rows[p])), int(self.rows[p])) for p in positions]
+        return collate(waves, self.targets[positions])
+
+
+def batch_loader(batches: ClipBatches, workers: int, pin_memory: bool = False):
+    """Iterates `batches` in order: in this process when its clips are all in memory or `workers` is 0, else in
+    `workers` DataLoader processes that decode and crop while the model computes. The batches are the same either way.
+    """
+    if workers <= 0 or batches.store.holds(batches.rows[p] for b in batches.batches for p in b):
+        return (batches[i] for i in range(len(batches)))
+    return torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False, num_workers=workers,
+                                       collate_fn=_as_is, pin_memory=pin_memory)
+
+
+def default_workers() -> int:
+    """DataLoader processes for clips that do not fit in memory: the cores less one, at most 8."""
+    import os
+
+    return max(0, min(8, (os.cpu_count() or 1) - 1))
 
 
 def random_crop(wav: np.ndarray, unit_samples: int, rng: np.random.Generator) -> np.ndarray:
