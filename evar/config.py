@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Union
 
 from .errors import EvarError
 from .params import apply_options, read_yaml_mapping, typed_dataclass
@@ -39,6 +39,8 @@ class RunSettings:
     extract_batch_size: Optional[int] = None
     cache_dtype: str = 'float32'  # 'float16' halves the embedding cache
     name: Optional[str] = None  # representation name in results; the config file's stem when None
+    # EVAR's random crops, zero padding and running statistics (evar.embed.protocol): false, true or a list of parts.
+    evar_protocol: Union[bool, list] = False
     # Fine-tuning keys of EVAR's configs, accepted so those files load unchanged.
     warmup_epochs: int = 5
     mixup: float = 0.5
@@ -186,6 +188,9 @@ def load_config(path, options: str = '') -> ModelConfig:
         raise EvarError(f'Config file {path}: crop must be one of {list(CROP_POLICIES)}, got {run.crop!r}.')
     if run.cache_dtype not in ('float32', 'float16'):
         raise EvarError(f'Config file {path}: cache_dtype must be float32 or float16, got {run.cache_dtype!r}.')
+    from .embed.protocol import protocol_parts
+
+    run = dataclasses.replace(run, evar_protocol=protocol_parts(run.evar_protocol, run.crop, str(path)))
     return ModelConfig(path=path, audio_repr=name, params=params, run=run)
 
 

@@ -222,7 +222,7 @@ LEVELS = {'clip': _ClipSink, 'frame': _FrameSink}
 
 
 def extract_embeddings(model, dataset: ClipDataset, train_indices: np.ndarray, settings: ExtractSettings,
-                       warned: Optional[set] = None, level: str = 'clip'):
+                       warned: Optional[set] = None, level: str = 'clip', protocol=None):
     """Embeddings of every clip of `dataset`, in order, computed under `torch.inference_mode`.
 
     Args:
@@ -234,6 +234,8 @@ def extract_embeddings(model, dataset: ClipDataset, train_indices: np.ndarray, s
         warned: (source, rate) pairs already warned about resampling; updated.
         level: 'clip' for pooled clip embeddings float32 [N, D]; 'frame' for a `FrameEmbeddings` of the valid
             frames at the model's own hop.
+        protocol: an `evar.embed.protocol.EvarProtocol`; with `running_stats`, the statistics follow EVAR's rule
+            (its batches of `train_indices`, its divisor) instead of pooling every training frame.
 
     Raises:
         EvarError: an unreadable audio file (named), or an unknown `level`.
@@ -253,32 +255,64 @@ def extract_embeddings(model, dataset: ClipDataset, train_indices: np.ndarray, s
     model.eval()
     with torch.inference_mode():
         if model.needs_norm_stats and model.norm_mean is None:
-            stat_rows = _stats_rows(model, dataset, np.asarray(train_indices), settings)
-            sums, kept = torch.zeros(3, dtype=torch.float64), []
-            for rows, wav, lengths in _batches(dataset, stat_rows, settings, 'statistics', warned):
-                feats, feat_lengths = model.features(wav, lengths)
-                sums += model.stat_sums(feats, feat_lengths).cpu()
-                kept.append((rows, feats, feat_lengths))
-            mean, std = stats_from_sums(sums)
-            model.set_norm_stats(mean, std)
-            log.info(f'normalisation statistics from {len(stat_rows)} training clips: mean {mean:.5f}, std {std:.5f}')
-            for rows, feats, feat_lengths in kept:
+            for rows, feats, feat_lengths in _set_norm_stats(model, dataset, train_indices, settings, warned, protocol):
                 encode(rows, feats, feat_lengths)
-            del kept
         rest = np.flatnonzero(~done)
         for rows, wav, lengths in _batches(dataset, rest, settings, 'embeddings', warned):
             encode(rows, *model.features(wav, lengths))
     return sink.result()
 
 
-def _stats_rows(model, dataset: ClipDataset, train_indices: np.ndarray, settings: ExtractSettings) -> np.ndarray:
-    """All training rows if their features fit the memory budget, else a seeded random subset that does."""
+def _set_norm_stats(model, dataset: ClipDataset, train_indices, settings: ExtractSettings, warned: set,
+                    protocol=None) -> list:
+    """Sets the model's normalisation statistics from the front-end features of training clips (pooled over every
+    valid frame, or by EVAR's rule when `protocol.running_stats`); returns the (rows, feats, feat_lengths) batches it
+    kept, so they need not be decoded again (none when they would not fit the memory budget)."""
+    evar_stats = protocol is not None and protocol.running_stats
+    if evar_stats:
+        batches = protocol.stats_batches(train_indices)
+        stat_rows = np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64)
+        keep = _clips_in_budget(model, dataset, settings) >= len(stat_rows)  # else decoded again to embed
+        clip_sums = {}
+    else:
+        stat_rows, keep = _stats_rows(model, dataset, np.asarray(train_indices), settings), True
+        sums = torch.zeros(3, dtype=torch.float64)
+    kept = []
+    for rows, wav, lengths in _batches(dataset, stat_rows, settings, 'statistics', warned):
+        feats, feat_lengths = model.features(wav, lengths)
+        if evar_stats:  # per clip, to be regrouped into EVAR's batches
+            for k, row in enumerate(rows.tolist()):
+                clip_sums[row] = model.stat_sums(feats[k:k + 1], feat_lengths[k:k + 1]).cpu().numpy()
+        else:
+            sums += model.stat_sums(feats, feat_lengths).cpu()
+        if keep:
+            kept.append((rows, feats, feat_lengths))
+    if evar_stats:
+        from .protocol import running_stats
+
+        mean, std = running_stats([sum(clip_sums[r] for r in b.tolist()) for b in batches])
+        how = f'EVAR\'s running statistics over {len(batches)} batches of'
+    else:
+        mean, std = stats_from_sums(sums)
+        how = 'normalisation statistics from'
+    model.set_norm_stats(mean, std)
+    log.info(f'{how} {len(stat_rows)} training clips: mean {mean:.5f}, std {std:.5f}')
+    return kept
+
+
+def _clips_in_budget(model, dataset: ClipDataset, settings: ExtractSettings) -> int:
+    """How many clips' front-end features fit in `settings.feature_budget_mb`."""
     probe_len = dataset.unit_samples if dataset.crop_policy != 'full' else dataset.unit_samples * 4
     with torch.inference_mode():
         feats, _ = model.features(torch.zeros(1, probe_len, device=settings.device),
                                   torch.tensor([probe_len], device=settings.device))
     per_clip = feats.numel() * feats.element_size()
-    fit = int(settings.feature_budget_mb * 2**20 // max(per_clip, 1))
+    return int(settings.feature_budget_mb * 2**20 // max(per_clip, 1))
+
+
+def _stats_rows(model, dataset: ClipDataset, train_indices: np.ndarray, settings: ExtractSettings) -> np.ndarray:
+    """All training rows if their features fit the memory budget, else a seeded random subset that does."""
+    fit = _clips_in_budget(model, dataset, settings)
     if fit >= len(train_indices):
         return train_indices
     rng = np.random.default_rng(settings.stats_seed)

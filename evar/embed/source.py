@@ -196,6 +196,23 @@ class TaskEmbeddings:
             fields['level'] = level
         return fields
 
+    def protocol(self):
+        """The `EvarProtocol` the run settings ask for, or None (the default: evar's own crops, masks, statistics)."""
+        from .protocol import EvarProtocol
+
+        return EvarProtocol.from_run(self.cfg.run)
+
+    def protocol_fields(self, fold: int, scope: Optional[str]) -> dict:
+        """Cache-key fields of the EVAR protocol ({} when it is off, so keys stay as they were before it existed):
+        its parts and seeds, and the fold where random crops depend on it (a k-fold task's test fold keeps heads)."""
+        protocol = self.protocol()
+        if protocol is None:
+            return {}
+        fields = protocol.key(with_stats=scope is not None)
+        if protocol.random_crop and self.task.folds > 1:
+            fields['crop_fold'] = fold
+        return {'evar_protocol': fields}
+
     def embeddings(self, fold: int, train_rows: np.ndarray, allow_compute: bool = True, level: str = 'clip',
                    recompute: bool = False):
         """The task's embeddings for `fold`: float32/float16 [N, D] clip embeddings in metadata row order, or a
@@ -212,7 +229,7 @@ class TaskEmbeddings:
         from .cache import EmbeddingCache, cache_key
 
         scope = self.stats_scope(fold)
-        fields = self.key_fields(scope, level)
+        fields = {**self.key_fields(scope, level), **self.protocol_fields(fold, scope)}
         key = cache_key(fields)
         cache = EmbeddingCache(self.work_root / 'cache')
         cached = None if recompute else cache.load(key, level)
@@ -222,7 +239,7 @@ class TaskEmbeddings:
         if not allow_compute:
             raise EvarError(f'No cached embeddings for {self.cfg.path} on task {self.task.name} (key {key}); run '
                             'with --step=2pass_1_precompute_only first.')
-        embs = self.compute(train_rows if scope else np.arange(0), level)
+        embs = self.compute(train_rows if scope else np.arange(0), level, fold)
         self._refuse_non_finite(embs)
         from ..fileio import remove_stale_temporaries
 
@@ -250,8 +267,10 @@ class TaskEmbeddings:
                             f'{len(self.metadata)} clips of task {self.task.name}, e.g. {names}; nothing was cached. '
                             'Check the model on silent or very short clips (python -m evar.check).')
 
-    def compute(self, train_rows: np.ndarray, level: str = 'clip'):
-        """Embeds every clip (no cache); normalisation statistics, when the model needs them, from `train_rows`."""
+    def compute(self, train_rows: np.ndarray, level: str = 'clip', fold: int = 1):
+        """Embeds every clip (no cache); normalisation statistics, when the model needs them, from `train_rows`.
+        With the EVAR protocol on, `fold` says which rows are test rows (head-cropped) and which EVAR crops at
+        random."""
         from ..data import ClipDataset
         from .extract import ExtractSettings, extract_embeddings
 
@@ -259,10 +278,20 @@ class TaskEmbeddings:
         model = self.model()
         if train_rows.size:
             model.reset_norm_stats()  # per fold: statistics of this fold's training rows
-        dataset = ClipDataset(root, self.metadata.file_names, self.sample_rate, self.task.unit_sec, self.cfg.run.crop)
+        protocol = self.protocol()
+        args = (root, self.metadata.file_names, self.sample_rate, self.task.unit_sec, self.cfg.run.crop)
+        if protocol is None:
+            dataset = ClipDataset(*args)
+        else:
+            from .protocol import ProtocolClipDataset
+
+            random_rows = np.ones(len(self.metadata), dtype=bool)
+            random_rows[self.metadata.split_indices(fold)['test']] = False
+            dataset = ProtocolClipDataset(*args, protocol=protocol, random_rows=random_rows)
+            log.info(f'EVAR protocol: {", ".join(protocol.key(with_stats=True)["parts"])}')
         settings = ExtractSettings(batch_size=self.extract_batch_size, num_workers=self.cfg.run.num_workers,
                                    device=self.device, bf16=self.bf16, progress=self.progress)
         t0 = time.perf_counter()
-        embs = extract_embeddings(model, dataset, train_rows, settings, self._warned, level=level)
+        embs = extract_embeddings(model, dataset, train_rows, settings, self._warned, level=level, protocol=protocol)
         log.info(f'embedded {len(dataset)} clips in {time.perf_counter() - t0:.1f}s')
         return embs

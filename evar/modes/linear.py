@@ -291,8 +291,11 @@ def common_settings(prepared: PreparedRun, unit_sec_option: Optional[float] = No
     import dataclasses
 
     cfg = prepared.cfg
+    run = dataclasses.asdict(cfg.run)
+    if not run['evar_protocol']:  # off: run ids stay those of runs from before the setting existed
+        del run['evar_protocol']
     return {'model': cfg.model_hash()[:16], 'weights': prepared.source.weight_digest(),
-            'run': dataclasses.asdict(cfg.run), 'task': prepared.task.name,
+            'run': run, 'task': prepared.task.name,
             'metadata': prepared.metadata.content_hash[:16], 'unit_sec': prepared.task.unit_sec,
             'unit_sec_option': unit_sec_option, 'folds': prepared.folds}
 
@@ -315,14 +318,16 @@ def record(prepared: PreparedRun, mode: str, head_name: str, results: list, resu
 
     cfg, task = prepared.cfg, prepared.task
     partial = task.folds > 1 and len(prepared.folds) < task.folds
-    folds_note = f'folds {prepared.folds} of {task.folds} only; ' if partial else ''
+    notes = f'folds {prepared.folds} of {task.folds} only; ' if partial else ''
+    if cfg.run.evar_protocol:
+        notes += f'EVAR protocol {"+".join(cfg.run.evar_protocol)}; '
     base = dict(representation=cfg.name, task=task.name, run_id=run_id, metric=task.metric, mode=mode,
                 head=head_name, config_hash=cfg.model_hash()[:16], weight_hash=prepared.source.weight_digest(),
                 elapsed_sec=elapsed, timestamp=time.strftime('%Y-%m-%dT%H:%M:%S'),
                 settings=json.dumps(settings, sort_keys=True, default=str, separators=(',', ':')))
     rows = [ResultRow(**base, score=r.score, seed=str(r.seed), runs=1,
                       report=(f'{head_name} evaluation: {cfg.name} {task.name} seed {r.seed} -> {r.score:.5f}; '
-                              f'{folds_note}config {cfg.path}; log {log_dir}'))
+                              f'{notes}config {cfg.path}; log {log_dir}'))
             for r in results]
     if len(results) > 1:
         values = np.array([r.score for r in results])
@@ -330,7 +335,7 @@ def record(prepared: PreparedRun, mode: str, head_name: str, results: list, resu
         rows.append(ResultRow(**base, score=mean, std=std, runs=len(results),
                               seed=';'.join(str(r.seed) for r in results),
                               report=(f'{head_name} evaluation: {cfg.name} {task.name} mean of seeds '
-                                      f'{[r.seed for r in results]} -> {mean:.5f} +- {std:.5f}; {folds_note}'
+                                      f'{[r.seed for r in results]} -> {mean:.5f} +- {std:.5f}; {notes}'
                                       f'config {cfg.path}; log {log_dir}')))
         log.info(f'mean over {len(results)} seeds: {mean:.5f} +- {std:.5f} (sample std)')
     append_rows(results_dir / 'scores.csv', rows)
