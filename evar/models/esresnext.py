@@ -296,11 +296,17 @@ class ESResNeXtFBSP(AudioRepr):
 
     def encode(self, feats, feat_lengths) -> Frames:
         """One frame per clip: embeddings [B, 1, D], mask all True; each clip runs on its own feat_lengths samples
-        (clips of equal length together).
+        (clips of equal length together). In training mode (fine-tuning) the batch runs at once, shorter clips
+        zero-padded as EVAR pads them: BatchNorm needs the whole batch, and a length held by one clip alone would
+        fail it.
 
         Raises:
             EvarError: output_layers out of range.
         """
+        if self.training:
+            layers = self.body(self.body.log_power_bands(feats[:, :int(feat_lengths.max())]))
+            x = select_layers(layers, self.params.output_layers, self.params.layer_average)
+            return Frames(x[:, None], torch.ones(feats.shape[0], 1, dtype=torch.bool, device=feats.device))
         out = None
         for n in torch.unique(feat_lengths).tolist():  # clips of one length at a time: see the module docstring
             rows = (feat_lengths == n).nonzero().flatten()
