@@ -1,7 +1,10 @@
-"""Side-by-side parity check: evar's BYOL-A against the official implementation on the same real clips.
+"""Side-by-side parity check: evar's BYOL-A with the official front end (`mel_scale: htk`, config/byola_official.yaml)
+against the official implementation on the same real clips.
 
-Runs the official `byol_a.models.AudioNTT2020` (from a checkout of github.com/nttcslab/byol-a) with torchaudio's
-MelSpectrogram, and evar's `byola` model, with the same weights and normalisation statistics, and prints the
+Reference: the official `byol_a.models.AudioNTT2020` (from a checkout of github.com/nttcslab/byol-a) with
+torchaudio's MelSpectrogram (HTK mel filters, unnormalised), not EVAR's wrapper, whose nnAudio log-mel (Slaney
+filters) evar's default `mel_scale: slaney` follows: benchmarks/parity_evar_byola.py checks that one. Runs it and
+evar's `byola` model with mel_scale 'htk', with the same weights and normalisation statistics, and prints the
 largest log-mel and embedding differences. Needs an environment with torchaudio (evar itself does not use it):
 
     python benchmarks/parity_byola.py --byol_a_parent /path/holding/byol_a --weights AudioNTT2020-BYOLA-64x96d512.pth \\
@@ -42,7 +45,7 @@ def main():
     official.eval()
     melspec = torchaudio.transforms.MelSpectrogram(sample_rate=16000, n_fft=1024, win_length=1024, hop_length=160,
                                                    n_mels=64, f_min=60, f_max=7800, power=2)
-    ours = create_model('byola', weight_file=args.weights, norm_stats=[mean, std]).eval()
+    ours = create_model('byola', weight_file=args.weights, norm_stats=[mean, std], mel_scale='htk').eval()
     files = sorted(glob.glob(args.audio_glob))[:args.clips]
     worst_spec = worst_emb = 0.0
     with torch.inference_mode():

@@ -3,12 +3,20 @@ BYOL-A v2 (Niizumi et al., TASLP 2023, `byola2`): the AudioNTT2022 encoder and t
 
 Architecture (from the paper and the official d512/d1024/d2048 checkpoints): 3 x [Conv2d 3x3 pad 1 -> BatchNorm ->
 ReLU -> MaxPool 2], frames flattened as (time, mel x channel), then Linear -> ReLU -> Dropout -> Linear -> ReLU.
-The embedding size is read from the checkpoint. Front end: log(mel + eps), 16 kHz, n_fft 1024, hop 160, 64 HTK
-mels from 60 to 7800 Hz, standardised by statistics of the task's training split (EVAR) or fixed `norm_stats`.
+The embedding size is read from the checkpoint. Front end: log(mel + eps), 16 kHz, n_fft 1024, hop 160, 64 mels
+from 60 to 7800 Hz, standardised by statistics of the task's training split (EVAR) or fixed `norm_stats`.
 
-Checked against the official code (nttcslab/byol-a AudioNTT2020 + torchaudio MelSpectrogram) on real clips with
-the real d512 weights: log-mel within 1.2e-4, embeddings within 1.6e-6 relative. Re-check with
-`python benchmarks/parity_byola.py --byol_a_parent <dir> --weights <pth> --audio_glob '<clips>'`.
+Two sets of mel filters (`mel_scale`), which change the embeddings by about 18 % (median relative L2 on Speech
+Commands clips):
+- 'slaney' (default): Slaney-scale filters scaled to unit area, as EVAR's wrapper (`ar_byola.AR_BYOLA`) computes
+  its log-mel with nnAudio's MelSpectrogram defaults; the same front end as BYOL-A v2 below. Checked against EVAR's
+  wrapper (nttcslab/eval-audio-repr 88ba772, nnAudio 0.3.4) with the real d512 weights on real Speech Commands
+  clips: see `benchmarks/parity_evar_byola.py` and tests/test_byola_evar.py.
+- 'htk': HTK-scale filters without normalisation, as the official byol-a code (torchaudio's MelSpectrogram)
+  computes it (config/byola_official.yaml). Checked against the official code (nttcslab/byol-a AudioNTT2020 +
+  torchaudio MelSpectrogram) on real clips with the real d512 weights: log-mel within 1.2e-4, embeddings within
+  1.6e-6 relative. Re-check with `python benchmarks/parity_byola.py --byol_a_parent <dir> --weights <pth>
+  --audio_glob '<clips>'`.
 
 v2 (AudioNTT2022, official checkpoint AudioNTT2022-BYOLA-64x96d2048.pth): 2 x [Conv2d 3x3 -> BN -> ReLU ->
 MaxPool 2], frames flattened to 64 x 16 = 1024-d, MLP Linear(1024, 2048) -> ReLU -> Dropout -> Linear(2048, 2048)
@@ -43,6 +51,7 @@ from .spec import MelSpec, SpecParams
 
 WEIGHTS_URL = 'https://github.com/nttcslab/byol-a/tree/master/pretrained_weights'
 MIN_FRAMES = 8  # three 2x poolings need at least 8 input frames to give one output frame
+MEL_SCALES = ('slaney', 'htk')  # BYOLAParams.mel_scale
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,9 @@ class BYOLAParams(SpecParams):
 
     Keys:
         weight_file: an official AudioNTT2020 checkpoint (d512 / d1024 / d2048; the width is read from it).
+        mel_scale: 'slaney' (default): Slaney-scale mel filters normalised to unit area (nnAudio's and librosa's
+            defaults), as EVAR's wrapper computes BYOL-A's log-mel; 'htk': HTK-scale filters without normalisation,
+            as the official byol-a code (torchaudio) does. Any other value is an EvarError.
         norm_stats: [mean, std] of the log-mel (natural log of mel power); None: computed on the task's training
             split.
         output_layers: 0 the last conv block's frames (64 x n_mels / 8 = 512-d), 1 / -1 the MLP (the embedding), a
@@ -59,6 +71,7 @@ class BYOLAParams(SpecParams):
         layer_average: with several output_layers, average them instead of concatenating (equal widths only).
     """
     weight_file: Optional[str] = None
+    mel_scale: str = 'slaney'  # 'slaney' as EVAR's wrapper (nnAudio), 'htk' as the official byol-a code
     norm_stats: Optional[list] = None  # [mean, std] of log-mel; None: computed on the task's training split
     output_layers: Any = -1  # 0: last conv block (512-d frames), 1 / -1: the projection MLP (embedding)
     layer_average: bool = False
@@ -147,11 +160,24 @@ class BYOLA(MelSpec):
     Params = BYOLAParams
     augment_point = 'spectrogram'  # fine-tuning's augmentations act on the normalised input in `encode`
     needs_norm_stats = True
-    cache_version = 2  # 2: padding zeroed after each pooling (odd-length clips no longer see it)
+    # 2: padding zeroed after each pooling (odd-length clips no longer see it); 3: mel_scale, Slaney by default
+    cache_version = 3
     min_frames = MIN_FRAMES  # input frames that give one output frame
 
     def __init__(self, params: BYOLAParams):
+        """Builds the front end and loads the encoder.
+
+        Raises:
+            EvarError: `mel_scale` is not 'slaney' or 'htk' (checked before the weights are read), or the weight
+                file is missing or does not fit (see `load_encoder`).
+        """
+        if params.mel_scale not in MEL_SCALES:
+            raise EvarError(f'{type(self).__name__}: mel_scale {params.mel_scale!r} is not one of {MEL_SCALES}: '
+                            "'slaney' (EVAR's wrapper, nnAudio) or 'htk' (the official byol-a code, torchaudio).")
         super().__init__(params)
+        p = params
+        if p.mel_scale == 'slaney':  # MelSpec's front end has HTK filters; same STFT, so only the filters change
+            self.spec.mel_fb = slaney_mel_filterbank(p.sample_rate, p.n_fft, p.n_mels, p.f_min, p.f_max)
         self.body = self.load_encoder(params)
         self.reset_norm_stats()
 
@@ -217,8 +243,9 @@ V2_WEIGHTS_URL = 'https://github.com/nttcslab/byol-a/tree/master/v2'
 
 @dataclass(frozen=True)
 class BYOLA2Params(BYOLAParams):
-    """YAML keys of `byola2`: BYOLAParams', weight_file an AudioNTT2022 checkpoint, and output_layers 0 the conv
-    frames (1024-d), 1 the MLP (2048-d), 2 / -1 both stacked (3072-d, the official v2 output)."""
+    """YAML keys of `byola2`: BYOLAParams' (mel_scale 'slaney' by default, the v2 release's nnAudio front end),
+    weight_file an AudioNTT2022 checkpoint, and output_layers 0 the conv frames (1024-d), 1 the MLP (2048-d), 2 / -1
+    both stacked (3072-d, the official v2 output)."""
     # 0: conv frames (1024-d), 1: the MLP (2048-d), 2 / -1: both stacked (3072-d, the official v2 output)
     output_layers: Any = -1
 
@@ -269,12 +296,6 @@ class BYOLA2(BYOLA):
     """BYOL-A v2. The encoder's size (conv blocks, channels, MLP widths) is read from the checkpoint's shapes."""
     Params = BYOLA2Params
     cache_version = 1
-
-    def __init__(self, params: BYOLA2Params):
-        super().__init__(params)
-        p = params
-        # nnAudio's MelSpectrogram: the same centred, reflect-padded periodic-Hann STFT, Slaney mel filters.
-        self.spec.mel_fb = slaney_mel_filterbank(p.sample_rate, p.n_fft, p.n_mels, p.f_min, p.f_max)
 
     def load_encoder(self, params) -> nn.Module:
         """The AudioNTT2022 encoder sized from the checkpoint's shapes, loaded strictly; sets min_frames to the
