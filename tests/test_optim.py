@@ -128,9 +128,8 @@ def quadratic_problem():
     return model, lambda: nn.functional.mse_loss(model(x), y)
 
 
-# LARS moves a weight matrix by lr * 0.001 * |w| per step (its trust ratio), so on this small problem it falls
-# slowly at any lr the bias (plain momentum SGD) survives: its bar is lower.
-CASES = [('sgd', 0.05, 0.2), ('adamw', 0.05, 0.2), ('lars', 1.0, 0.7), ('lamb', 0.05, 0.2)]
+# lars at weight decay 0 (EVAR's setting) is momentum SGD, as timm's Lars is then.
+CASES = [('sgd', 0.05, 0.2), ('adamw', 0.05, 0.2), ('lars', 0.05, 0.2), ('lamb', 0.05, 0.2)]
 
 
 def test_cases_cover_optimizers():
@@ -148,6 +147,28 @@ def test_each_optimizer_reduces_quadratic(name, lr, bar):
         loss.backward()
         optimizer.step()
     assert loss_fn().item() < bar * start
+
+
+def test_lars_is_evars_timm_lars():
+    """timm's Lars (EVAR's) applies its trust ratio only with weight decay: at EVAR's weight decay 0 the steps are
+    momentum SGD's exactly; with weight decay the layer-wise trust ratio scales a weight matrix's step to about
+    lr * 0.001 * |w| (LARS, You et al. 2017), far from SGD's."""
+    runs = {}
+    for name, decay in (('sgd', 0.0), ('lars', 0.0), ('lars', 0.1)):
+        torch.manual_seed(0)
+        model, loss_fn = quadratic_problem()
+        start = model.weight.detach().clone()
+        optimizer = make_optimizer(name, param_groups(model, 0.0), 0.05, weight_decay=decay)
+        for _ in range(5):
+            optimizer.zero_grad()
+            loss_fn().backward()
+            optimizer.step()
+        runs[name, decay] = (model.weight.detach() - start).norm().item(), start.norm().item()
+    assert runs['lars', 0.0] == runs['sgd', 0.0]
+    moved, norm = runs['lars', 0.1]
+    # each raw update is at most lr * 0.001 * |w|; momentum 0.9 sums them over 5 steps with weights 1, 1.9, ... 4.1
+    bound = sum(sum(0.9 ** j for j in range(k + 1)) for k in range(5)) * 0.05 * 0.001 * norm
+    assert moved < bound * 1.01 and moved < runs['sgd', 0.0][0] / 10
 
 
 def test_make_optimizer_settings():

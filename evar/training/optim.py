@@ -146,9 +146,11 @@ def make_optimizer(name: str, groups: list, lr: float, weight_decay: Optional[fl
 
     - sgd: torch SGD, momentum 0.9.
     - adamw: torch AdamW, betas (0.9, 0.95), eps 1e-8, amsgrad=True.
-    - lars: pytorch_optimizer.LARS, momentum 0.9, trust coefficient 0.001. Not EVAR's numbers: timm's Lars, which
-      EVAR uses, skips the trust ratio when weight decay is 0, so EVAR's `lars` is SGD with momentum 0.9, while
-      pytorch_optimizer's LARS always scales the update of 2-D+ tensors by 0.001 * |w| / |g|.
+    - lars: timm's Lars, as EVAR builds it (momentum 0.9), adapts the learning rate by its trust ratio only when
+      weight decay is non-zero; EVAR passes weight decay 0, so its `lars` runs plain SGD with momentum 0.9, and so
+      does evar's at weight decay 0 (torch SGD, the same update), to keep EVAR's published settings meaning the same.
+      With weight decay > 0: pytorch_optimizer.LARS, momentum 0.9, trust coefficient 0.001 (the layer-wise
+      0.001 * |w| / |g| scaling of 2-D+ tensors).
     - lamb: pytorch_optimizer.Lamb as close to timm's Lamb (EVAR's) as it goes: betas (0.9, 0.999), eps 1e-6,
       weight decay added to the update (not decoupled), gradients clipped to global norm 1.0. It still differs from
       timm: no bias correction of the moments, and the trust ratio applies to every tensor (timm skips it on tensors
@@ -170,7 +172,7 @@ def make_optimizer(name: str, groups: list, lr: float, weight_decay: Optional[fl
         torch_groups.append(group)
     if not any(len(group['params']) for group in torch_groups):
         raise EvarError(f'optimizer {name!r} got no trainable parameters (is everything frozen?)')
-    if name == 'sgd':
+    if name == 'sgd' or (name == 'lars' and decay == 0):
         return torch.optim.SGD(torch_groups, lr=lr, momentum=0.9)
     if name == 'adamw':
         return torch.optim.AdamW(torch_groups, lr=lr, betas=(0.9, 0.95), eps=1e-8, amsgrad=True)
