@@ -15,6 +15,7 @@ front ends use it). Sources (exported as plain folders under --external): EVAR i
   m2d:    github.com/nttcslab/m2d as `m2d/` with its README's setup done (facebookresearch/mae efb2a80 files plus
           timm's layers/pos_embed.py, then `patch -p1 < patch_m2d.diff`)
   beats:  github.com/microsoft/unilm `beats/` as `unilm/beats/`
+  atst_*: github.com/Audio-WestlakeU/audiossl (ec3a14d) as `audiossl/` (fairseq and the lightning module stubbed)
 
     python benchmarks/parity_evar.py m2d m2d_32k beats --ref_python /tmp/venv_evarref/bin/python \\
         --evar_ref /tmp/evar_ref --external /tmp/ref
@@ -70,6 +71,10 @@ FAMILIES = {
     'm2d_flat': Family('m2d', 'm2d', 16000, 'm2d_weights', 'm2d_vit_base-80x608p16x16-parity', ('m2d',),
                        our_options={'flat_features': True}, their_options={'flat_features': True}),
     'beats': Family('beats', 'beats', 16000, 'beats_weights', '', ('unilm/beats',)),
+    'atst_clip': Family('atst_clip', 'atst', 16000, 'atst_clip_weights', '', ('audiossl',)),
+    'atst_frame': Family('atst_frame', 'atst_frame', 16000, 'atst_frame_weights', '', ('audiossl',)),
+    # evar's 40 ms frames mean-pooled, against EVAR's mean of chunk means: differs on the 20.5 s clip (expected).
+    'atst_frame_patches': Family('atst_frame_patches', 'atst_frame', 16000, 'atst_frame_weights', '', ('audiossl',)),
 }
 
 
@@ -107,7 +112,85 @@ def beats_weights(work: Path, _: str, external: Path) -> Path:
     return path
 
 
-REF_WEIGHTS = {'m2d_weights': m2d_weights, 'beats_weights': beats_weights}
+def _audiossl_stubs() -> None:
+    """Stand-ins for what audiossl imports but inference never calls (fairseq's mask helper) and for the lightning
+    module that atstframe's `load_model` reads checkpoints with (pytorch_lightning is not installed): it builds
+    FrameAST_base and loads the teacher encoder's tensors strictly, which is all `load_model` keeps of it. ATST-Clip's
+    EVAR front end moves its MelSpectrogram to 'cuda' unconditionally; on a CPU-only machine that move is skipped."""
+    import types
+
+    import torch
+
+    fairseq_utils = types.ModuleType('fairseq.data.data_utils')
+    fairseq_utils.compute_mask_indices = None
+    sys.modules.update({'fairseq': types.ModuleType('fairseq'), 'fairseq.data': types.ModuleType('fairseq.data'),
+                        'fairseq.data.data_utils': fairseq_utils})
+
+    class FrameATSTLightningModule:
+        @classmethod
+        def load_from_checkpoint(cls, path):
+            from audiossl.methods.atstframe.audio_transformer import FrameAST_base
+
+            encoder = FrameAST_base()
+            state = torch.load(path, map_location='cpu')['state_dict']
+            encoder.load_state_dict({k[len(ATST_FRAME_PREFIX):]: v for k, v in state.items()})
+            return types.SimpleNamespace(model=types.SimpleNamespace(teacher=types.SimpleNamespace(encoder=encoder)))
+
+    lightning = types.ModuleType('audiossl.methods.atstframe.model')
+    lightning.FrameATSTLightningModule = FrameATSTLightningModule
+    sys.modules['audiossl.methods.atstframe.model'] = lightning
+    if not torch.cuda.is_available():
+        to = torch.nn.Module.to
+        torch.nn.Module.to = lambda self, *a, **k: self if a and str(a[0]).startswith('cuda') else to(self, *a, **k)
+
+
+ATST_FRAME_PREFIX = 'model.teacher.encoder.'
+
+
+def atst_clip_weights(work: Path, _: str, external: Path) -> Path:
+    """A DINO-style {'teacher': ...} file of a random official AST_base (as parity_atst), every tensor perturbed."""
+    import torch
+
+    _audiossl_stubs()
+    from audiossl.models.atst.audio_transformer import AST_base
+
+    torch.manual_seed(0)
+    model = AST_base()
+    _perturb_all(model)
+    path = work / 'atst_clip.ckpt'
+    teacher = {f'module.backbone.{k}': v for k, v in model.state_dict().items()}
+    torch.save({'teacher': teacher, 'student': {}, 'epoch': 1}, path)
+    return path
+
+
+def atst_frame_weights(work: Path, _: str, external: Path) -> Path:
+    """A lightning-style file of a random official FrameAST_base (as parity_atst), every tensor perturbed."""
+    import torch
+
+    _audiossl_stubs()
+    from audiossl.methods.atstframe.audio_transformer import FrameAST_base
+
+    torch.manual_seed(0)
+    model = FrameAST_base()
+    _perturb_all(model)
+    path = work / 'atst_frame.ckpt'
+    torch.save({'state_dict': {f'{ATST_FRAME_PREFIX}{k}': v for k, v in model.state_dict().items()},
+                'hyper_parameters': {}, 'pytorch-lightning_version': '1.6.0'}, path)
+    return path
+
+
+def _perturb_all(model) -> None:
+    """Adds seeded noise to every tensor of `model` (LayerNorms and biases included), so none is trivial."""
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.02)
+
+
+REF_WEIGHTS = {'m2d_weights': m2d_weights, 'beats_weights': beats_weights, 'atst_clip_weights': atst_clip_weights,
+               'atst_frame_weights': atst_frame_weights}
 
 
 def run_reference(family: Family, args) -> None:

@@ -87,3 +87,29 @@ def test_wrong_or_missing_keys_fail_with_the_strict_message(tmp_path):
 def test_lineareval_demo_writes_a_score(tmp_path, work):
     path = write_atst_clip(tmp_path / 'c.ckpt', **SMALL)
     demo_score(tmp_path, work, ROOT / 'config' / 'atst_clip.yaml', f'weight_file={path},{SMALL_OPTIONS}', 'atst_clip')
+
+
+def test_atst_frame_scene_chunks_is_the_official_mean_of_chunk_means(tmp_path):
+    """scene_chunks (config/atst_frame.yaml, EVAR's AR_ATST_Frame = the official get_scene_embedding): the clip
+    embedding is the mean over 10 s chunks of each chunk's patch mean (sum / (patches + 1e-6)), a chunk with frames
+    but no whole patch counting as a zero vector; not the mean over all 40 ms frames."""
+    path = str(write_atst_frame(tmp_path / 'f.ckpt', **SMALL))
+    patches = create_model('atst_frame', weight_file=path, n_blocks=2, **SMALL).eval()
+    chunks = create_model('atst_frame', weight_file=path, n_blocks=2, scene_chunks=True, **SMALL).eval()
+    # Mel frames 1 + n // 160: 2051 (20.5 s: chunks of 250, 250 and 12 patches) and 2004 (the last chunk has 2 frames,
+    # no whole patch), in one padded batch.
+    lengths = torch.tensor([328000, 2003 * 160])
+    wav = torch.randn(2, 328000, generator=torch.Generator().manual_seed(0)) * 0.1
+    with torch.inference_mode():
+        frames = patches(wav, lengths)
+        got = chunks.embed(wav, lengths).double()
+        assert chunks(wav, lengths).mask.tolist() == [[True, True, True], [True, True, True]]
+    for i, last_patches in enumerate([12, 0]):
+        x = frames.embeddings[i].double()
+        assert int(frames.mask[i].sum()) == 500 + last_patches
+        means = [x[:250].sum(0) / (250 + 1e-6), x[250:500].sum(0) / (250 + 1e-6),
+                 x[500:500 + last_patches].sum(0) / (last_patches + 1e-6)]
+        expected = torch.stack(means).mean(0)
+        # float32 sums over 250 frames of O(1) values: ~1e-6 relative error.
+        np.testing.assert_allclose(got[i].numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+        assert float((expected - x[:500 + last_patches].mean(0)).abs().max()) > 1e-3  # not the frame mean

@@ -24,8 +24,11 @@ last is scaled down (by 150/250 for the first chunk of a 10 s clip).
 ATST-Frame (`atst_frame`), as the official `get_timestamp_embedding`: the log-mel is cut into 10 s chunks (1001
 frames, the positional table's length), each run alone; every patch is a 40 ms output frame carrying the
 `frame_norm`-ed outputs of the last `n_blocks` blocks concatenated (12 blocks: 9216-d, as EVAR). Each chunk drops its
-last frames%4 frames as the official patching does. Pooling is over frames; the official `get_scene_embedding`
-averages chunk means instead, which is the same for clips up to 10 s.
+last frames%4 frames as the official patching does. The official `get_scene_embedding`, which EVAR's AR_ATST_Frame
+returns, averages chunk means rather than frames (the same for clips up to 10 s; for a 20.5 s clip mean pooling of
+the 40 ms frames differs from it by 0.24 relative, benchmarks/parity_evar.py): `scene_chunks: true` (set in
+config/atst_frame.yaml) outputs one frame per chunk, its patch mean, so mean pooling gives EVAR's embedding;
+config/atst_frame_patches.yaml keeps the 40 ms frames.
 
 Padding: each clip's chunks are cut from its own frames, and attention never sees a patch past the clip's end
 (key masks built from the official per-chunk patch lengths), so a clip's output does not depend on the batch.
@@ -112,7 +115,11 @@ class ATSTClipParams(ATSTParams):
 
 @dataclass(frozen=True)
 class ATSTFrameParams(ATSTParams):
-    """YAML keys of `atst_frame`: ATSTParams' (10 s chunks, the last 12 blocks concatenated)."""
+    """YAML keys of `atst_frame`: ATSTParams' (10 s chunks, the last 12 blocks concatenated), and scene_chunks:
+    True gives one output frame per chunk, the mean of its patch frames, so mean pooling is the official
+    `get_scene_embedding` (EVAR's AR_ATST_Frame embedding: a mean over chunks, in which a clip's short last chunk
+    weighs as much as a full one); False (default) gives one frame per 40 ms patch, for frame-level work."""
+    scene_chunks: bool = False  # True: one frame per chunk (its patch mean), as get_scene_embedding / EVAR
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -339,8 +346,9 @@ class ATSTFrame(_ATSTBase):
 
     @property
     def frame_hop_sec(self) -> float:
-        """One frame per patch of `patch_frames` mel frames."""
-        return self.params.patch_frames * self.params.hop_size / self.params.sample_rate
+        """One frame per patch of `patch_frames` mel frames (per chunk of `chunk_sec` with scene_chunks)."""
+        frames = self.chunk_frames if self.params.scene_chunks else self.params.patch_frames
+        return frames * self.params.hop_size / self.params.sample_rate
 
     @property
     def embedding_dim(self) -> int:
@@ -350,7 +358,9 @@ class ATSTFrame(_ATSTBase):
     def encode(self, feats, feat_lengths) -> Frames:
         """Frames of log-mels [B, n_mels, T] with `feat_lengths` [B] frames: one per whole 4-frame patch of each
         chunk, [B, T', n_blocks embed_dim], zero and masked False past each clip's patches (a clip with no whole
-        patch, under 4 frames, has none valid).
+        patch, under 4 frames, has none valid). With scene_chunks, one per chunk instead, [B, chunks, n_blocks
+        embed_dim]: as the official get_scene_embedding, every chunk holding any of the clip's frames counts, its
+        patch sum divided by (patches + 1e-6), so a last chunk of 1-3 frames adds a zero vector.
 
         Raises:
             EvarError: a chunk longer than the positional table (chunk_sec too large).
@@ -365,6 +375,11 @@ class ATSTFrame(_ATSTBase):
         x = self._run(chunks, valid.flatten(), valid.flatten() > 0, lambda outputs, _: torch.cat(outputs, dim=-1))
         if x is None:  # no clip has a whole patch
             x = feats.new_zeros(b * n_chunks, chunks.shape[-1] // pf, self.embedding_dim)
+        if self.params.scene_chunks:
+            x = x.reshape(b, n_chunks, -1, x.shape[-1])
+            patch_mask = lengths_to_mask(valid.flatten(), x.shape[2]).reshape(b, n_chunks, -1, 1)
+            means = (x * patch_mask).sum(2) / (valid.unsqueeze(-1) + 1e-6)
+            return Frames(means, in_chunk > 0)
         # Every chunk but a clip's last is full, so its valid frames are contiguous from the start.
         x = x.reshape(b, -1, x.shape[-1])
         total = valid.sum(1)
