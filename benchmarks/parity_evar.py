@@ -17,12 +17,18 @@ front ends use it). Sources (exported as plain folders under --external): EVAR i
   beats:  github.com/microsoft/unilm `beats/` as `unilm/beats/`
   atst_*: github.com/Audio-WestlakeU/audiossl (ec3a14d) as `audiossl/` (fairseq and the lightning module stubbed)
 
-    python benchmarks/parity_evar.py m2d m2d_32k beats --ref_python /tmp/venv_evarref/bin/python \\
-        --evar_ref /tmp/evar_ref --external /tmp/ref
+    python benchmarks/parity_evar.py m2d m2d_32k m2d_flat beats atst_clip atst_frame atst_frame_patches byola2 \\
+        --ref_python /tmp/venv_evarref/bin/python --evar_ref /tmp/evar_ref --external /tmp/ref
 
+(byola2: EVAR imports `external.byol_a.v2`, so github.com/nttcslab/byol-a goes in <evar_ref>/external/byol_a.)
 Seen on 2026-11-23 (EVAR 88ba772; reference venv torch 2.14.1 + torchvision 0.29.1, torchaudio 2.11.1, timm 1.0.31,
-nnAudio 0.3.4; evar venv torch 2.13 CPU): see the table printed at the end of the run, reproduced in the README's
-column "same embeddings as EVAR's wrapper".
+nnAudio 0.3.4; evar venv torch 2.13 CPU), max / median relative difference over the 4 clips:
+    m2d 2.8e-07 / 2.2e-07 (EVAR's runtime takes the checkpoint's norm_stats, not its YAML's -7.1/4.2; so does evar)
+    m2d_32k 3.1e-07 / 2.4e-07; m2d with flat_features 2.2e-07 / 1.7e-07
+    beats 7.1e-07 / 5.6e-07; atst_clip 9.8e-07 / 8.6e-07 (both crop to the central 12 s)
+    atst_frame 7.1e-07 / 3.7e-07 (scene_chunks: EVAR averages 10 s chunk means); atst_frame_patches (evar's frame
+        mean) 2.4e-01 on the 20.5 s clip, 4.8e-07 median (clips up to 10 s are equal)
+    byola2 4.4e-07 / 3.8e-07 (mean_max pooling = mean + max in both)
 """
 
 from __future__ import annotations
@@ -54,6 +60,9 @@ class Family:
             path; weight_arg: its argument.
         paths: folders under --external put on sys.path on the ref side (the official code EVAR imports).
         our_options / their_options: config overrides (`key=value`) besides weight_file.
+        shared_stats: the family normalises with statistics of the task's training data: EVAR's `precompute` takes
+            them from the clips (cut to the shortest), and evar gets the same numbers as `norm_stats`, so the models
+            are compared, not the two ways of gathering statistics (EVAR's include the zero padding of short clips).
     """
     ours: str
     theirs: str
@@ -63,6 +72,7 @@ class Family:
     paths: tuple = ()
     our_options: dict = field(default_factory=dict)
     their_options: dict = field(default_factory=dict)
+    shared_stats: bool = False
 
 
 FAMILIES = {
@@ -73,6 +83,7 @@ FAMILIES = {
     'beats': Family('beats', 'beats', 16000, 'beats_weights', '', ('unilm/beats',)),
     'atst_clip': Family('atst_clip', 'atst', 16000, 'atst_clip_weights', '', ('audiossl',)),
     'atst_frame': Family('atst_frame', 'atst_frame', 16000, 'atst_frame_weights', '', ('audiossl',)),
+    'byola2': Family('byola2', 'byola2', 16000, 'byola2_weights', shared_stats=True),
     # evar's 40 ms frames mean-pooled, against EVAR's mean of chunk means: differs on the 20.5 s clip (expected).
     'atst_frame_patches': Family('atst_frame_patches', 'atst_frame', 16000, 'atst_frame_weights', '', ('audiossl',)),
 }
@@ -189,8 +200,25 @@ def _perturb_all(model) -> None:
             p.add_(torch.randn(p.shape, generator=g) * 0.02)
 
 
-REF_WEIGHTS = {'m2d_weights': m2d_weights, 'beats_weights': beats_weights, 'atst_clip_weights': atst_clip_weights,
-               'atst_frame_weights': atst_frame_weights}
+def byola2_weights(work: Path, _: str, external: Path) -> Path:
+    """The official v2 AudioNTT2022Encoder (as parity_byola2: seeded, BatchNorm statistics and affine terms random),
+    its state dict saved as the released .pth files are."""
+    import torch
+    from external.byol_a.v2.byol_a2.models import AudioNTT2022Encoder
+
+    from parity_common import randomise_batchnorm
+
+    torch.manual_seed(0)
+    model = AudioNTT2022Encoder(n_mels=64, d=3072)
+    with torch.no_grad():
+        randomise_batchnorm(model, torch.Generator().manual_seed(0))
+    path = work / 'AudioNTT2022-BYOLA-64x96d2048-random.pth'
+    torch.save(model.state_dict(), path)
+    return path
+
+
+REF_WEIGHTS = {f.__name__: f for f in (m2d_weights, beats_weights, atst_clip_weights, atst_frame_weights,
+                                        byola2_weights)}
 
 
 def run_reference(family: Family, args) -> None:
@@ -222,6 +250,8 @@ def run_reference(family: Family, args) -> None:
     with torch.inference_mode():
         embeddings = [ar(w[None])[0].float().numpy() for w in waves]
     np.save(work / 'ref.npy', np.stack(embeddings))
+    if family.shared_stats:
+        (work / 'norm_stats.json').write_text(json.dumps([float(v) for v in ar.norm_stats]))
     (work / 'weight_file.txt').write_text(str(weight_file))
 
 
@@ -244,7 +274,7 @@ def load_clips(data: Path, sample_rate: int) -> list:
     return clips + [long]
 
 
-def ours(family: Family, weight_file: str, clips: list):
+def ours(family: Family, weight_file: str, clips: list, norm_stats=None):
     """evar's clip embeddings [clips, D] from config/<family.ours>.yaml, all clips as one padded batch."""
     import numpy as np
     import torch
@@ -255,7 +285,10 @@ def ours(family: Family, weight_file: str, clips: list):
 
     from parity_common import padded
 
-    options = ','.join(f'{k}={v}' for k, v in {'weight_file': weight_file, **family.our_options}.items())
+    values = {'weight_file': weight_file, **family.our_options}
+    if norm_stats is not None:
+        values['+norm_stats'] = norm_stats  # '+': the YAML has no such key (statistics of the task by default)
+    options = ','.join(f'{k}={v}' for k, v in values.items())
     config = load_config(ROOT / 'config' / f'{family.ours}.yaml', options)
     model = create_model(config.audio_repr, params=config.params).eval()
     wav, lengths = padded([torch.from_numpy(c) for c in clips])
@@ -277,7 +310,8 @@ def compare(name: str, args) -> dict:
         subprocess.run([args.ref_python, __file__, name, '--side', 'ref', '--work', tmp, '--evar_ref', args.evar_ref,
                         '--external', args.external], check=True)
         ref = np.load(work / 'ref.npy').astype(np.float64)
-        mine = ours(family, (work / 'weight_file.txt').read_text(), clips)
+        stats = json.loads((work / 'norm_stats.json').read_text()) if family.shared_stats else None
+        mine = ours(family, (work / 'weight_file.txt').read_text(), clips, stats)
     assert mine.shape == ref.shape, f'{name}: evar {mine.shape} vs EVAR {ref.shape}'
     per_clip = [relative(torch.from_numpy(a), torch.from_numpy(b)) for a, b in zip(mine, ref)]
     return dict(family=name, max=max(per_clip), median=float(np.median(per_clip)), per_clip=per_clip)
