@@ -84,7 +84,9 @@ def test_freeze_patch_embedding(tiny_model):
     embed = model.patch_embedding()
     if embed is None:
         return
-    assert any(embed is m for m in model.modules()), f'{name}: patch_embedding is not a submodule'
+    own = {id(p) for p in model.parameters()}  # a submodule, or a container of submodules (Whisper's two convs)
+    mine = {id(p) for p in embed.parameters()}
+    assert mine and mine <= own, f'{name}: not the model\'s own'
     embed.requires_grad_(False)
     model.train()
     sr = model.sample_rate

@@ -214,6 +214,15 @@ class HFAudio(AudioRepr):
             self.register_buffer('stft_window', torch.hann_window(int(fe.fft_window_size), dtype=torch.float64),
                                  persistent=False)
 
+    def patch_embedding(self) -> torch.nn.Module:
+        """What turns the input into tokens: the convolutional feature encoder of waveform models (what
+        transformers' `freeze_feature_encoder` freezes), AST's and CLAP's patch embeddings, Whisper's two input
+        convolutions."""
+        if self.family == 'whisper':
+            return torch.nn.ModuleList([self.backbone.conv1, self.backbone.conv2])
+        suffix = {'waveform': 'feature_extractor', 'ast': 'patch_embeddings', 'clap': 'patch_embed'}[self.family]
+        return next(m for name, m in self.backbone.named_modules() if name.endswith(suffix))
+
     @property
     def frame_hop_sec(self) -> Optional[float]:
         """Waveform models: the conv encoder's total stride; Whisper: 2 mel hops (20 ms); CLAP: one embedding per

@@ -295,6 +295,10 @@ class HTSAT(AudioRepr):
         self.image_frames = p.spec_size * (p.spec_size // p.n_mels)  # 1024: the Swin image holds this many frames
         self.tokens_per_chunk = p.spec_size // p.patch_stride // 2 ** (len(p.depths) - 1) * (p.spec_size // p.n_mels)
 
+    def patch_embedding(self) -> nn.Module:
+        """The Swin transformer's patch embedding (a strided convolution over the log-mel image)."""
+        return self.swin.audio_encoder.patch_embed
+
     @property
     def frame_hop_sec(self) -> float:
         """`clip_sec` / time tokens per chunk: exact for full chunks (32 tokens per 10 s); a shorter last chunk is

@@ -127,6 +127,10 @@ class OperaCT(AudioRepr):
         self.image_frames = p.spec_size * (p.spec_size // p.n_mels)  # 1024 frames per crop
         self.trim_frame = int(p.sample_rate / 10)  # the official 100 ms frames, 50 ms hop
 
+    def patch_embedding(self) -> torch.nn.Module:
+        """The Swin transformer's patch embedding (a strided convolution over the log-mel image)."""
+        return self.swin.audio_encoder.patch_embed
+
     @property
     def frame_hop_sec(self) -> None:
         """None: one embedding per 1024-frame crop of the trimmed clip (clips under `input_sec` are repeated up to

@@ -207,6 +207,10 @@ class CNN14(AudioRepr):
         self.conv_output = self._conv_output(params.output_layers)
         self.min_samples = (TIME_STRIDE - 1) * params.hop_size
 
+    def patch_embedding(self) -> nn.Module:
+        """The convolutional stem: CNN14's first block (two 3x3 convolutions with BatchNorm)."""
+        return self.body.conv_block1
+
     @property
     def frame_hop_sec(self) -> Optional[float]:
         """Conv block 6 frames (output_layers 0): 32 log-mel frames apart; the fc1 clip embedding: None (one per

@@ -412,6 +412,7 @@ def train_fold(prepared, plan, opts: FinetuneOptions, device: str, log_dir: Path
         module.train()
         if opts.freeze_ar:
             ar.eval()
+        seed_epoch(plan.seed, epoch)
         order = epoch_order(n_train, opts.batch_size, plan.seed, epoch, targets['train'], opts.balanced, dist.rank,
                             dist.world)
         losses = []
@@ -503,6 +504,21 @@ def predict(network, store, rows, unit: int, crop_policy: str, batch_size: int, 
     return np.concatenate(out) if out else np.zeros((0, network.head.mlp[-1].out_features), dtype=np.float32)
 
 
+def seed_epoch(seed: int, epoch: int) -> None:
+    """Seeds torch's, NumPy's and Python's global generators from (seed, epoch) at the start of an epoch: dropout,
+    SpecAugment and mixup draw from torch's, and model code may draw from the others (transformers' wav2vec 2.0 family
+    masks time steps and drops layers with NumPy's). An epoch's draws then depend on (seed, epoch) alone, so a run
+    resumed at an epoch boundary repeats an uninterrupted one exactly."""
+    import random
+
+    import torch
+
+    state = int(np.random.SeedSequence([int(seed), int(epoch), 104729]).generate_state(1)[0])
+    torch.manual_seed(state)
+    np.random.seed(state)
+    random.seed(state)
+
+
 def _autocast(device: str, bf16: bool):
     import torch
 
@@ -537,22 +553,17 @@ def _load(path: Path) -> dict:
 
 
 def _save_last(path: Path, network, optimizer, scheduler, state: dict) -> None:
-    """The `last` checkpoint: weights, optimiser, schedule, RNG and the epoch log (what `--resume` needs)."""
-    import torch
-
+    """The `last` checkpoint: weights, optimiser, schedule and the epoch log (what `--resume` needs; the random
+    generators are seeded per epoch by `seed_epoch`)."""
     _save(path, {'network': network.state_dict(), 'optimizer': optimizer.state_dict(),
-                 'scheduler': scheduler.state_dict(), 'torch_rng': torch.get_rng_state(),
-                 'state': json.dumps(state, default=float)})
+                 'scheduler': scheduler.state_dict(), 'state': json.dumps(state, default=float)})
 
 
 def _restore(path: Path, network, optimizer, scheduler, plan) -> dict:
-    import torch
-
     saved = _load(path)
     network.load_state_dict(saved['network'])
     optimizer.load_state_dict(saved['optimizer'])
     scheduler.load_state_dict(saved['scheduler'])
-    torch.set_rng_state(saved['torch_rng'])
     return json.loads(saved['state'])
 
 
