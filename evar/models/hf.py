@@ -172,7 +172,12 @@ class HFAudio(AudioRepr):
             self.family = 'ast'
         elif self.model_type == 'clap':
             self.family = 'clap'
-            model.text_model = model.text_projection = None  # only the audio tower and its projection are used
+            # The text tower is kept outside the registered modules: fine-tuning, layer decay and parameter counts
+            # see the audio tower only; `encode_text` moves it to the audio tower's device when it runs.
+            self._clap_text = (model.text_model.eval(), model.text_projection.eval(), model_id)
+            self._tokenizer = None
+            self.encode_text = self._encode_clap_text  # the audio-text contract (evar.models.audio_text): CLAP only
+            model.text_model = model.text_projection = None
         elif hasattr(model, '_get_feat_extract_output_lengths'):
             self.family = 'waveform'
         else:
@@ -410,6 +415,34 @@ class HFAudio(AudioRepr):
             emb = self.backbone.audio_model(input_features=x, is_longer=is_longer).pooler_output
         emb = select_layers([emb], self.params.output_layers, self.params.layer_average)
         return [emb[i:i + 1] for i in range(x.shape[0])]
+
+    def _encode_clap_text(self, texts: list) -> torch.Tensor:
+        """CLAP's text embeddings [len(texts), projection_dim], L2-normalised in the joint space of the
+        `output: audio_embeds` clip embeddings (the audio-text contract, evar.models.audio_text), on the audio
+        tower's device. The model folder's own tokenizer (RoBERTa's for LAION-CLAP) pads and truncates.
+
+        Raises:
+            EvarError: the model folder has no tokenizer, or `output` is not audio_embeds (no joint space).
+        """
+        text_model, projection, model_id = self._clap_text
+        if self.params.output != 'audio_embeds':
+            raise EvarError(f'audio_repr hf: CLAP text embeddings share a space only with output: audio_embeds, not '
+                            f'{self.params.output!r}; set output: audio_embeds for zero-shot or retrieval.')
+        if self._tokenizer is None:
+            import transformers
+
+            try:
+                self._tokenizer = transformers.AutoTokenizer.from_pretrained(model_id)
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise EvarError(f'audio_repr hf: cannot load the tokenizer of {model_id!r} (expected its tokenizer '
+                                'files, e.g. tokenizer.json or vocab.json + merges.txt as in laion/clap-htsat-unfused, '
+                                f'beside config.json). Cause: {e}') from e
+        device, dtype = self._device_dtype()
+        text_model.to(device=device, dtype=dtype)
+        projection.to(device=device, dtype=dtype)
+        tokens = self._tokenizer(list(texts), padding=True, truncation=True, return_tensors='pt').to(device)
+        pooled = text_model(input_ids=tokens['input_ids'], attention_mask=tokens['attention_mask']).pooler_output
+        return torch.nn.functional.normalize(projection(pooled).float(), dim=-1)
 
     def _groups(self, lens: list) -> list:
         """Indices of pieces run together: all at once, or equal lengths together when padding is unsafe."""

@@ -566,11 +566,31 @@ def hf_model(kind: str) -> tuple:
     return model.eval(), fe
 
 
+def write_clap_tokenizer(folder: Path) -> None:
+    """A character-level tokenizer (ids < 64, RoBERTa's special tokens <s>=0, <pad>=1, </s>=2) saved into `folder`,
+    so the tiny CLAP's text tower gets distinct inputs for distinct captions."""
+    import tokenizers
+    import transformers
+    from tokenizers import models, normalizers, pre_tokenizers, processors
+
+    chars = " abcdefghijklmnopqrstuvwxyz0123456789'-,."
+    vocab = {'<s>': 0, '<pad>': 1, '</s>': 2, '<unk>': 3, **{c: i + 4 for i, c in enumerate(chars)}}
+    tok = tokenizers.Tokenizer(models.WordLevel(vocab, unk_token='<unk>'))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Split(tokenizers.Regex('.'), behavior='isolated')
+    tok.post_processor = processors.TemplateProcessing(single='<s> $A </s>', special_tokens=[('<s>', 0), ('</s>', 2)])
+    transformers.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token='<s>', eos_token='</s>', pad_token='<pad>',
+                                         unk_token='<unk>').save_pretrained(folder)
+
+
 def write_hf_folder(folder: Path, kind: str) -> Path:
-    """A tiny random model of `kind` and its feature extractor saved with save_pretrained into `folder`."""
+    """A tiny random model of `kind` and its feature extractor (and, for CLAP, a tokenizer) saved with
+    save_pretrained into `folder`."""
     model, fe = hf_model(kind)
     model.save_pretrained(folder)
     fe.save_pretrained(folder)
+    if kind == 'clap':
+        write_clap_tokenizer(folder)
     return folder
 
 
