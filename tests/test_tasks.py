@@ -20,6 +20,7 @@ from evar.paths import default_work_root
 from evar.prepare_wav import find_audio, prepare_wav
 from evar.split_names import SPLIT_ALIASES, SPLITS
 from evar.tasks import BUILTIN_TASKS, DOMAINS, SPLIT_FILE_MODES, families, family_module, get_task, validate_task
+from evar.tasks.base import Task, task_table
 from evar.tasks.build import builders_help, buildable_tasks
 from evar.tasks.layout import audio_files
 
@@ -127,9 +128,13 @@ def test_task_errors_and_yaml(tmp_path):
     spec.write_text('metadata: a.csv\ndata: .\nunit_sec: 2\nmetric: f1\n')
     with pytest.raises(EvarError, match='metric must be one of'):
         get_task(str(spec))
-    spec.write_text('metadata: a.csv\ndata: .\nunit_sec: 2\ndomain: speech\n')
-    with pytest.raises(EvarError, match=r"unknown key\(s\) \['domain'\]"):
+    spec.write_text('metadata: a.csv\ndata: .\nunit_sec: 2\ndomain: bioacoustics\n')
+    assert get_task(str(spec)).domain == 'bioacoustics'
+    spec.write_text('metadata: a.csv\ndata: .\nunit_sec: 2\ndomain: birds\n')
+    with pytest.raises(EvarError, match=r"mytask\.yaml: domain must be one of .*'bioacoustics'.*got 'birds'"):
         get_task(str(spec))
+    with pytest.raises(ValueError, match="'nodomain' must declare its domain"):
+        task_table(Task('nodomain', 1.0))
     assert get_task('esc50', unit_sec=2.5).unit_sec == 2.5
     assert get_task('esc50', unit_sec=2.5).build is BUILTIN_TASKS['esc50'].build  # the record keeps its builder
     with pytest.raises(EvarError, match='--unit_sec: unit_sec must be positive'):

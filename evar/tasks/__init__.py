@@ -8,7 +8,7 @@ tasks is looked up. Adding a task touches its family module and one line here.
 A built-in task's metadata CSV lives at `<work_root>/metadata/<name>.csv` (written by
 `python -m evar.metadata <task> <dataset_root>`) and its audio under `<work_root>/<16k|22k|...>/<data_folder>/`.
 A user task is a YAML file with keys `metadata`, `data`, `unit_sec` and optional `folds`, `metric`, `name`,
-`balanced`; its relative paths are read relative to the YAML file.
+`balanced`, `domain` (one of DOMAINS, for reports' per-domain averages); its relative paths are read relative to the YAML file.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def _task_from_yaml(path: Path) -> Task:
     from ..params import read_yaml_mapping
 
     spec = read_yaml_mapping(path, 'Task file')
-    allowed = {'metadata', 'data', 'unit_sec', 'folds', 'metric', 'name', 'balanced'}
+    allowed = {'metadata', 'data', 'unit_sec', 'folds', 'metric', 'name', 'balanced', 'domain'}
     unknown = sorted(set(spec) - allowed)
     if unknown:
         raise EvarError(f'Task file {path}: unknown key(s) {unknown}; valid keys are {sorted(allowed)}.')
@@ -115,6 +115,7 @@ def _task_from_yaml(path: Path) -> Task:
         raise EvarError(f'Task file {path}: unit_sec must be a number and folds an integer ({e}).') from e
     task = Task(name=str(spec.get('name', path.stem)), unit_sec=unit_sec, folds=folds,
                 metric=str(spec.get('metric', 'accuracy')), balanced=bool(spec.get('balanced', False)),
+                domain=None if spec.get('domain') is None else str(spec['domain']),
                 metadata=resolve(spec['metadata']), data=resolve(spec['data']))
     return validate_task(task, source=str(path))
 

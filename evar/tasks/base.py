@@ -11,9 +11,10 @@ METRICS = ('accuracy', 'mAP')
 # Folder names that EVAR uses for each sample rate under the work root.
 RATE_FOLDERS = MappingProxyType({16000: '16k', 22000: '22k', 22050: '22k', 32000: '32k', 44100: '44k', 48000: '48k'})
 # What a task's sounds are: `speech` (spoken words, speakers, languages, emotions and other vocal sounds),
-# `music` (instruments, genres, notes), `environmental` (everyday sound events and scenes), `general` (an
-# ontology of all of these, as AudioSet's) or `synthetic` (generated signals).
-DOMAINS = ('speech', 'music', 'environmental', 'general', 'synthetic')
+# `music` (instruments, genres, notes), `environmental` (everyday sound events and scenes), `bioacoustics`
+# (animal sounds: birds, whales, insects), `general` (an ontology of all of these, as AudioSet's) or `synthetic`
+# (generated signals). Reports average scores per domain.
+DOMAINS = ('speech', 'music', 'environmental', 'bioacoustics', 'general', 'synthetic')
 # How a task's metadata builder uses `--split_file`: `none` (the dataset's own files give the split; a split file
 # is refused), `optional` (it replaces a list the dataset may lack), `required` (the publisher distributes no
 # split, or only on the web).
@@ -44,7 +45,7 @@ class Task:
     balanced: bool = False  # class-balanced sampling when fine-tuning
     metadata: Optional[Path] = None  # explicit CSV path (user tasks); else <work_root>/metadata/<name>.csv
     data: Optional[Path] = None  # explicit audio root (user tasks); else found under the work root
-    domain: Optional[str] = None  # one of DOMAINS (built-in tasks)
+    domain: Optional[str] = None  # one of DOMAINS; every built-in task declares it (task_table checks), user tasks may
     build: Optional[Callable] = field(default=None, repr=False, compare=False)  # the metadata builder
     split_file: str = 'none'  # one of SPLIT_FILE_MODES
     split_file_help: str = ''  # for split_file 'required': what the file is and where its publisher has it
@@ -80,5 +81,12 @@ class Task:
 
 
 def task_table(*tasks: Task) -> Mapping[str, Task]:
-    """A family module's read-only `TASKS`: name -> record, in the order given."""
+    """A family module's read-only `TASKS`: name -> record, in the order given.
+
+    Raises:
+        ValueError: a built-in task without a `domain` in DOMAINS (a programming error: reports group tasks by it).
+    """
+    for task in tasks:
+        if task.domain not in DOMAINS:
+            raise ValueError(f'Built-in task {task.name!r} must declare its domain, one of {DOMAINS}; got {task.domain!r}.')
     return MappingProxyType({task.name: task for task in tasks})
