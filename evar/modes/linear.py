@@ -26,13 +26,15 @@ STEPS = ('1pass', '2pass_1_precompute_only', '2pass_2_train_test')
 
 @dataclass
 class FoldResult:
-    """The test score of one fold, what validation selected, and the split sizes."""
+    """The test score of one fold, what validation selected (`selection`: the head's own words), and the split
+    sizes."""
     fold: int
     score: float
     best_valid: float
     n_train: int
     n_valid: int
     n_test: int
+    selection: str = ''
 
 
 @dataclass
@@ -245,7 +247,7 @@ def fit_and_test(clf, plan, embs: np.ndarray, metadata, metric: str, log_dir: Pa
         write_csv(log_dir / f'classwise-{suffix}.csv', ['class', 'accuracy', 'count'], rows)
         log.info('class-wise accuracy: ' + ', '.join(f'{c} {a:.3f}' for c, a, _ in rows))
     return FoldResult(fold=plan.fold, score=test, best_valid=float(clf.best_valid_), n_train=len(X['train']),
-                      n_valid=len(X['valid']), n_test=len(X['test']))
+                      n_valid=len(X['valid']), n_test=len(X['test']), selection=clf.selection())
 
 
 def write_csv(path: Path, header: list, rows: list) -> None:
@@ -326,8 +328,8 @@ def record(prepared: PreparedRun, mode: str, head_name: str, results: list, resu
                 elapsed_sec=elapsed, timestamp=time.strftime('%Y-%m-%dT%H:%M:%S'),
                 settings=json.dumps(settings, sort_keys=True, default=str, separators=(',', ':')))
     rows = [ResultRow(**base, score=r.score, seed=str(r.seed), runs=1,
-                      report=(f'{head_name} evaluation: {cfg.name} {task.name} seed {r.seed} -> {r.score:.5f}; '
-                              f'{notes}config {cfg.path}; log {log_dir}'))
+                      report=(f'{head_name} evaluation: {cfg.name} {task.name} seed {r.seed} -> {r.score:.5f}'
+                              f'{fold_notes(r.folds)}; {notes}config {cfg.path}; log {log_dir}'))
             for r in results]
     if len(results) > 1:
         values = np.array([r.score for r in results])
@@ -340,6 +342,16 @@ def record(prepared: PreparedRun, mode: str, head_name: str, results: list, resu
         log.info(f'mean over {len(results)} seeds: {mean:.5f} +- {std:.5f} (sample std)')
     append_rows(results_dir / 'scores.csv', rows)
     log.info(f'-> {results_dir / "scores.csv"}')
+
+
+def fold_notes(folds: list) -> str:
+    """The report's account of a seed's `FoldResult`s: ', folds: [s1, s2, ...]' (several folds, as fine-tuning
+    writes it), ', test clips N' (summed over folds; reports weight by it) and what validation selected per fold.
+    `evar.results.aggregate` reads the first two back."""
+    text = (', folds: [' + ', '.join(f'{f.score:.5f}' for f in folds) + ']') if len(folds) > 1 else ''
+    text += f', test clips {sum(f.n_test for f in folds)}'
+    chosen = [f'fold {f.fold} {f.selection}' for f in folds if f.selection]
+    return text + (f' (selected: {"; ".join(chosen)})' if chosen else '')
 
 
 def head_options(lr=None, hidden=(), standard_scaler=True, mixup=False, epochs=None, early_stop_epochs=None,
