@@ -29,7 +29,8 @@ from typing import Optional
 
 from .errors import EvarError
 from .fileio import atomic_write_text
-from .results import read_table, settings_variant
+from .results import ResultRow, read_table, settings_variant
+from .results.aggregate import TaskScore, task_score
 
 REQUIRED = ('representation', 'task', 'score')
 EVAR_COLUMNS = ('representation', 'task', 'score', 'run_id', 'report')
@@ -37,13 +38,8 @@ STD_NOTE = 'sample std over runs (ddof=1)'
 AGG_MARK = '†'  # a cell computed from aggregate rows only
 
 
-@dataclass
-class Cell:
-    """One (model, task): mean and std of the scores (fractions, not percent) over `runs` runs."""
-    mean: float
-    std: Optional[float]
-    runs: int
-    from_aggregate: bool = False
+# One (model, task) of the table: mean and std over runs (fractions), see `evar.results.aggregate.TaskScore`.
+Cell = TaskScore
 
 
 @dataclass
@@ -54,6 +50,7 @@ class ModelRow:
     head: str
     settings: str = ''  # `evar.results.settings_variant` of its rows ('' for rows without settings)
     cells: dict = field(default_factory=dict)  # task -> Cell
+    sources: dict = field(default_factory=dict)  # task -> the `ResultRow`s its cell was computed from
 
     @property
     def average(self) -> float:
@@ -104,27 +101,6 @@ def _runs(text: str, path: Path, line: int) -> int:
     return int(value)
 
 
-def _mean_std(values: list) -> tuple:
-    n = len(values)
-    mean = sum(values) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
-    return mean, std
-
-
-def _pool_aggregates(aggs: list) -> Cell:
-    """Cell from aggregate rows only: (mean, sample std or None, runs) each, pooled exactly when stds are known."""
-    total = sum(n for _, _, n in aggs)
-    mean = sum(m * n for m, _, n in aggs) / total
-    if len(aggs) == 1:
-        std = aggs[0][1]
-    elif all(s is not None for _, s, _ in aggs):
-        ss = sum((n - 1) * s * s + n * (m - mean) ** 2 for m, s, n in aggs)
-        std = math.sqrt(ss / (total - 1))
-    else:
-        std = None
-    return Cell(mean=mean, std=std if total > 1 else None, runs=total, from_aggregate=True)
-
-
 def _task_order(tasks_seen: list) -> list:
     """Built-in tasks in EVAR's table order, then the others in order of first appearance."""
     from .tasks import BUILTIN_TASKS
@@ -146,7 +122,7 @@ def summarize(filter=None, results='results/scores.csv') -> Summary:
     terms = _filter_terms(filter)
     summary = Summary(tasks=[], rows=[], results=path, filter_terms=terms)
 
-    individual, aggregate = {}, {}
+    by_key = {}  # (representation, (head, settings variant), task) -> its ResultRows in file order
     order, tasks_seen = {}, {}  # first appearance (dicts keep insertion order)
     for line, row in rows:
         rep, task = row.get('representation', ''), row.get('task', '')
@@ -163,17 +139,13 @@ def summarize(filter=None, results='results/scores.csv') -> Summary:
             variant = settings_variant(row.get('settings', ''))
         except EvarError as e:
             raise EvarError(f'Scores file {path}, line {line}: {e}') from None
-        runs = _runs(row.get('runs', ''), path, line)
+        _runs(row.get('runs', ''), path, line)
+        if row.get('std', ''):
+            _number(row['std'], path, line, 'std')
         key = (rep, (head, variant), task)
         order.setdefault((rep, (head, variant)), len(order))
         tasks_seen.setdefault(task, None)
-        if runs > 1:
-            std_text = row.get('std', '')
-            std = _number(std_text, path, line, 'std') if std_text else None
-            aggregate.setdefault(key, []).append((score, std, runs))
-        else:  # a rerun of the same settings and seed replaces the earlier row: it is not another sample
-            seed = row.get('seed', '')
-            individual.setdefault(key, {})[f'seed {seed}' if variant and seed else f'line {line}'] = score
+        by_key.setdefault(key, []).append(ResultRow.from_csv(row, where=f'Scores file {path}, line {line}'))
     if not order:
         raise EvarError(f'No rows of {path} match filter {",".join(terms)!r} (it must be part of a '
                         'representation or task name).')
@@ -192,15 +164,9 @@ def summarize(filter=None, results='results/scores.csv') -> Summary:
                                                              if len(variants[rep, head]) > 1 else [])
         label = f'{rep} [{", ".join(tags)}]' if tags else rep
         by_model[(rep, (head, variant))] = ModelRow(label=label, representation=rep, head=head, settings=variant)
-    for key in set(individual) | set(aggregate):
-        rep, head, task = key
-        if key in individual:
-            scores = list(individual[key].values())
-            mean, std = _mean_std(scores)
-            cell = Cell(mean=mean, std=std, runs=len(scores))
-        else:
-            cell = _pool_aggregates(aggregate[key])
-        by_model[(rep, head)].cells[task] = cell
+    for (rep, head, task), rows_of_cell in by_key.items():  # reruns of one seed count once (see task_score)
+        by_model[(rep, head)].cells[task] = task_score(rows_of_cell)
+        by_model[(rep, head)].sources[task] = rows_of_cell
     for model in by_model.values():
         model.cells = {t: model.cells[t] for t in summary.tasks if t in model.cells}
     summary.rows = list(by_model.values())
