@@ -53,6 +53,7 @@ COMMANDS = MappingProxyType({
     'knn': Command('evar.modes.linear:knn_command', 'weighted kNN (X-ARES protocol) on frozen embeddings'),
     'finetune': Command('evar.modes.finetune:finetune_command', 'fine-tune the model with a head on a task (finetune.py)'),
     'embed': Command('evar.modes.linear:embed_command', 'only fill the embedding cache'),
+    'bench': Command('evar.bench:bench_command', 'many models x tasks x heads, parallel and resumable (local or SLURM)'),
     'summarize': Command('evar.summarize:main', 'models x tasks table of results/scores.csv'),
     'check': Command('evar.check:main', 'sanity checks of a model wrapper', argv_style=True),
     'metadata': Command('evar.metadata:main', "build a task's metadata CSV from its dataset", argv_style=True),
