@@ -188,8 +188,8 @@ def write_ct2(path, variables: dict, spec: str = 'WhisperSpec', revision: int = 
 
 # --- CTranslate2 names <-> transformers WhisperEncoder ------------------------------------------------------------
 
-def _layer_count(variables: dict) -> int:
-    ids = {int(m.group(1)) for n in variables if (m := re.match(r'encoder/layer_(\d+)/', n))}
+def _layer_count(variables: dict, stack: str = 'encoder') -> int:
+    ids = {int(m.group(1)) for n in variables if (m := re.match(rf'{stack}/layer_(\d+)/', n))}
     return max(ids) + 1 if ids else 0
 
 
@@ -243,15 +243,35 @@ def encoder_state_dict(variables: dict, layers: int) -> dict:
     v = {k: t.float() for k, t in variables.items() if k.startswith('encoder/') and t.is_floating_point()}
     state = {hf: v[ct2] for ct2, hf in _name_pairs(layers)}
     for i in range(layers):
-        src, dst = f'encoder/layer_{i}/self_attention/linear_0', f'layers.{i}.self_attn'
-        q, k, vv = v[f'{src}/weight'].chunk(3, dim=0)
-        qb, kb, vb = v[f'{src}/bias'].chunk(3, dim=0)
-        if kb.abs().max() > 0:
-            raise EvarError(f'whisper_ct2: {src} has a non-zero key bias; Whisper\'s k_proj has none, so this is not '
-                            'a Whisper encoder.')
-        state.update({f'{dst}.q_proj.weight': q, f'{dst}.q_proj.bias': qb, f'{dst}.k_proj.weight': k,
-                      f'{dst}.v_proj.weight': vv, f'{dst}.v_proj.bias': vb})
+        state.update(_split_fused(v, f'encoder/layer_{i}/self_attention/linear_0', f'layers.{i}.self_attn', 'qkv'))
     return {k: t.contiguous() for k, t in state.items()}
+
+
+def _split_fused(v: dict, src: str, dst: str, parts: str) -> dict:
+    """A fused CTranslate2 projection `src/{weight,bias}` (rows of each part in the order of `parts`, e.g. 'qkv')
+    -> transformers' `dst.<part>_proj.{weight,bias}`. Whisper's k_proj has no bias; the converter stores zeros there.
+
+    Raises:
+        EvarError: the key bias is not zero (not a Whisper model).
+    """
+    weights, biases = v[f'{src}/weight'].chunk(len(parts), dim=0), v[f'{src}/bias'].chunk(len(parts), dim=0)
+    out = {}
+    for part, w, b in zip(parts, weights, biases):
+        out[f'{dst}.{part}_proj.weight'] = w
+        if part != 'k':
+            out[f'{dst}.{part}_proj.bias'] = b
+        elif b.abs().max() > 0:
+            raise EvarError(f'whisper_ct2: {src} has a non-zero key bias; Whisper\'s k_proj has none, so this is not '
+                            'a Whisper model.')
+    return out
+
+
+def _join_fused(s: dict, src: str, parts: str) -> dict:
+    """The inverse of `_split_fused`: transformers' `src.<part>_proj` -> a fused CTranslate2 {'weight', 'bias'}
+    (zeros for the key bias, as the converter writes)."""
+    def bias(part):
+        return s[f'{src}.{part}_proj.bias'] if part != 'k' else torch.zeros_like(s[f'{src}.q_proj.bias'])
+    return {'weight': torch.cat([s[f'{src}.{p}_proj.weight'] for p in parts]), 'bias': torch.cat([bias(p) for p in parts])}
 
 
 def ct2_variables(encoder) -> dict:
@@ -260,10 +280,8 @@ def ct2_variables(encoder) -> dict:
     c = encoder.config
     out = {ct2: s[hf] for ct2, hf in _name_pairs(c.encoder_layers)}
     for i in range(c.encoder_layers):
-        a, dst = f'layers.{i}.self_attn', f'encoder/layer_{i}/self_attention/linear_0'
-        out[f'{dst}/weight'] = torch.cat([s[f'{a}.q_proj.weight'], s[f'{a}.k_proj.weight'], s[f'{a}.v_proj.weight']])
-        out[f'{dst}/bias'] = torch.cat([s[f'{a}.q_proj.bias'], torch.zeros_like(s[f'{a}.q_proj.bias']),
-                                        s[f'{a}.v_proj.bias']])
+        fused = _join_fused(s, f'layers.{i}.self_attn', 'qkv')
+        out.update({f'encoder/layer_{i}/self_attention/linear_0/{k}': t for k, t in fused.items()})
     out['encoder/num_heads'] = torch.tensor(c.encoder_attention_heads, dtype=torch.int16)
     return out
 
@@ -286,6 +304,289 @@ def load_encoder(path):
     return config, encoder.eval()
 
 
+# --- CTranslate2 names <-> transformers WhisperDecoder ------------------------------------------------------------
+
+DECODER_GLOBAL_NAMES = (
+    ('decoder/embeddings/weight', 'embed_tokens.weight'),
+    ('decoder/position_encodings/encodings', 'embed_positions.weight'),
+    ('decoder/layer_norm/gamma', 'layer_norm.weight'), ('decoder/layer_norm/beta', 'layer_norm.bias'),
+)
+DECODER_LAYER_NAMES = LAYER_NAMES + (  # the encoder's self-attention and FFN names, plus cross-attention
+    ('attention/linear_0/weight', 'encoder_attn.q_proj.weight'), ('attention/linear_0/bias', 'encoder_attn.q_proj.bias'),
+    ('attention/linear_2/weight', 'encoder_attn.out_proj.weight'),
+    ('attention/linear_2/bias', 'encoder_attn.out_proj.bias'),
+    ('attention/layer_norm/gamma', 'encoder_attn_layer_norm.weight'),
+    ('attention/layer_norm/beta', 'encoder_attn_layer_norm.bias'),
+)
+# Flags the converter writes and the values Whisper has: GELU (3 in ctranslate2's ActivationType: ReLU, GELUTanh,
+# Swish, GELU, ...), pre-norm layers, unscaled embeddings, learned positions from index 0, no ALiBi. A file with
+# other values describes another network, which the code below does not run.
+DECODER_FLAGS = {'decoder/activation': 3, 'decoder/pre_norm': 1, 'decoder/scale_embeddings': 0,
+                 'decoder/alibi': 0, 'decoder/start_from_zero_embedding': 0}
+MULTILINGUAL_VOCAB = 51865  # OpenAI whisper: a model is multilingual when n_vocab >= 51865 (.en models: 51864)
+
+
+def _decoder_name_pairs(layers: int) -> list:
+    """Every one-to-one (CTranslate2 name, transformers WhisperDecoder name) of a decoder with `layers` layers."""
+    return list(DECODER_GLOBAL_NAMES) + [(f'decoder/layer_{i}/{ct2}', f'layers.{i}.{hf}')
+                                         for i in range(layers) for ct2, hf in DECODER_LAYER_NAMES]
+
+
+def decoder_config(variables: dict, source: str):
+    """A transformers WhisperConfig whose decoder matches the file's decoder tensors (vocabulary, width, layers,
+    heads from decoder/num_heads, FFN width, 448 positions for Whisper).
+
+    Raises:
+        EvarError: the file has no decoder (an encoder-only export) or flags other than Whisper's.
+    """
+    from transformers import WhisperConfig
+
+    try:
+        vocab, d_model = variables['decoder/embeddings/weight'].shape
+        positions = variables['decoder/position_encodings/encodings'].shape[0]
+        ffn = variables['decoder/layer_0/ffn/linear_0/weight'].shape[0]
+    except KeyError as e:
+        raise EvarError(f'whisper_ct2: {source} has no Whisper decoder variable {e}; caption scoring and '
+                        'transcription need the whole CTranslate2 Whisper model (encoder and decoder).') from None
+    for name, want in DECODER_FLAGS.items():
+        if name in variables and int(variables[name].reshape(-1)[0]) != want:
+            raise EvarError(f'whisper_ct2: {source}: {name} is {int(variables[name].reshape(-1)[0])}, Whisper\'s '
+                            f'decoder has {want}; not a Whisper decoder this code runs.')
+    heads = (int(variables['decoder/num_heads'].reshape(-1)[0]) if 'decoder/num_heads' in variables
+             else int(d_model) // 64)  # older converters: Whisper's heads are d_model / 64
+    return WhisperConfig(vocab_size=int(vocab), d_model=int(d_model), decoder_layers=_layer_count(variables, 'decoder'),
+                         decoder_attention_heads=heads, decoder_ffn_dim=int(ffn), max_target_positions=int(positions),
+                         encoder_layers=1, encoder_attention_heads=heads, encoder_ffn_dim=int(ffn), pad_token_id=None)
+
+
+def decoder_state_dict(variables: dict, layers: int, source: str = 'the file') -> dict:
+    """transformers WhisperDecoder state dict (float32) from CTranslate2 decoder variables: the one-to-one names of
+    `_decoder_name_pairs`, self_attention/linear_0 (fused q|k|v) -> self_attn.{q,k,v}_proj and attention/linear_1
+    (fused k|v, applied to the encoder output) -> encoder_attn.{k,v}_proj. decoder/projection/weight (the output
+    projection) must equal the embeddings: Whisper ties them, as transformers' proj_out does.
+
+    Raises:
+        EvarError: the output projection is not tied to the embeddings, or a key bias is not zero.
+    """
+    v = {k: t.float() for k, t in variables.items() if k.startswith('decoder/') and t.is_floating_point()}
+    projection = v.get('decoder/projection/weight')
+    if projection is not None and not torch.equal(projection, v['decoder/embeddings/weight']):
+        raise EvarError(f'whisper_ct2: {source}: decoder/projection/weight differs from decoder/embeddings/weight; '
+                        'Whisper ties its output projection to the token embeddings.')
+    state = {hf: v[ct2] for ct2, hf in _decoder_name_pairs(layers)}
+    for i in range(layers):
+        state.update(_split_fused(v, f'decoder/layer_{i}/self_attention/linear_0', f'layers.{i}.self_attn', 'qkv'))
+        state.update(_split_fused(v, f'decoder/layer_{i}/attention/linear_1', f'layers.{i}.encoder_attn', 'kv'))
+    return {k: t.contiguous() for k, t in state.items()}
+
+
+def ct2_decoder_variables(decoder) -> dict:
+    """The inverse mapping: CTranslate2 decoder variables (as the converter writes them, flags included, without the
+    projection alias) from a transformers WhisperDecoder."""
+    s = {k: t.detach().clone() for k, t in decoder.state_dict().items()}
+    c = decoder.config
+    out = {ct2: s[hf] for ct2, hf in _decoder_name_pairs(c.decoder_layers)}
+    for i in range(c.decoder_layers):
+        for ct2, hf, parts in (('self_attention/linear_0', 'self_attn', 'qkv'), ('attention/linear_1', 'encoder_attn', 'kv')):
+            fused = _join_fused(s, f'layers.{i}.{hf}', parts)
+            out.update({f'decoder/layer_{i}/{ct2}/{k}': t for k, t in fused.items()})
+    out.update({name: torch.tensor(value, dtype=torch.int8) for name, value in DECODER_FLAGS.items()})
+    out['decoder/num_heads'] = torch.tensor(c.decoder_attention_heads, dtype=torch.int16)
+    return out
+
+
+def load_decoder(path):
+    """(WhisperConfig, WhisperDecoder with the file's weights loaded strictly) of a CTranslate2 Whisper model.bin.
+    Every decoder variable is used: the tensors by `decoder_state_dict`, the flags checked by `decoder_config`,
+    except alignment_heads / alignment_layer (which cross-attention heads word timestamps read)."""
+    from transformers.models.whisper.modeling_whisper import WhisperDecoder
+
+    ct2 = read_ct2(path)
+    source = ' + '.join(str(f) for f in part_files(path))
+    config = decoder_config(ct2['variables'], source)
+    try:
+        state = decoder_state_dict(ct2['variables'], config.decoder_layers, source)
+    except KeyError as e:
+        raise EvarError(f'whisper_ct2: {source} lacks the decoder variable {e}.') from None
+    decoder = WhisperDecoder(config)
+    load_strict(decoder, state, source)
+    return config, decoder.eval()
+
+
+# --- text: tokens, caption likelihood, greedy transcription --------------------------------------------------------
+
+def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """[N, L, D] -> [N, heads, L, D / heads]."""
+    n, length, d = x.shape
+    return x.view(n, length, heads, d // heads).transpose(1, 2)
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """[N, heads, L, d] -> [N, L, heads * d]."""
+    n, heads, length, d = x.shape
+    return x.transpose(1, 2).reshape(n, length, heads * d)
+
+
+class WhisperTextDecoder:
+    """Whisper's text decoder (a transformers WhisperDecoder holding a CTranslate2 file's weights) with its tokenizer.
+
+    It runs the decoder's layers itself so that each clip's cross-attention keys and values are computed once and
+    shared by every text scored against it (transformers' forward recomputes them per sequence); the result is the
+    same computation (checked against WhisperDecoder.forward in tests/test_whisper_zeroshot.py). Not an nn.Module
+    attribute of the AR, so it never joins fine-tuning's parameters or checkpoints.
+
+    The start tokens follow OpenAI whisper's tokenizer (`sot_sequence_including_notimestamps`): English-only models
+    (vocabulary 51864, such as tiny.en) start with <|startoftranscript|> <|notimestamps|>, as tiny.en's
+    tokenizer.json template also does; multilingual ones with <|startoftranscript|> <|en|> <|transcribe|>
+    <|notimestamps|>. Texts are transcripts, which in Whisper begin with a space: ' yes' and 'yes' are different
+    tokens, so a text without a leading space gets one.
+    """
+
+    def __init__(self, decoder, tokenizer, suppress: tuple = (), suppress_begin: Optional[tuple] = None):
+        """decoder: transformers WhisperDecoder; tokenizer: a `tokenizers.Tokenizer` of Whisper's vocabulary;
+        suppress / suppress_begin: token ids greedy decoding never emits / never emits first (faster-whisper's
+        config.json `suppress_ids` / `suppress_ids_begin`; default begin: the blank ' ' and <|endoftext|>, as
+        OpenAI whisper's SuppressBlank)."""
+        self.decoder = decoder.eval()
+        self.tokenizer = tokenizer
+        ids = {name: tokenizer.token_to_id(name) for name in
+               ('<|startoftranscript|>', '<|notimestamps|>', '<|endoftext|>', '<|en|>', '<|transcribe|>')}
+        missing = [name for name in ('<|startoftranscript|>', '<|notimestamps|>', '<|endoftext|>') if ids[name] is None]
+        if missing:
+            raise EvarError(f'whisper_ct2: the tokenizer lacks Whisper\'s special tokens {missing}; is it the '
+                            'tokenizer.json of this Whisper model?')
+        self.sot, self.eot = ids['<|startoftranscript|>'], ids['<|endoftext|>']
+        multilingual = decoder.config.vocab_size >= MULTILINGUAL_VOCAB
+        self.prompt = [self.sot] + ([ids['<|en|>'], ids['<|transcribe|>']] if multilingual else []) + \
+            [ids['<|notimestamps|>']]
+        self.suppress = sorted(set(suppress) | set(range(self.eot + 1, decoder.config.vocab_size)))  # specials
+        blank = tokenizer.encode(' ', add_special_tokens=False).ids
+        self.suppress_begin = sorted(set(suppress_begin) if suppress_begin is not None else {*blank, self.eot})
+
+    @classmethod
+    def from_file(cls, path) -> 'WhisperTextDecoder':
+        """The decoder of a CTranslate2 Whisper model.bin with the tokenizer.json (and, if present, faster-whisper's
+        config.json for the suppressed tokens) in the same folder.
+
+        Raises:
+            EvarError: no tokenizer.json beside the file, or the file has no Whisper decoder.
+        """
+        from tokenizers import Tokenizer  # a dependency of transformers
+
+        folder = part_files(path)[0].parent
+        if not (folder / 'tokenizer.json').is_file():
+            raise EvarError(f'whisper_ct2: caption scoring and transcription need the tokenizer.json that comes with a '
+                            f'CTranslate2 Whisper model, in the folder of the weight file; none at {folder / "tokenizer.json"}.')
+        import json
+
+        _, decoder = load_decoder(path)
+        config = json.loads((folder / 'config.json').read_text()) if (folder / 'config.json').is_file() else {}
+        return cls(decoder, Tokenizer.from_file(str(folder / 'tokenizer.json')), tuple(config.get('suppress_ids', ())),
+                   tuple(config['suppress_ids_begin']) if 'suppress_ids_begin' in config else None)
+
+    def text_tokens(self, text: str) -> list:
+        """Token ids of a transcript (a leading space added when missing; '' has none)."""
+        if text and not text.startswith(' '):
+            text = ' ' + text
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, tokens: list) -> str:
+        """Text of token ids, special tokens left out."""
+        return self.tokenizer.decode([t for t in tokens if t < self.eot])
+
+    def cross_keys_values(self, memory: torch.Tensor) -> list:
+        """Encoder output [B, S, D] -> per decoder layer (keys, values) [B, heads, S, D / heads]."""
+        heads = self.decoder.config.decoder_attention_heads
+        return [(_heads(layer.encoder_attn.k_proj(memory), heads), _heads(layer.encoder_attn.v_proj(memory), heads))
+                for layer in self.decoder.layers]
+
+    def hidden_states(self, tokens: torch.Tensor, cross: list) -> torch.Tensor:
+        """Token ids [B, T, L] (T sequences per clip, right-padded: causal attention never lets a real token see the
+        padding after it) and `cross_keys_values` of B clips -> the decoder's final layer-normed states [B, T, L, D]."""
+        dec, heads = self.decoder, self.decoder.config.decoder_attention_heads
+        b, t, length = tokens.shape
+        if length > dec.embed_positions.weight.shape[0]:
+            raise EvarError(f'whisper_ct2: {length} tokens exceed the decoder\'s {dec.embed_positions.weight.shape[0]} '
+                            'positions.')
+        x = dec.embed_tokens(tokens.reshape(b * t, length)) + dec.embed_positions.weight[:length]
+        for layer, (k, v) in zip(dec.layers, cross):
+            a, h = layer.self_attn, layer.self_attn_layer_norm(x)
+            y = torch.nn.functional.scaled_dot_product_attention(
+                _heads(a.q_proj(h), heads), _heads(a.k_proj(h), heads), _heads(a.v_proj(h), heads), is_causal=True)
+            x = x + a.out_proj(_merge_heads(y))
+            a, h = layer.encoder_attn, layer.encoder_attn_layer_norm(x)
+            q = _heads(a.q_proj(h).reshape(b, t * length, -1), heads)  # every query of a clip's T texts at once
+            y = _merge_heads(torch.nn.functional.scaled_dot_product_attention(q, k, v)).reshape(b * t, length, -1)
+            x = x + a.out_proj(y)
+            x = x + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(x))))
+        return dec.layer_norm(x).reshape(b, t, length, -1)
+
+    def token_log_probs(self, states: torch.Tensor, targets: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+        """States [M, D] and target ids [M] -> log p(target) [M] (natural log), the vocabulary's logits (output
+        projection tied to the embeddings) formed `chunk` rows at a time."""
+        weight = self.decoder.embed_tokens.weight
+        out = [torch.log_softmax(s @ weight.T, dim=-1).gather(1, y[:, None])[:, 0]
+               for s, y in zip(states.split(chunk), targets.split(chunk))]
+        return torch.cat(out) if out else states.new_zeros(0)
+
+    def score(self, memory: torch.Tensor, texts: list, end: bool = True) -> torch.Tensor:
+        """Encoder output [B, S, D] and T transcripts -> [B, T]: the mean over each text's tokens (and <|endoftext|>
+        when `end`) of log p(token | start tokens, the text's earlier tokens, audio), in nats per token.
+
+        Raises:
+            EvarError: no texts, or a text with no token to score ('' with end=False), or one too long.
+        """
+        if not texts:
+            raise EvarError('whisper_ct2: caption_log_likelihood needs at least one text.')
+        seqs = [self.text_tokens(text) + ([self.eot] if end else []) for text in texts]
+        for text, seq in zip(texts, seqs):
+            if not seq:
+                raise EvarError(f'whisper_ct2: the text {text!r} has no token to score (an empty transcript is scored '
+                                'by its <|endoftext|>: use end=True).')
+            if len(self.prompt) + len(seq) > self.decoder.embed_positions.weight.shape[0]:
+                raise EvarError(f'whisper_ct2: the text {text[:40]!r}... has {len(seq)} tokens; Whisper\'s decoder takes '
+                                f'{self.decoder.embed_positions.weight.shape[0] - len(self.prompt)} after its start tokens.')
+        p, width = len(self.prompt), max(len(s) for s in seqs)
+        device = memory.device
+        tokens = torch.full((len(seqs), p + width), self.eot, dtype=torch.long)
+        for i, seq in enumerate(seqs):
+            tokens[i, :p + len(seq)] = torch.tensor(self.prompt + seq)
+        scored = torch.arange(width)[None] < torch.tensor([len(s) for s in seqs])[:, None]  # [T, width]
+        tokens, scored = tokens.to(device), scored.to(device)
+        b = memory.shape[0]
+        states = self.hidden_states(tokens.expand(b, -1, -1), self.cross_keys_values(memory))
+        states = states[:, :, p - 1:-1][:, scored]  # the state before each scored token: [B, M, D]
+        targets = tokens[:, p:][scored].expand(b, -1)
+        logp = self.token_log_probs(states.reshape(-1, states.shape[-1]), targets.reshape(-1)).view(b, -1)
+        per_text = logp.new_zeros(b, *scored.shape)
+        per_text[:, scored] = logp
+        return per_text.sum(-1) / scored.sum(-1)
+
+    def greedy(self, memory: torch.Tensor, max_new_tokens: int = 64) -> list:
+        """Encoder output [B, S, D] -> each clip's greedy transcript tokens (after the start tokens, <|endoftext|> left
+        out): argmax at each step with `suppress` always and `suppress_begin` at the first step banned, as
+        faster-whisper does without timestamps, temperature 0 and beam size 1. A sanity check of the decoder rather
+        than a full recogniser (no fallback, no long-form windows)."""
+        b = memory.shape[0]
+        cross = self.cross_keys_values(memory)
+        tokens = torch.tensor(self.prompt, device=memory.device).expand(b, 1, -1)
+        done = torch.zeros(b, dtype=torch.bool, device=memory.device)
+        limit = min(max_new_tokens, self.decoder.embed_positions.weight.shape[0] - len(self.prompt))
+        weight = self.decoder.embed_tokens.weight
+        for step in range(limit):
+            logits = self.hidden_states(tokens, cross)[:, 0, -1] @ weight.T  # [B, V]
+            logits[:, self.suppress] = -torch.inf
+            if step == 0:
+                logits[:, self.suppress_begin] = -torch.inf
+            nxt = logits.argmax(-1).masked_fill(done, self.eot)
+            tokens = torch.cat([tokens, nxt[:, None, None]], dim=2)
+            done |= nxt == self.eot
+            if bool(done.all()):
+                break
+        out = tokens[:, 0, len(self.prompt):].tolist()
+        return [row[:row.index(self.eot)] if self.eot in row else row for row in out]
+
+
 class WhisperCT2(HFAudio):
     """Whisper's encoder from a CTranslate2 model.bin, run by the `hf` AR's Whisper code."""
     Params = WhisperCT2Params
@@ -306,3 +607,58 @@ class WhisperCT2(HFAudio):
         self.feature_extractor = WhisperFeatureExtractor(feature_size=config.num_mel_bins, sampling_rate=16000,
                                                          hop_length=160, chunk_length=30, n_fft=400)
         self._setup(config, encoder, path)
+        self.weight_file = path
+
+    # --- the decoder: zero-shot captions and transcripts ---------------------------------------------------------
+    def text_decoder(self) -> WhisperTextDecoder:
+        """The file's decoder and tokenizer, read on first use (linear evaluation never pays for them) and kept on the
+        encoder's device in float32.
+
+        Raises:
+            EvarError: the file has no decoder, or there is no tokenizer.json beside it.
+        """
+        text = self.__dict__.get('_text_decoder')
+        if text is None:
+            text = WhisperTextDecoder.from_file(self.weight_file)
+            self.__dict__['_text_decoder'] = text  # a cache outside nn.Module's registry: not a fine-tuned parameter
+        text.decoder.to(self._device_dtype()[0])
+        return text
+
+    def encoder_output(self, wav: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Waves [B, N] at 16 kHz with lengths [B] (samples) -> the encoder's last hidden state [B, 1500, D] (float32)
+        over each clip's first 30 s zero-padded to 30 s, all 1500 frames, as Whisper's decoder attends to them."""
+        device, dtype = self._device_dtype()
+        pieces = [wav[i, :max(1, min(int(n), self.chunk_samples))].float().to(device) for i, n in enumerate(lengths.tolist())]
+        return self.backbone(self._whisper_inputs(pieces).to(dtype)).last_hidden_state.float()
+
+    def caption_log_likelihood(self, wav: torch.Tensor, lengths: torch.Tensor, texts: list, end: bool = True
+                               ) -> torch.Tensor:
+        """Zero-shot scores: how likely Whisper's decoder finds each text as the transcript of each clip.
+
+        Args:
+            wav: [B, N] waves at 16 kHz (only each clip's first 30 s, Whisper's window, is heard).
+            lengths: [B] valid samples per clip.
+            texts: T captions, e.g. class names; a leading space is added as Whisper's transcripts have one, and ''
+                is the empty transcript.
+            end: also score <|endoftext|> after the text, so the caption must be the whole transcript ('yes' does
+                not win for "yesterday"; '' is scored by it alone).
+        Returns:
+            [B, T] float32: the mean over the text's tokens (plus <|endoftext|>) of the natural-log probability of
+            each token given the start tokens (<|startoftranscript|> <|notimestamps|> for English-only models), the
+            text's earlier tokens and the clip, i.e. length-normalised log-likelihood in nats per token (<= 0).
+            The recipe is the usual likelihood scoring of a sequence-to-sequence model (as CTranslate2's
+            `Whisper.score`-style APIs and OpenAI whisper's `sum_logprobs / length` ranking do).
+        Raises:
+            EvarError: no texts, a text too long for the decoder, or a file without decoder or tokenizer (before the
+                encoder runs).
+        """
+        text = self.text_decoder()
+        with torch.no_grad():
+            text.text_tokens('')  # the tokenizer is usable; texts are checked in score() before the decoder runs
+            return text.score(self.encoder_output(wav, lengths), list(texts), end=end)
+
+    def transcribe(self, wav: torch.Tensor, lengths: torch.Tensor, max_new_tokens: int = 64) -> list:
+        """Greedy transcripts (list of B str) of each clip's first 30 s: see `WhisperTextDecoder.greedy`."""
+        text = self.text_decoder()
+        with torch.no_grad():
+            return [text.decode(t) for t in text.greedy(self.encoder_output(wav, lengths), max_new_tokens)]
