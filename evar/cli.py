@@ -53,6 +53,8 @@ COMMANDS = MappingProxyType({
     'knn': Command('evar.modes.linear:knn_command', 'weighted kNN (X-ARES protocol) on frozen embeddings'),
     'finetune': Command('evar.modes.finetune:finetune_command', 'fine-tune the model with a head on a task (finetune.py)'),
     'embed': Command('evar.modes.linear:embed_command', 'only fill the embedding cache'),
+    'zeroshot': Command('evar.modes.zeroshot:zeroshot_command', 'zero-shot classification by captions (zeroshot.py)'),
+    'retrieval': Command('evar.modes.retrieval:retrieval_command', 'audio<->text retrieval (retr_a2t_t2a.py)'),
     'bench': Command('evar.bench:bench_command', 'many models x tasks x heads, parallel and resumable (local or SLURM)'),
     'summarize': Command('evar.summarize:main', 'models x tasks table of results/scores.csv'),
     'check': Command('evar.check:main', 'sanity checks of a model wrapper', argv_style=True),

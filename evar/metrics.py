@@ -252,3 +252,94 @@ def classwise_average_precision(y_true: np.ndarray, scores: np.ndarray, classes)
     y_true = np.asarray(y_true)
     return [(name, average_precision(y_true[:, c], scores[:, c]), int(y_true[:, c].sum()))
             for c, name in enumerate(classes) if y_true[:, c].any()]
+
+
+# --- audio-text retrieval -------------------------------------------------------------------------------------------
+
+RECALL_AT = (1, 5, 10, 50)
+
+
+@dataclass(frozen=True)
+class RetrievalScores:
+    """Retrieval figures of one direction (audio->text or text->audio), EVAR's (WavCaps') units.
+
+    Attributes:
+        recall: K -> R@K in percent: the share of queries whose best-ranked relevant item is within the top K.
+        map10: mAP@10 in percent (see `retrieval_scores`).
+        median_rank, mean_rank: of the best-ranked relevant item, 1-based (the median is numpy's, .5 for an even
+            count where the middle two differ; WavCaps floors it).
+        ranks: int64 [Q], each query's 1-based rank of its best-ranked relevant item.
+    """
+    recall: dict
+    map10: float
+    median_rank: float
+    mean_rank: float
+    ranks: np.ndarray
+
+
+def relevant_positions(similarity: np.ndarray, relevant: np.ndarray) -> list:
+    """Per query, the 1-based positions int64 [n_relevant] of its relevant items in the ranking by similarity
+    (highest first), sorted. Ties are broken against the query: an irrelevant item scoring the same as a relevant
+    one is ranked before it, so a tie never improves a figure (a constant model gets the worst ranks, not the best).
+
+    Args:
+        similarity: [Q, K] scores of K items per query.
+        relevant: [Q, K] bool, True where the item is relevant to the query; each query has at least one.
+
+    Raises:
+        EvarError: shapes that differ, or a query with no relevant item.
+    """
+    similarity, relevant = np.asarray(similarity, dtype=np.float64), np.asarray(relevant, dtype=bool)
+    if similarity.shape != relevant.shape or similarity.ndim != 2:
+        raise EvarError(f'retrieval: similarity {similarity.shape} and relevance {relevant.shape} must be the same '
+                        '[queries, items] shape.')
+    if not relevant.any(1).all():
+        raise EvarError(f'retrieval: {int((~relevant.any(1)).sum())} queries have no relevant item.')
+    out = []
+    for sim, rel in zip(similarity, relevant):
+        order = np.lexsort((rel, -sim))  # highest similarity first; among equal ones, irrelevant (False) first
+        out.append(np.flatnonzero(rel[order]) + 1)
+    return out
+
+
+def retrieval_scores(similarity: np.ndarray, relevant: np.ndarray, k_map: int = 10) -> RetrievalScores:
+    """R@1/5/10/50, mAP@k_map, median and mean rank of one direction.
+
+    A query's rank is that of its best-ranked relevant item (`relevant_positions`, ties against the query). Its
+    AP@k is sum over its relevant items within the top k of (their count up to and including that item) /
+    (position), divided by min(n_relevant, k): WavCaps' figure where every query has five relevant captions or
+    one relevant clip (it divides by 5), and at most 1 for any number of captions.
+
+    Args:
+        similarity: [Q, K] scores (e.g. cosine similarities) of K items per query.
+        relevant: [Q, K] bool relevance.
+        k_map: the cut-off of mAP.
+    """
+    positions = relevant_positions(similarity, relevant)
+    ranks = np.array([p[0] for p in positions], dtype=np.int64)
+    ap = [float(np.sum(np.arange(1, (p <= k_map).sum() + 1) / p[p <= k_map])) / min(len(p), k_map)
+          for p in positions]
+    return RetrievalScores(recall={k: 100.0 * float(np.mean(ranks <= k)) for k in RECALL_AT},
+                           map10=100.0 * float(np.mean(ap)), median_rank=float(np.median(ranks)),
+                           mean_rank=float(np.mean(ranks)), ranks=ranks)
+
+
+def audio_text_retrieval(audio_embs: np.ndarray, text_embs: np.ndarray, owner: np.ndarray) -> tuple:
+    """(audio->text, text->audio) `RetrievalScores` by cosine similarity (float64).
+
+    Audio->text: each clip queries every caption; its captions are relevant (any number per clip). Text->audio:
+    each caption queries every clip; its own clip is relevant.
+
+    Args:
+        audio_embs: [A, D] clip embeddings.
+        text_embs: [M, D] caption embeddings.
+        owner: int [M], the clip index (into audio_embs) of each caption; every clip needs at least one.
+    """
+    a = np.asarray(audio_embs, dtype=np.float64)
+    t = np.asarray(text_embs, dtype=np.float64)
+    a = a / np.linalg.norm(a, axis=1, keepdims=True).clip(min=1e-12)
+    t = t / np.linalg.norm(t, axis=1, keepdims=True).clip(min=1e-12)
+    owner = np.asarray(owner, dtype=np.int64)
+    sim = a @ t.T  # [A, M]
+    relevant = owner[None, :] == np.arange(len(a))[:, None]
+    return retrieval_scores(sim, relevant), retrieval_scores(sim.T, relevant.T)

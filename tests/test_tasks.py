@@ -60,7 +60,8 @@ def test_registry_order_is_evars_table_then_evars_own_sets():
     """summarize lists tasks in this order."""
     assert list(BUILTIN_TASKS) == [
         'us8k', 'esc50', 'fsd50k', 'fsdnoisy18k', 'gtzan', 'nsynth', 'nspitch', 'nsvelocity', 'cremad',
-        'cremad_gender', 'spcv1', 'spcv2', 'surge', 'vc1', 'vocalsound', 'voxforge', 'as20k', 'as', 'fsdd',
+        'cremad_gender', 'spcv1', 'spcv2', 'surge', 'vc1', 'vocalsound', 'voxforge', 'as20k', 'as', 'audiocaps',
+        'ja_audiocaps', 'clotho', 'fsdd',
         'fsdd_speaker', 'ravdess', 'ravdess_gender', 'spcv2_12', 'piano_pitch', 'demo']
 
 

@@ -264,12 +264,14 @@ def write_csv(path: Path, header: list, rows: list) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def write_predictions(path: Path, metadata, rows, classes, scores: np.ndarray, y_true: np.ndarray) -> None:
-    """Per test clip: file, label, prediction and its probability (single-label), or every class's score."""
+def write_predictions(path: Path, metadata, rows, classes, scores: np.ndarray, y_true: np.ndarray,
+                      score_name: str = 'probability') -> None:
+    """Per test clip: file, label, prediction and its score (single-label; the column named `score_name`), or every
+    class's score."""
     if y_true.ndim == 1:
         table = [(metadata.file_names[r], classes[t], classes[int(s.argmax())], f'{float(s.max()):.5f}')
                  for r, t, s in zip(rows, y_true, scores)]
-        write_csv(path, ['file_name', 'label', 'prediction', 'probability'], table)
+        write_csv(path, ['file_name', 'label', 'prediction', score_name], table)
     else:
         table = [(metadata.file_names[r], ','.join(metadata.labels[r]), *(f'{v:.5f}' for v in s))
                  for r, s in zip(rows, scores)]

@@ -46,6 +46,9 @@ _FAMILY_OF = {
     'voxforge': 'voxforge',
     'as20k': 'audioset',
     'as': 'audioset',
+    'audiocaps': 'audiocaps',  # audio-text retrieval (retr_a2t_t2a.py)
+    'ja_audiocaps': 'audiocaps',
+    'clotho': 'clotho',
     # Real sets that ship with the project's test data (../shared/data); useful tasks in their own right.
     'fsdd': 'fsdd',
     'fsdd_speaker': 'fsdd',

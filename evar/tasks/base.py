@@ -50,6 +50,7 @@ class Task:
     split_file: str = 'none'  # one of SPLIT_FILE_MODES
     split_file_help: str = ''  # for split_file 'required': what the file is and where its publisher has it
     writes_audio: bool = False  # the builder writes the task's clips (called with out_dir)
+    captions: bool = False  # audio-text retrieval: rows are (file_name, caption, split), any number per clip
 
     @property
     def folder(self) -> str:

@@ -29,11 +29,12 @@ def builders_help() -> str:
     return ''.join(getattr(family_module(family), 'HELP', '') for family in families())
 
 
-def csv_text(rows: list[Row], third: str) -> str:
-    """The metadata CSV text: header `file_name,label,<third>` and `rows`, '\\n' line ends, fields quoted as needed."""
+def csv_text(rows: list[Row], third: str, second: str = 'label') -> str:
+    """The metadata CSV text: header `file_name,<second>,<third>` and `rows`, '\\n' line ends, fields quoted as
+    needed."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator='\n')
-    writer.writerow(['file_name', 'label', third])
+    writer.writerow(['file_name', second, third])
     writer.writerows(rows)
     return out.getvalue()
 
@@ -122,14 +123,14 @@ def make_metadata(task: str, dataset_root: Union[str, Path], work_root: Optional
         raise EvarError(f'No {task} audio found under {root}; see `python -m evar.metadata --help` for the '
                         'layout each task expects.')
     duplicated = [name for name, n in Counter(r[0] for r in rows).items() if n > 1]
-    if duplicated:
+    if duplicated and not spec.captions:  # a retrieval task lists a clip once per caption
         raise EvarError(f'{len(duplicated)} files appear twice in the {task} lists (first: {duplicated[0]}).')
     third = 'fold' if spec.folds > 1 else 'split'
     if spec.folds > 1:
         _warn_missing_folds(spec, rows, root)
     dest = work_root / _rate_folder(root, rows[0][0]) / spec.folder if link else None
     path = Path(out) if out is not None else spec.metadata_path(work_root)
-    atomic_write_text(path, csv_text(rows, third))
+    atomic_write_text(path, csv_text(rows, third, 'caption' if spec.captions else 'label'))
     counts = Counter(r[2] for r in rows)
     order = sorted(counts, key=lambda k: (SPLITS.index(k) if k in SPLITS else len(SPLITS), k))
     parts = ', '.join(f'{third} {k}: {counts[k]}' for k in order)

@@ -1,0 +1,201 @@
+"""Zero-shot classification (EVAR's zeroshot.py): score every test clip against a caption per class, no training.
+
+Each class gets one or more captions (evar.captions: EVAR's rules, templates, or a captions YAML). A model with a
+joint audio-text space (`encode_text`, evar.models.audio_text) scores a clip by the cosine similarity of its
+L2-normalised whole-clip embedding with each class's text embedding (a prompt ensemble's normalised mean); a
+generative model (`caption_log_likelihood` only) by the length-normalised log-likelihood of each caption given the
+clip, averaged over a class's captions. Single-label tasks report accuracy (argmax), multi-label ones mAP (the
+task's metric). Every fold's test clips are scored, so a k-fold task scores all of its clips, as EVAR does.
+
+Clips are embedded whole (`crop: full`, through the shared embedding path and its cache); models that pad or
+repeat to their own input length do so themselves. Rows go to `results/scores.csv` with task `zs_<task>` (EVAR's
+convention) and mode `zeroshot`; `logs/<model>-zs_<task>-<run_id>/` holds the per-clip predictions and the
+captions used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..errors import EvarError
+
+log = logging.getLogger('evar')
+
+
+@dataclass
+class ZeroShotResult:
+    """A zero-shot run's outcome.
+
+    Attributes:
+        score: the task's metric over every scored clip (accuracy or mAP, a fraction).
+        metric: the metric's name.
+        route: 'cosine' (joint embedding space) or 'likelihood' (caption log-likelihood).
+        rows: metadata rows scored, int64 [N], in score order (fold by fold).
+        scores: float64 [N, C] class scores (cosine similarity or mean log-likelihood).
+        targets: [N] class indices or [N, C] 0/1.
+        classes: class labels, score-column order.
+        log_dir: the run's log folder.
+    """
+    score: float
+    metric: str
+    route: str
+    rows: np.ndarray
+    scores: np.ndarray
+    targets: np.ndarray
+    classes: tuple
+    log_dir: Optional[Path] = None
+
+
+def scored_rows(metadata, folds: list) -> np.ndarray:
+    """The test rows of every fold, fold by fold (for a k-fold task, every clip once), int64 [N]."""
+    return np.concatenate([metadata.split_indices(fold)['test'] for fold in folds]).astype(np.int64)
+
+
+def cosine_scores(audio_embs: np.ndarray, class_embs: np.ndarray) -> np.ndarray:
+    """Cosine similarities float64 [N, C] of clip embeddings [N, D] with class embeddings [C, D] (both normalised
+    here; a mean of unit pieces is shorter than one)."""
+    a = np.asarray(audio_embs, dtype=np.float64)
+    a = a / np.linalg.norm(a, axis=1, keepdims=True).clip(min=1e-12)
+    c = np.asarray(class_embs, dtype=np.float64)
+    return a @ (c / np.linalg.norm(c, axis=1, keepdims=True).clip(min=1e-12)).T
+
+
+def likelihood_scores(source, rows: np.ndarray, texts: tuple, owner: np.ndarray, n_classes: int) -> np.ndarray:
+    """Mean over each class's captions of `caption_log_likelihood`, float64 [len(rows), n_classes]; whole clips,
+    `extract_batch_size` at a time, under inference mode (not cached: the scores depend on the captions)."""
+    import torch
+
+    from ..data import ClipDataset, collate_clips
+
+    model = source.model().eval()
+    root, _ = source.data_root()
+    dataset = ClipDataset(root, [source.metadata.file_names[r] for r in rows], source.sample_rate,
+                          source.task.unit_sec, 'full')
+    out = np.zeros((len(rows), len(texts)))
+    step = source.extract_batch_size
+    with torch.inference_mode():
+        for start in range(0, len(dataset), step):
+            wav, lengths, info = collate_clips([dataset[i] for i in range(start, min(start + step, len(dataset)))])
+            if wav is None:
+                raise EvarError(info)
+            ll = model.caption_log_likelihood(wav.to(source.device), lengths.to(source.device), list(texts))
+            out[start:start + len(wav)] = ll.double().cpu().numpy()
+    counts = np.bincount(owner, minlength=n_classes)
+    return np.stack([out[:, owner == c].sum(1) / counts[c] for c in range(n_classes)], axis=1)
+
+
+def zeroshot(config_file, task, options: str = '', templates=(), captions: Optional[Path] = None,
+             unit_sec: Optional[float] = None, work_root: Optional[Path] = None, results_dir: Path = Path('results'),
+             logs_dir: Path = Path('logs'), device: Optional[str] = None, bf16: bool = False, progress: bool = True,
+             recompute: bool = False) -> ZeroShotResult:
+    """Runs zero-shot classification of `task` with the audio-text model of `config_file` and appends a row to
+    `results_dir`/scores.csv (task `zs_<task>`, mode `zeroshot`, head = the route).
+
+    Args:
+        config_file: the model YAML.
+        task: a built-in task name or a task YAML.
+        options: config overrides 'key=value,+key=value' (`crop` is always `full`: whole clips).
+        templates: caption templates with one `{}` for the class name (a prompt ensemble when several); () for
+            EVAR's rules.
+        captions: a captions YAML (class label -> caption or list), overriding templates.
+        unit_sec: overrides the task's unit length (it only enters the cache key: clips are not cropped).
+        work_root, results_dir, logs_dir, device, bf16, progress, recompute: as `evar.modes.linear.lineareval`.
+
+    Raises:
+        EvarError: bad input (before any embedding), or a model without a text side.
+    """
+    from ..captions import class_captions, ensemble_embeddings, text_embeddings
+    from ..metrics import score as metric_score
+    from ..models.audio_text import text_route
+    from ..splits import encode_labels, is_multi_label
+    from .linear import common_settings, embed_task, prepare_run, settings_id, setup_logging, write_csv, \
+        write_predictions
+
+    t_start = time.perf_counter()
+    options = f'{options},crop=full' if options else 'crop=full'  # whole clips, whatever the YAML says
+    prepared = prepare_run(config_file, task, options, seeds=(), unit_sec=unit_sec, work_root=work_root,
+                           device=device, bf16=bf16, progress=progress)
+    cfg, task_def, metadata, source = prepared.cfg, prepared.task, prepared.metadata, prepared.source
+    multi_label = is_multi_label(task_def)
+    classes = tuple(sorted({label for labels in metadata.labels for label in labels}))
+    rows = scored_rows(metadata, prepared.folds)
+    targets = encode_labels(metadata, rows, classes, multi_label, 'test')
+    caps = class_captions(task_def.name, classes, templates, captions, prepared.work_root)
+    texts, owner = caps.flat()
+    route = text_route(source.model(), str(cfg.path))
+    settings = {**common_settings(prepared, unit_sec), 'mode': 'zeroshot', 'route': route,
+                'captions': [list(group) for group in caps.captions]}
+    run_id = settings_id(settings)
+    task_name = f'zs_{task_def.name}'
+    log_dir = Path(logs_dir) / f'{cfg.name}-{task_name}-{run_id}'
+    setup_logging(log_dir)
+    log.info(f'zero-shot {cfg.name} ({cfg.audio_repr}) on {task_def.name}: {len(rows)} test clips over folds '
+             f'{prepared.folds}, {len(classes)} classes, {len(texts)} captions ({caps.source}), route {route}')
+    log.info(f'captions: {texts[:3]} ...')
+    try:
+        if route == 'cosine':
+            embeddings = embed_task(prepared, recompute=recompute)
+            by_fold = [np.asarray(embeddings[f])[metadata.split_indices(f)['test']] for f in prepared.folds]
+            class_embs = ensemble_embeddings(text_embeddings(source, texts, recompute), owner, len(classes))
+            scores = cosine_scores(np.concatenate(by_fold), class_embs)
+        else:
+            scores = likelihood_scores(source, rows, texts, owner, len(classes))
+        value = metric_score(task_def.metric, targets, scores)
+        log.info(f'{task_name}: {task_def.metric} {value:.5f}')
+        write_predictions(log_dir / 'predictions.csv', metadata, rows, classes, scores, targets,
+                          score_name='cosine' if route == 'cosine' else 'log_likelihood')
+        write_csv(log_dir / 'captions.csv', ['class', 'caption'],
+                  [(c, t) for c, group in zip(classes, caps.captions) for t in group])
+        _record(prepared, task_name, value, route, run_id, settings, Path(results_dir), log_dir,
+                time.perf_counter() - t_start)
+    except BaseException as e:  # the log folder keeps the reason a run ended
+        logging.getLogger('evar.runlog').error(f'run failed ({type(e).__name__}) {e}')
+        raise
+    return ZeroShotResult(score=value, metric=task_def.metric, route=route, rows=rows, scores=scores,
+                          targets=targets, classes=classes, log_dir=log_dir)
+
+
+def _record(prepared, task_name: str, value: float, route: str, run_id: str, settings: dict, results_dir: Path,
+            log_dir: Path, elapsed: float) -> None:
+    """Appends the run's `ResultRow` to results_dir/scores.csv."""
+    from ..results import ResultRow, append_rows
+
+    cfg = prepared.cfg
+    row = ResultRow(representation=cfg.name, task=task_name, score=value, run_id=run_id, metric=prepared.task.metric,
+                    mode='zeroshot', head=route, config_hash=cfg.model_hash()[:16],
+                    weight_hash=prepared.source.weight_digest(), elapsed_sec=elapsed,
+                    timestamp=time.strftime('%Y-%m-%dT%H:%M:%S'),
+                    settings=json.dumps(settings, sort_keys=True, default=str, separators=(',', ':')),
+                    report=f'Zero-shot evaluation: {cfg.name} {task_name} -> {value:.5f} ({route}); config {cfg.path}; '
+                           f'log {log_dir}')
+    append_rows(results_dir / 'scores.csv', [row])
+    log.info(f'-> {results_dir / "scores.csv"}')
+
+
+def zeroshot_command(config_file: str, task: str, options: str = '', templates=(), captions: Optional[str] = None,
+                     unit_sec: Optional[float] = None, work_root: Optional[str] = None, results_dir: str = 'results',
+                     logs_dir: str = 'logs', device: Optional[str] = None, bf16: bool = False, progress: bool = True,
+                     recompute: bool = False) -> None:
+    """Zero-shot classification of TASK with the audio-text model of CONFIG_FILE (EVAR's zeroshot.py): each clip
+    is scored against a caption per class (cosine similarity in the joint space, or caption likelihood), accuracy
+    or mAP over every fold's test clips, appended to results/scores.csv as task zs_TASK.
+
+    Args:
+        config_file: model YAML with a text side (e.g. config/clap_htsat_unfused.yaml).
+        task: a built-in task name or a task YAML.
+        options: config overrides 'key=value,+new_key=value'.
+        templates: caption template(s) with {} for the class name, e.g. "the sound of {}" or
+            "['the sound of {}', '{} can be heard']" (several: a prompt ensemble); default EVAR's rules.
+        captions: a captions YAML, class label -> caption or list of captions (overrides templates).
+        unit_sec, work_root, results_dir, logs_dir, device, bf16, progress, recompute: as `evar linear`.
+    """
+    zeroshot(config_file, task, options=options, templates=templates, captions=None if captions is None
+             else Path(captions), unit_sec=unit_sec, work_root=work_root, results_dir=Path(results_dir),
+             logs_dir=Path(logs_dir), device=device, bf16=bf16, progress=progress, recompute=recompute)
