@@ -2,7 +2,8 @@
 
 Heads are small estimators over frozen clip embeddings (see `evar.heads.base`): `probe` (EVAR's protocol: a linear
 layer or MLP trained by Adam with early stopping on validation), `logreg` (L2 logistic regression, strength chosen
-on validation), `knn` (X-ARES's weighted kNN over cosine similarity). A new head is one module here and one line in
+on validation), `knn` (X-ARES's weighted kNN over cosine similarity), `mlp_search` (learning rate x hidden layers grid of probes,
+the linear probe included, chosen on validation). A new head is one module here and one line in
 `HEADS`.
 """
 
@@ -17,6 +18,7 @@ HEADS = MappingProxyType({
     'probe': 'evar.heads.probe:ProbeHead',
     'logreg': 'evar.heads.logreg:LogisticRegressionHead',
     'knn': 'evar.heads.knn:KNNHead',
+    'mlp_search': 'evar.heads.mlp_search:MLPSearchHead',
 })
 
 
