@@ -131,22 +131,24 @@ def _rows_text(header: list, rows: list) -> str:
         writer.writerow(row)
     return buf.getvalue()
 
-def append_rows(path: Path, rows: list) -> None:
-    """Appends `ResultRow`s to the CSV at `path` under an exclusive lock, in one write.
+def append_rows(path: Path, rows: list, columns: Optional[list] = None) -> None:
+    """Appends `ResultRow`s (or dicts of CSV strings) to the CSV at `path` under an exclusive lock, in one write.
 
-    A file with fewer columns (EVAR's own, or one written before a column existed) is rewritten atomically with the
-    missing columns added at the end, keeping its rows.
+    `columns` (default `COLUMNS`) are the file's columns when it is new; a file with fewer (EVAR's own, or one
+    written before a column existed) is rewritten atomically with the missing columns added at the end, keeping its
+    rows.
     """
     path = Path(path)
+    columns = COLUMNS if columns is None else list(columns)
     rows = [r.to_csv() if isinstance(r, ResultRow) else r for r in rows]
     with locked(path):
         if not path.exists() or path.stat().st_size == 0:
-            atomic_write_text(path, ','.join(COLUMNS) + '\n' + _rows_text(COLUMNS, rows))
+            atomic_write_text(path, ','.join(columns) + '\n' + _rows_text(columns, rows))
             return
         with open(path, newline='') as f:
             reader = csv.DictReader(f)
             header = list(reader.fieldnames or [])
-            missing = [c for c in COLUMNS if c not in header]
+            missing = [c for c in columns if c not in header]
             old_rows = list(reader) if missing else None
         if missing:
             header = header + missing
