@@ -193,15 +193,21 @@ def make_plan(values: dict, source: str, default_name: str) -> Plan:
                             f'got {entry!r}.')
         models.append(ModelEntry(str(entry['config']), str(entry.get('options') or '')))
     names = {}
-    for m in models:
-        cfg = load_config(m.config, m.options)
+    for i, m in enumerate(models):
+        try:
+            cfg = load_config(m.config, m.options)
+        except EvarError as e:
+            raise EvarError(f'{source}: models[{i}]: {e}') from None
         if cfg.name in names:
             raise EvarError(f'{source}: models {names[cfg.name]} and {m.config} are both named {cfg.name!r}; '
                             "give one another name with options 'name=...'.")
         names[cfg.name] = m.config
     tasks = [str(t) for t in _as_list(values['tasks'], 'tasks', source)]
-    for t in tasks:
-        get_task(t)
+    for i, t in enumerate(tasks):
+        try:
+            get_task(t)
+        except EvarError as e:
+            raise EvarError(f'{source}: tasks[{i}]: {e}') from None
     heads = [str(h) for h in _as_list(values['heads'], 'heads', source)]
     for h in heads:
         if h not in BENCH_MODES:
@@ -868,7 +874,7 @@ def run_plan(plan: Plan, jobs: Optional[int] = None, dry_run: bool = False, retr
     done = finished_rows(all_jobs)
     failed_before = set()
     if not retry_failed:
-        failed_before = {j.job_id for j in all_jobs if j.job_id not in done
+        failed_before = {j.job_id for j in all_jobs if j.kind != 'embed' and j.job_id not in done
                          and (o := read_outcome(bench_dir, j.job_id)) is not None and o.status == 'failed'}
     head_jobs = [j for j in all_jobs if j.kind != 'embed']
     todo = {j.job_id for j in head_jobs if j.job_id not in done and j.job_id not in failed_before}
