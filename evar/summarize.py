@@ -1,6 +1,7 @@
 """Summarise results/scores.csv as a models x tasks table of `mean ± std` over runs.
 
-    python summarize.py [filter] [--results results/scores.csv] [--out results/summary.csv]
+    python summarize.py [filter] [--results results/scores.csv] [--out results/summary.csv] [--html report.html]
+        [--json scores.json]
 
 Input columns: EVAR's `representation,task,score,run_id,report`, optionally followed by
 `std,runs,seed,metric,head,config_hash,weight_hash,elapsed_sec,timestamp`; other columns are ignored.
@@ -67,6 +68,7 @@ class Summary:
     results: Path
     filter_terms: list = field(default_factory=list)
     skipped_rows: list = field(default_factory=list)  # (line, reason) of rows left out (non-finite score)
+    sources: list = field(default_factory=list)  # every scores file read, in order (`results` is the first)
 
     def markdown(self) -> str:
         """The table as markdown, scores in percent."""
@@ -109,22 +111,41 @@ def _task_order(tasks_seen: list) -> list:
     return builtin + [t for t in tasks_seen if t not in BUILTIN_TASKS]
 
 
+def result_paths(results) -> list:
+    """The scores files named by `results`: a path, several comma-separated, or a list of paths."""
+    items = results.split(',') if isinstance(results, str) else (
+        list(results) if isinstance(results, (list, tuple)) else [results])
+    paths = [Path(str(p).strip()) for p in items if str(p).strip()]
+    if not paths:
+        raise EvarError(f'--results names no file (got {results!r}); expected a scores CSV path such as '
+                        'results/scores.csv, or several separated by commas.')
+    return paths
+
+
 def summarize(filter=None, results='results/scores.csv') -> Summary:
-    """Reads the scores file and builds the models x tasks summary (rows matching `filter`, if given).
+    """Reads the scores file(s) and builds the models x tasks summary (rows matching `filter`, if given).
 
     filter: a substring, or several comma-separated (a list also works); a row is kept when its representation
     or task contains any of them (case-insensitive).
+    results: a scores CSV, or several (comma-separated or a list: e.g. scores.csv and fine-tuning's ft-scores.csv),
+    read in order as one table.
+
+    Raises:
+        EvarError: a missing or malformed file, a bad row (naming its file and line), or no row matching `filter`.
     """
-    path = Path(results)
-    header, rows = read_table(path, required=REQUIRED)
-    if not rows:
-        raise EvarError(f'Scores file {path} has a header but no result rows.')
+    paths = result_paths(results)
+    rows = []
+    for path in paths:
+        _, file_rows = read_table(path, required=REQUIRED)
+        if not file_rows:
+            raise EvarError(f'Scores file {path} has a header but no result rows.')
+        rows += [(path, line, row) for line, row in file_rows]
     terms = _filter_terms(filter)
-    summary = Summary(tasks=[], rows=[], results=path, filter_terms=terms)
+    summary = Summary(tasks=[], rows=[], results=paths[0], filter_terms=terms, sources=paths)
 
     by_key = {}  # (representation, (head, settings variant), task) -> its ResultRows in file order
     order, tasks_seen = {}, {}  # first appearance (dicts keep insertion order)
-    for line, row in rows:
+    for path, line, row in rows:
         rep, task = row.get('representation', ''), row.get('task', '')
         if not rep or not task:
             raise EvarError(f'Scores file {path}, line {line}: representation and task must not be empty.')
@@ -132,9 +153,11 @@ def summarize(filter=None, results='results/scores.csv') -> Summary:
             continue
         score = _number(row.get('score', ''), path, line, 'score')
         if not math.isfinite(score):
-            summary.skipped_rows.append((line, f'score is {row["score"]}'))
+            summary.skipped_rows.append((line if len(paths) == 1 else f'{line} of {path}', f'score is {row["score"]}'))
             continue
-        head = row.get('head', '')
+        head, mode = row.get('head', ''), row.get('mode', '') or 'linear'
+        if mode not in ('linear', head):  # a fine-tuned 'linear' head is another evaluation than a linear probe
+            head = f'{mode} {head}'.strip()
         try:  # runs with other settings are other rows of the table, never averaged as if they were seeds
             variant = settings_variant(row.get('settings', ''))
         except EvarError as e:
@@ -147,7 +170,7 @@ def summarize(filter=None, results='results/scores.csv') -> Summary:
         tasks_seen.setdefault(task, None)
         by_key.setdefault(key, []).append(ResultRow.from_csv(row, where=f'Scores file {path}, line {line}'))
     if not order:
-        raise EvarError(f'No rows of {path} match filter {",".join(terms)!r} (it must be part of a '
+        raise EvarError(f'No rows of {", ".join(map(str, paths))} match filter {",".join(terms)!r} (it must be part of a '
                         'representation or task name).')
 
     summary.tasks = _task_order(list(tasks_seen))
@@ -184,7 +207,8 @@ def _md_escape(text: str) -> str:
 def to_markdown(summary: Summary) -> str:
     """A markdown table of `summary`: mean ± std in percent per cell, an average column, notes below."""
     n_tasks = len(summary.tasks)
-    lines = [f'Scores in % from {summary.results}: mean ± {STD_NOTE}; a single run shows the mean only.'
+    sources = ', '.join(map(str, summary.sources or [summary.results]))
+    lines = [f'Scores in % from {sources}: mean ± {STD_NOTE}; a single run shows the mean only.'
              + (f' Filter: {",".join(summary.filter_terms)}.' if summary.filter_terms else ''), '']
     lines.append('| model | ' + ' | '.join(_md_escape(t) for t in summary.tasks) + ' | average |')
     lines.append('|---|' + '---:|' * (n_tasks + 1))
@@ -240,16 +264,26 @@ def to_csv_text(summary: Summary) -> str:
     return buf.getvalue()
 
 
-def main(filter=None, results='results/scores.csv', out='results/summary.csv') -> None:
-    """Prints a models x tasks markdown table of mean ± std (percent) from the scores file and writes it as CSV.
+def main(filter=None, results='results/scores.csv', out='results/summary.csv', html='', json='',
+         work_root: Optional[str] = None) -> None:
+    """Prints a models x tasks markdown table of mean ± std (percent) from the scores file and writes it as CSV;
+    optionally an HTML report with plots and a JSON of every number in it (see `evar.report`).
 
     Args:
         filter: substring(s), comma-separated, that the representation or task must contain.
-        results: the scores CSV to read.
+        results: the scores CSV to read, or several comma-separated.
         out: where to write the CSV summary (empty to skip writing).
+        html: where to write the HTML report (empty: none).
+        json: where to write the report's numbers as JSON (empty: none).
+        work_root: where built-in tasks' metadata are, for the report's test sizes (default $EVAR_WORK or work).
     """
     summary = summarize(filter=filter, results=results)
     print(summary.markdown())
     if out:
         atomic_write_text(out, summary.csv_text())
         print(f'\nWrote {out}', file=sys.stderr)
+    if html or json:
+        from .paths import default_work_root
+        from .report import write_report
+
+        write_report(summary, html, json, Path(work_root) if work_root else default_work_root())
