@@ -193,7 +193,10 @@ def task_bars(report: Report, task: str) -> str:
     fig, ax = plt.subplots(figsize=(max(3.2, 0.7 * len(models) + 1.5), 2.8))
     means = [100 * m.cells[task].mean for m in models]
     errs = [100 * (m.cells[task].std or 0.0) for m in models]
-    ax.bar(range(len(models)), means, yerr=errs, capsize=4, color=[colors[index[m.label]] for m in models])
+    ax.bar(range(len(models)), means, color=[colors[index[m.label]] for m in models])
+    spread = [i for i, m in enumerate(models) if m.cells[task].std is not None]  # one run: no error bar
+    ax.errorbar(spread, [means[i] for i in spread], yerr=[errs[i] for i in spread], fmt='none', ecolor='black',
+                capsize=4)
     ax.set_xticks(range(len(models)), [m.label for m in models], rotation=30, ha='right', fontsize=8)
     ax.set_ylabel(f'{_metric(report, task)} (%)')
     ax.set_title(task, fontsize=10)
@@ -308,7 +311,7 @@ def render_html(report: Report) -> str:
     scores = _table(['model', *s.tasks, 'average', 'mean rank'],
                     [[m.label, *(cell(m, t) for t in s.tasks), _pct(m.average),
                       f'{report.mean_ranks[m.label][0]:.2f}'] for m in s.rows], 'scores')
-    runs = _table(['model', *s.tasks], [[m.label, *(f'{m.cells[t].runs} seeds' + (
+    runs = _table(['model', *s.tasks], [[m.label, *(f'{m.cells[t].runs} seed{"s" * (m.cells[t].runs > 1)}' + (
         f' x {m.cells[t].folds} folds, ± {_pct(m.cells[t].fold_std)} over all' if m.cells[t].folds else '')
         if t in m.cells else '-' for t in s.tasks)] for m in s.rows], 'runs')
     tasks = _table(['task', 'domain', 'test clips', 'test clips from'],
@@ -356,7 +359,8 @@ model lacks are left out of its means (listed as missing), so compare models on 
 <h3>Tasks</h3>{tasks}
 <h2>Ranks</h2><p class="note">Rank 1 is the best mean on a task; tied models share the mean of their ranks; the mean
 rank is over the tasks a model was ranked on.</p>{ranks}
-<h2>Per task</h2><p class="note">Error bars: {esc(STD_NOTE)}.</p><div class="grid">{bars}</div>
+<h2>Per task</h2><p class="note">Error bars: {esc(STD_NOTE)}; none for a single run. Each chart's score axis is
+zoomed to its bars.</p><div class="grid">{bars}</div>
 <h2>Fine-tuning validation curves</h2>
 {f'<div class="grid">{curves}</div>' if curves else '<p class="note">No fine-tuning rows with metrics files.</p>'}
 </body></html>
