@@ -570,7 +570,8 @@ def _run_job(job: Job, unit: Unit) -> Outcome:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         try:
-            print(f'$ {" ".join(_command_line(job, unit))}', flush=True)
+            print(f'$ {" ".join(_command_line(job, unit))}\n# {unit.threads} thread(s), CUDA_VISIBLE_DEVICES='
+                  f'{os.environ.get("CUDA_VISIBLE_DEVICES", "")}', flush=True)
             if unit.gpus > 1 and job.command == 'finetune':
                 import subprocess
 

@@ -256,3 +256,43 @@ def test_run_plan_without_jobs_to_run_returns_zero(tmp_path, work):
     assert run_plan(plan, stream=out) == 0
     assert '1 done, 0 failed earlier, 0 to run in 0 unit(s)' in out.getvalue()
     assert len(read_rows(tmp_path / 'r' / 'scores.csv')) == 1
+
+
+# --- GPUs, torchrun, fine-tuning ------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_units_get_their_own_gpus(tmp_path, work):
+    """The local executor gives each running unit its own GPU (CUDA_VISIBLE_DEVICES), from the ids it was given;
+    here ids of GPUs that do not exist, which the CPU-only jobs ignore."""
+    from evar.bench import Progress, Unit, build_jobs, run_local
+
+    plan = make_plan(dict(models=[MELSPEC, LINSPEC], tasks=['demo'], heads=['logreg'], work_root=str(work),
+                          results_dir=str(tmp_path / 'r'), device='cpu'), 'test', 'gpus')
+    bench_dir = plan.bench_dir().resolve()
+    units = [Unit(pair, tuple(jobs), str(bench_dir), 1, 1, os.getcwd()) for pair, jobs in build_jobs(plan, 1)]
+    run_local(units, 2, Progress(2, 0, 0, bench_dir, []), gpus=['5', '7'])
+    seen = sorted((bench_dir / 'logs' / f'{pair}-logreg-seed42.log').read_text().splitlines()[1].split('=')[1]
+                  for pair in ('melspec-demo', 'linspec-demo'))
+    assert seen == ['5', '7']
+
+
+def test_multi_gpu_finetuning_runs_under_torchrun():
+    from evar.bench import Job, Unit, _command_line
+
+    job = Job('m-t-finetune-seed1', 'finetune', 'finetune', ('c.yaml', 'fsdd', '--seed=1'))
+    words = _command_line(job, Unit('u', (job,), '/b', threads=4, gpus=4))
+    assert words[1:6] == ['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=4', '-m']
+    assert words[6:] == ['evar', 'finetune', 'c.yaml', 'fsdd', '--seed=1']
+    assert _command_line(job, Unit('u', (job,), '/b', gpus=1))[1:4] == ['-m', 'evar', 'finetune']
+
+
+@pytest.mark.slow
+def test_finetuning_jobs_resume_on_their_run_ids(tmp_path, work):
+    """The bench computes fine-tuning's run id before the run: after one run the job is done, not run again."""
+    plan = write_plan(tmp_path / 'ft.yaml', models=[MELSPEC], tasks=['demo'], heads=['finetune'], work_root=str(work),
+                      flags={'finetune': {'epochs': 1, 'warmup_epochs': 0, 'batch_size': 32}})
+    first = bench(plan, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert [r.mode for r in read_rows(tmp_path / 'results' / 'ft-scores.csv')] == ['finetune']
+    again = bench(plan, '--dry_run', cwd=tmp_path)
+    assert '1 done, 0 failed earlier, 0 to run' in again.stderr, again.stderr
