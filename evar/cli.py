@@ -56,7 +56,7 @@ COMMANDS = MappingProxyType({
     'zeroshot': Command('evar.modes.zeroshot:zeroshot_command', 'zero-shot classification by captions (zeroshot.py)'),
     'retrieval': Command('evar.modes.retrieval:retrieval_command', 'audio<->text retrieval (retr_a2t_t2a.py)'),
     'bench': Command('evar.bench:bench_command', 'many models x tasks x heads, parallel and resumable (local or SLURM)'),
-    'summarize': Command('evar.summarize:main', 'models x tasks table of results/scores.csv'),
+    'summarize': Command('evar.report:summarize_command', 'models x tasks table of results/scores.csv'),
     'report': Command('evar.report:main', 'HTML report with plots (and JSON of its numbers) of results/scores.csv'),
     'check': Command('evar.check:main', 'sanity checks of a model wrapper', argv_style=True),
     'metadata': Command('evar.metadata:main', "build a task's metadata CSV from its dataset", argv_style=True),

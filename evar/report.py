@@ -31,7 +31,7 @@ from typing import Optional
 from .errors import EvarError
 from .fileio import atomic_write_text
 from .results.aggregate import (OVERALL, WEIGHTING_NOTE, domain_scores, mean_ranks, task_ranks, task_test_sizes)
-from .summarize import STD_NOTE, Summary, summarize
+from .summarize import STD_NOTE, Summary, show, summarize
 
 _LOG_DIR = re.compile(r'; log (\S.*?)\s*$')
 
@@ -383,7 +383,7 @@ def write_report(summary: Summary, html_path: Optional[str] = None, json_path: O
 def main(filter=None, results: str = 'results/scores.csv', html: str = 'results/report.html',
          json: str = 'results/report.json', work_root: Optional[str] = None) -> None:
     """Writes an HTML report with plots and a JSON of every number in it from the scores file(s), and prints the
-    markdown table.
+    markdown table (`evar report`).
 
     Args:
         filter: substring(s), comma-separated, that the representation or task must contain.
@@ -393,8 +393,25 @@ def main(filter=None, results: str = 'results/scores.csv', html: str = 'results/
         json: where to write the numbers (empty to skip).
         work_root: where built-in tasks' metadata are, for test sizes the rows lack (default $EVAR_WORK or work).
     """
+    summarize_command(filter, results, out='', html=html, json=json, work_root=work_root)
+
+
+def summarize_command(filter=None, results: str = 'results/scores.csv', out: str = 'results/summary.csv',
+                      html: str = '', json: str = '', work_root: Optional[str] = None) -> None:
+    """Prints a models x tasks markdown table of mean ± std (percent) from the scores file(s) and writes it as CSV;
+    with --html and/or --json also the report (`python summarize.py`, `evar summarize`).
+
+    Args:
+        filter: substring(s), comma-separated, that the representation or task must contain.
+        results: the scores CSV to read, or several comma-separated.
+        out: where to write the CSV summary (empty to skip writing).
+        html: where to write the HTML report with plots (empty: none).
+        json: where to write every number of the report as JSON (empty: none).
+        work_root: where built-in tasks' metadata are, for the report's test sizes (default $EVAR_WORK or work).
+    """
     from .paths import default_work_root
 
     summary = summarize(filter=filter, results=results)
-    print(summary.markdown())
-    write_report(summary, html, json, Path(work_root) if work_root else default_work_root())
+    show(summary, out)
+    if html or json:
+        write_report(summary, html, json, Path(work_root) if work_root else default_work_root())

@@ -264,26 +264,21 @@ def to_csv_text(summary: Summary) -> str:
     return buf.getvalue()
 
 
-def main(filter=None, results='results/scores.csv', out='results/summary.csv', html='', json='',
-         work_root: Optional[str] = None) -> None:
-    """Prints a models x tasks markdown table of mean ± std (percent) from the scores file and writes it as CSV;
-    optionally an HTML report with plots and a JSON of every number in it (see `evar.report`).
+def show(summary: Summary, out: str = '') -> None:
+    """Prints `summary` as markdown and, when `out` is given, writes it as CSV there (atomically)."""
+    print(summary.markdown())
+    if out:
+        atomic_write_text(out, summary.csv_text())
+        print(f'\nWrote {out}', file=sys.stderr)
+
+
+def main(filter=None, results='results/scores.csv', out='results/summary.csv') -> None:
+    """Prints a models x tasks markdown table of mean ± std (percent) from the scores file and writes it as CSV
+    (`evar summarize`, which adds --html and --json: see `evar.report.summarize_command`).
 
     Args:
         filter: substring(s), comma-separated, that the representation or task must contain.
         results: the scores CSV to read, or several comma-separated.
         out: where to write the CSV summary (empty to skip writing).
-        html: where to write the HTML report (empty: none).
-        json: where to write the report's numbers as JSON (empty: none).
-        work_root: where built-in tasks' metadata are, for the report's test sizes (default $EVAR_WORK or work).
     """
-    summary = summarize(filter=filter, results=results)
-    print(summary.markdown())
-    if out:
-        atomic_write_text(out, summary.csv_text())
-        print(f'\nWrote {out}', file=sys.stderr)
-    if html or json:
-        from .paths import default_work_root
-        from .report import write_report
-
-        write_report(summary, html, json, Path(work_root) if work_root else default_work_root())
+    show(summarize(filter=filter, results=results), out)
