@@ -11,7 +11,7 @@ A plan (YAML; every key is checked, an unknown one is an error naming it and the
       - config/byola_d512.yaml
       - {config: config/melspec.yaml, options: 'name=melspec_b16,batch_size=16'}
     tasks: [esc50, fsdd, tasks/my_task.yaml]    # built-in names or task YAMLs
-    heads: [probe, logreg, knn, finetune]       # BENCH_MODES keys
+    heads: [probe, logreg, knn, finetune]       # BENCH_MODES keys (also zeroshot, for audio-text models)
     seeds: [42, 43, 44]        # optional: [42]
     flags:                     # optional: each head's flags, as on its command line
       probe: {hidden: '(512,)'}
@@ -91,13 +91,13 @@ class BenchMode:
     row_task: str = '{task}'
 
 
-# The registry: a plan's head name -> how it runs. A new mode is one line here; zero-shot, for example:
-#   'zeroshot': BenchMode('zeroshot', 'zeroshot', 'scores.csv', False, seeded=False, row_task='zs_{task}'),
+# The registry: a plan's head name -> how it runs. A new mode is one line here.
 BENCH_MODES = MappingProxyType({
     'probe': BenchMode('linear', 'linear', 'scores.csv', True, (('head', 'probe'),), 'evar.bench:linear_run_id'),
     'logreg': BenchMode('linear', 'linear', 'scores.csv', True, (('head', 'logreg'),), 'evar.bench:linear_run_id'),
     'knn': BenchMode('linear', 'knn', 'scores.csv', True, (('head', 'knn'),), 'evar.bench:linear_run_id'),
     'finetune': BenchMode('finetune', 'finetune', 'ft-scores.csv', False, (), 'evar.bench:finetune_run_id'),
+    'zeroshot': BenchMode('zeroshot', 'zeroshot', 'scores.csv', False, seeded=False, row_task='zs_{task}'),
 })
 
 # Flags the bench sets itself on every job (a plan's `flags` may not set them).
@@ -804,7 +804,7 @@ def bench_command(plan: Optional[str] = None, models: Optional[str] = None, task
             logs_dir); or leave it out and give --models, --tasks, --heads.
         models: comma-separated model YAMLs (without a plan).
         tasks: comma-separated built-in task names or task YAMLs (without a plan).
-        heads: comma-separated heads: probe, logreg, knn, finetune (without a plan).
+        heads: comma-separated heads: probe, logreg, knn, finetune, zeroshot (without a plan).
         seeds: seeds, e.g. 42,43,44 (default 42), without a plan.
         jobs: units run at once (default: 1 on CPU, the number of visible GPUs on a GPU machine); CPU jobs get
             cores // jobs threads each.
