@@ -42,6 +42,24 @@ class Metadata:
                 'test': np.flatnonzero(folds == fold)}
 
 
+def read_csv_rows(path: Path, what: str, alternative: str) -> tuple:
+    """(rows as dicts of the header's columns, sha256 hex of the file's bytes) of a UTF-8 CSV (BOM allowed).
+
+    Raises:
+        EvarError: the file is missing (`what` names it; the message says how to build it with `evar.metadata`,
+            then `alternative`) or not a readable CSV.
+    """
+    if not path.is_file():
+        raise EvarError(f'{what} {path} does not exist. Build it with `python -m evar.metadata <task> '
+                        f'<dataset_root>`, {alternative}')
+    raw = path.read_bytes()
+    try:
+        rows = list(csv.DictReader(raw.decode('utf-8-sig').splitlines()))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise EvarError(f'{what} {path} is not a readable CSV: {e}') from e
+    return rows, hashlib.sha256(raw).hexdigest()
+
+
 def read_metadata(path: Path, multi_label: bool = False) -> Metadata:
     """Reads a `file_name,label,split|fold` CSV.
 
@@ -56,14 +74,7 @@ def read_metadata(path: Path, multi_label: bool = False) -> Metadata:
             declare it (metric: mAP) before anything is embedded.
     """
     path = Path(path)
-    if not path.is_file():
-        raise EvarError(f'Metadata file {path} does not exist. Build it with `python -m evar.metadata <task> '
-                        '<dataset_root>`, or point the task YAML at your CSV.')
-    raw = path.read_bytes()
-    try:
-        rows = list(csv.DictReader(raw.decode('utf-8-sig').splitlines()))
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise EvarError(f'Metadata file {path} is not a readable CSV: {e}') from e
+    rows, content_hash = read_csv_rows(path, 'Metadata file', 'or point the task YAML at your CSV.')
     columns = set(rows[0].keys()) if rows else set()
     if not rows:
         raise EvarError(f'Metadata file {path} has no rows (expected columns file_name,label and split or fold).')
@@ -93,7 +104,7 @@ def read_metadata(path: Path, multi_label: bool = False) -> Metadata:
     return Metadata(path=path, file_names=tuple(file_names), labels=tuple(labels),
                     splits=tuple(splits) if 'split' in columns else None,
                     folds=None if 'split' in columns else tuple(folds),
-                    content_hash=hashlib.sha256(raw).hexdigest())
+                    content_hash=content_hash)
 
 
 def _refuse_label_lists(path: Path, labels: list) -> None:

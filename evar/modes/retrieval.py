@@ -60,19 +60,12 @@ def read_captions(path: Path, split: str = 'test') -> CaptionSet:
     Raises:
         EvarError: a missing file, missing columns, an empty field, an unknown split name, or no row in `split`.
     """
-    import csv
-
+    from ..data import read_csv_rows
     from ..split_names import canonical_split
 
     path = Path(path)
-    if not path.is_file():
-        raise EvarError(f'Captions CSV {path} does not exist. Build it with `python -m evar.metadata <task> '
-                        '<dataset_root>` (clotho, audiocaps, ja_audiocaps) or write file_name,caption,split rows.')
-    raw = path.read_bytes()
-    try:
-        rows = list(csv.DictReader(raw.decode('utf-8-sig').splitlines()))
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise EvarError(f'Captions CSV {path} is not a readable CSV: {e}') from e
+    rows, content_hash = read_csv_rows(path, 'Captions CSV',
+                                       '(clotho, audiocaps, ja_audiocaps) or write file_name,caption,split rows.')
     columns = set(rows[0]) if rows else set()
     text_column = 'caption' if 'caption' in columns else 'label'
     if not {'file_name', text_column, 'split'} <= columns:
@@ -91,7 +84,7 @@ def read_captions(path: Path, split: str = 'test') -> CaptionSet:
     if not captions:
         raise EvarError(f'Captions CSV {path} has no row in the {split} split.')
     return CaptionSet(path=path, split=split, file_names=tuple(clips), captions=tuple(captions),
-                      owner=np.array(owner, dtype=np.int64), content_hash=hashlib.sha256(raw).hexdigest())
+                      owner=np.array(owner, dtype=np.int64), content_hash=content_hash)
 
 
 def retrieval_task(task: str, data: Optional[str] = None):
