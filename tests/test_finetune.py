@@ -144,6 +144,16 @@ def test_select_on_test_warns_and_says_so(tmp_path, caplog):
     assert 'test_accuracy' in (log_dir / 'metrics-fold1.csv').read_text().splitlines()[0]
 
 
+def test_evar_protocol_is_refused_before_training(tmp_path):
+    from evar.errors import EvarError
+    from evar.modes.finetune import finetune
+
+    with pytest.raises(EvarError, match='evar_protocol'):
+        finetune(CONFIG, 'demo', tiny_options(tmp_path) + ',evar_protocol=true', work_root=tmp_path / 'work',
+                 progress=False, results_dir=tmp_path / 'results', logs_dir=tmp_path / 'logs', run_options=FAST)
+    assert not (tmp_path / 'results').exists() and not (tmp_path / 'logs').exists()
+
+
 def test_bad_flags_stop_before_training(tmp_path):
     for args, expected in ((['--optim', 'adam'], '--optim'), (['--epochs', '0'], '--epochs'),
                            (['--lrr', '0.1'], '--lr'), (['--training_mask', '0.5'], 'training_mask')):

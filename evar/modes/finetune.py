@@ -249,6 +249,9 @@ def finetune(config_file, task, options: str = '', opts: Optional[FinetuneOption
     if dist.world > 1 and dist.main:
         _barrier(dist)
     cfg, task_def = prepared.cfg, prepared.task
+    if cfg.run.evar_protocol:  # its crops and statistics belong to frozen-embedding evaluation; a row would claim them
+        raise EvarError(f'evar_protocol ({cfg.path}) applies to frozen-embedding evaluation (evar linear / knn), '
+                        'not to fine-tuning: remove it from the options or the YAML.')
     opts = opts or options_from(cfg.run, **(run_options or {}))
     settings = run_settings(prepared, opts, unit_sec)
     run_id = settings_id(settings)
