@@ -14,9 +14,10 @@ TMP_SUFFIX = '.tmp'
 def _umask() -> int:
     """The process's umask, read without changing it where Linux tells it (/proc), else by setting and restoring."""
     try:
-        for line in open('/proc/self/status'):
-            if line.startswith('Umask:'):
-                return int(line.split()[1], 8)
+        with open('/proc/self/status') as status:
+            for line in status:
+                if line.startswith('Umask:'):
+                    return int(line.split()[1], 8)
     except OSError:
         pass
     mask = os.umask(0o022)

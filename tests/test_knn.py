@@ -82,9 +82,9 @@ def test_bad_parameters_are_errors(kwargs):
 
 
 def test_head_registry():
-    assert list_heads() == ['knn', 'logreg', 'probe']
+    assert list_heads() == ['knn', 'logreg', 'mlp_search', 'probe']
     assert head_class('knn') is KNNHead
-    with pytest.raises(EvarError, match='registered heads: knn, logreg, probe'):
+    with pytest.raises(EvarError, match='registered heads: knn, logreg, mlp_search, probe'):
         head_class('svm')
 
 
