@@ -49,6 +49,15 @@ _FAMILY_OF = {
     'audiocaps': 'audiocaps',  # audio-text retrieval (retr_a2t_t2a.py)
     'ja_audiocaps': 'audiocaps',
     'clotho': 'clotho',
+    # X-ARES's public tasks that EVAR lacks (jimbozhang/xares src/tasks).
+    'asvspoof2015': 'asvspoof',
+    'fsc': 'fluent_speech_commands',
+    'libricount': 'libricount',
+    'librispeech_mf': 'librispeech',
+    'voxlingua33': 'voxlingua',
+    'vocal_imitation': 'vocal_imitation',
+    'fsdkaggle2018': 'fsdkaggle2018',
+    'fma_small': 'fma',
     # Real sets that ship with the project's test data (../shared/data); useful tasks in their own right.
     'fsdd': 'fsdd',
     'fsdd_speaker': 'fsdd',
