@@ -61,6 +61,7 @@ COMMANDS = MappingProxyType({
     'check': Command('evar.check:main', 'sanity checks of a model wrapper', argv_style=True),
     'metadata': Command('evar.metadata:main', "build a task's metadata CSV from its dataset", argv_style=True),
     'prepare': Command('evar.prepare_wav:main', 'convert a dataset folder to one sample rate'),
+    'download': Command('evar.download:main', "fetch, verify and unpack a task's dataset; write its metadata", argv_style=True),
 })
 
 
