@@ -58,6 +58,17 @@ _FAMILY_OF = {
     'vocal_imitation': 'vocal_imitation',
     'fsdkaggle2018': 'fsdkaggle2018',
     'fma_small': 'fma',
+    # HEAR 2021's tasks that EVAR lacks, read from HEAR's preprocessed task folders.
+    'beijing_opera': 'hear',
+    'mridangam_stroke': 'hear',
+    'mridangam_tonic': 'hear',
+    'gtzan_mus_speech': 'hear',
+    'beehive_fold0': 'hear',
+    'beehive_fold1': 'hear',
+    'gunshot': 'hear',
+    'nsynth_pitch_5h': 'hear',
+    'nsynth_pitch_50h': 'hear',
+    'vox_lingua_top10': 'hear',
     # Real sets that ship with the project's test data (../shared/data); useful tasks in their own right.
     'fsdd': 'fsdd',
     'fsdd_speaker': 'fsdd',
