@@ -58,7 +58,7 @@ class DownloadOptions:
     before the first retry (doubling each time), `timeout` seconds of socket silence before a try fails,
     `progress` a tqdm bar on stderr."""
     retries: int = 5
-    backoff: float = 2.0
+    backoff: float = 1.0
     timeout: float = 60.0
     progress: bool = True
 
@@ -386,9 +386,9 @@ def _listing(task: str) -> str:
     source = _source(task)
     lines = [f'{source.name} -> <dest>/{source.folder}  ({source.licence})']
     for r in source.files:
-        digest = f'{r.checksum.algorithm} {r.checksum.hexdigest}' if r.checksum else 'no published checksum'
-        size = f'{r.size} bytes' if r.size is not None else 'size not published'
-        lines.append(f'  {r.name}: {" | ".join(r.urls)}\n    {digest}; {size}; {r.provenance}')
+        facts = [f'{r.checksum.algorithm} {r.checksum.hexdigest}' if r.checksum else 'no checksum',
+                 *([f'{r.size:,} bytes'] if r.size is not None else []), r.provenance]
+        lines.append(f'  {r.name}: {" | ".join(r.urls)}\n    {"; ".join(facts)}')
     return '\n'.join(lines)
 
 

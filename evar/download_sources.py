@@ -17,19 +17,20 @@ from types import MappingProxyType
 from typing import Optional
 
 ARCHIVE_KINDS = ('zip', 'tar', '7z', 'zip-part', 'split-zip', 'file')
-CHECKSUM_ALGORITHMS = ('md5', 'sha256')
+CHECKSUM_ALGORITHMS = ('md5', 'sha1', 'sha256')
+_HEX_WIDTH = {'md5': 32, 'sha1': 40, 'sha256': 64}
 
 
 @dataclass(frozen=True)
 class Checksum:
-    """A file's digest as published: `algorithm` 'md5' or 'sha256', `hexdigest` lower-case hex."""
+    """A file's digest as published: `algorithm` 'md5', 'sha1' or 'sha256', `hexdigest` lower-case hex."""
     algorithm: str
     hexdigest: str
 
     def __post_init__(self):
         if self.algorithm not in CHECKSUM_ALGORITHMS:
             raise ValueError(f'Checksum algorithm {self.algorithm!r} is not one of {CHECKSUM_ALGORITHMS}.')
-        width = 32 if self.algorithm == 'md5' else 64
+        width = _HEX_WIDTH[self.algorithm]
         if len(self.hexdigest) != width or any(c not in '0123456789abcdef' for c in self.hexdigest):
             raise ValueError(f'{self.algorithm} digest {self.hexdigest!r} is not {width} lower-case hex digits.')
 
@@ -181,6 +182,20 @@ _SOURCES = (
         'NSynth', ('nsynth', 'nspitch', 'nsvelocity'), 'nsynth',
         tuple(_nsynth_file(s) for s in ('train', 'valid', 'test')),
         'CC BY 4.0'),
+    DatasetSource(
+        'FSDKaggle2018', ('fsdkaggle2018',), 'FSDKaggle2018',
+        tuple(RemoteFile(f'FSDKaggle2018.{part}.zip', (_zenodo(2552860, f'FSDKaggle2018.{part}.zip'),), None, None,
+                         'Zenodo record 2552860 lists an md5 per file, but no public copy of it was found to pin: '
+                         'no checksum here, verified by the zip CRCs on unpacking', 'zip')
+              for part in ('meta', 'audio_train', 'audio_test')),
+        'CC BY 4.0 (clips: CC0, CC BY, CC Sampling+)'),
+    DatasetSource(
+        'FMA small', ('fma_small',), 'fma',
+        tuple(RemoteFile(f'{name}.zip', (f'https://os.unil.cloud.switch.ch/fma/{name}.zip',), None,
+                         Checksum('sha1', sha1), 'sha1 published by the authors in github.com/mdeff/fma (README)', 'zip')
+              for name, sha1 in (('fma_metadata', 'f0df49ffe5f2a6008d7dc83c6915b31835dfe733'),
+                                 ('fma_small', 'ade154f733639d52e35e32f5593efe5be76c6d70'))),
+        'audio: the artists\' Creative Commons licences; metadata CC BY 4.0'),
     DatasetSource(
         'Clotho v2.1', ('clotho',), 'clotho',
         tuple(_clotho_file(n) for n in _CLOTHO_MD5),

@@ -261,3 +261,29 @@ def test_split_zip_is_joined_and_unpacked(tmp_path):
     extract(tmp_path / 'dl' / 'dev.zip', RemoteFile('dev.zip', ('u',), None, None, 't', 'split-zip'), tmp_path / 'FSD')
     assert sorted(p.name for p in (tmp_path / 'FSD' / 'FSD50K.dev_audio').iterdir()) == ['0.wav', '1.wav', '2.wav']
     assert (tmp_path / 'FSD' / 'FSD50K.dev_audio' / '1.wav').read_bytes() == blob[1:] + blob[:1]
+
+
+def test_file_fetched_by_hand_is_verified_and_used(tmp_path):
+    """With the host unreachable, a file put into downloads/ by hand is used when its checksum matches, and refused
+    (naming it) when it does not."""
+    data = b'by hand' * 100
+    remote = replace(_remote('h.bin', _free_port_url(), data), size=None)
+    (tmp_path / 'h.bin').write_bytes(data)
+    assert download_file(remote, tmp_path, FAST).read_bytes() == data
+    (tmp_path / 'h.bin').write_bytes(data + b'!')
+    with pytest.raises(EvarError, match=r'h\.bin exists but does not match'):
+        download_file(remote, tmp_path, FAST)
+
+
+def test_tar_without_top_folder_unpacks_into_the_root(tmp_path):
+    """A Speech-Commands-like tar.gz (word folders and lists at the archive's top) lands in the dataset root."""
+    archive = tmp_path / 'spc.tar.gz'
+    with tarfile.open(archive, 'w:gz') as tf:
+        for name, data in (('./yes/a_nohash_0.wav', b'RIFF'), ('./validation_list.txt', b'yes/a_nohash_0.wav\n')):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    root = tmp_path / 'speech_commands_v0.02'
+    extract(archive, RemoteFile('spc.tar.gz', ('u',), None, None, 't', 'tar'), root)
+    assert (root / 'yes' / 'a_nohash_0.wav').read_bytes() == b'RIFF'
+    assert (root / 'validation_list.txt').is_file()
