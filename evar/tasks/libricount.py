@@ -17,8 +17,9 @@ HELP = """\
 """
 LIBRICOUNT_FOLDS = 5
 LIBRICOUNT_NEED = ('LibriCount publishes no split. Pass a CSV with columns file_name,fold (fold 1..5, one row per '
-                   'clip) as --split_file, e.g. listing the clips of X-ARES\'s libricount_fold00..04.tar (Zenodo '
-                   'record 14722478; fold00 = fold 1) or of HEAR 2021\'s libricount-v1.0.0 folds fold00..fold04.')
+                   'clip) as --split_file. The suites\' folds exist only inside their preprocessed archives: X-ARES\'s '
+                   'are the members of libricount_fold00..04.tar (Zenodo record 14722478; fold00 = fold 1), HEAR '
+                   '2021\'s the fold00..fold04 lists of its libricount-v1.0.0 task (file names slugified).')
 _COUNT = re.compile(r'(\d+)_')
 
 

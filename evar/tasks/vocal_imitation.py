@@ -20,9 +20,10 @@ HELP = """\
 """
 VOCAL_IMITATION_FOLDS = 3
 VOCAL_IMITATION_NEED = ('VocalImitationSet publishes no split. Pass a CSV with columns file_name,fold (fold 1..3, '
-                        'one row per included imitation) as --split_file, e.g. listing the clips of X-ARES\'s '
-                        'vocal_imitations_fold00..02 archives (Zenodo record 14862060; fold00 = fold 1) or of '
-                        'HEAR 2021\'s vocal_imitation-v1.1.3 folds fold00..fold02.')
+                        'one row per included imitation) as --split_file. The suites\' folds exist only inside their '
+                        'preprocessed archives: X-ARES\'s are the members of vocal_imitations_fold00..02 (Zenodo '
+                        'record 14862060; fold00 = fold 1), HEAR 2021\'s the fold00..fold02 lists of its '
+                        'vocal_imitation-v1.1.3 task (file names slugified).')
 _TRUE = ('1', 'true', 'yes')
 
 
