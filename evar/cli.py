@@ -5,6 +5,7 @@
     evar finetune CONFIG TASK             fine-tune the model and a head on the task (finetune.py)
     evar embed CONFIG TASK                only fill the embedding cache (EVAR's 2pass_1_precompute_only)
     evar summarize [FILTER]               models x tasks table of results/scores.csv (summarize.py)
+    evar compare MODEL_A MODEL_B          paired comparison on shared tasks (summarize.py --compare)
     evar check CONFIG                     the encoder checker (python -m evar.check)
     evar metadata TASK DATASET_ROOT       build a task's metadata CSV (python -m evar.metadata)
     evar prepare SRC DST RATE             convert a dataset to one sample rate (prepare_wav.py)
@@ -57,6 +58,7 @@ COMMANDS = MappingProxyType({
     'retrieval': Command('evar.modes.retrieval:retrieval_command', 'audio<->text retrieval (retr_a2t_t2a.py)'),
     'bench': Command('evar.bench:bench_command', 'many models x tasks x heads, parallel and resumable (local or SLURM)'),
     'summarize': Command('evar.report:summarize_command', 'models x tasks table of results/scores.csv'),
+    'compare': Command('evar.summarize:compare_command', 'paired bootstrap / McNemar of two models on shared tasks'),
     'report': Command('evar.report:main', 'HTML report with plots (and JSON of its numbers) of results/scores.csv'),
     'check': Command('evar.check:main', 'sanity checks of a model wrapper', argv_style=True),
     'metadata': Command('evar.metadata:main', "build a task's metadata CSV from its dataset", argv_style=True),
