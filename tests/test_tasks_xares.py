@@ -53,8 +53,8 @@ def test_records_follow_xares():
         'asvspoof2015': 'speech', 'fsc': 'speech', 'libricount': 'speech', 'librispeech_mf': 'speech',
         'voxlingua33': 'speech', 'vocal_imitation': 'speech', 'fsdkaggle2018': 'general', 'fma_small': 'music'}
     assert (t['libricount'].folds, t['vocal_imitation'].folds) == (5, 3)
-    assert {n for n in ('libricount', 'vocal_imitation', 'fsc', 'fma_small') if t[n].split_file == 'required'} == {
-        'libricount', 'vocal_imitation'}
+    assert {n: t[n].split_file for n in ('libricount', 'vocal_imitation', 'voxlingua33', 'fsc')} == {
+        'libricount': 'required', 'vocal_imitation': 'required', 'voxlingua33': 'optional', 'fsc': 'none'}
 
 
 def test_asvspoof2015(tmp_path):
@@ -177,6 +177,9 @@ def test_voxlingua33(tmp_path, capsys):
                     (f'{train[0]}.wav', 'en', 'train'), (f'{train[1]}.wav', 'en', 'train'),
                     (f'{train[2]}.wav', 'fi', 'train')]  # xh has no development data: not a class
     assert 'holds 2 language folders; the published development set has 33' in capsys.readouterr().err
+    subset = text(tmp_path / 'subset.csv', f'file_name,split\n{train[1]}.wav,train\n{dev[1]},test\n')
+    _, rows = rows_of('voxlingua33', root, tmp_path, split_file=subset)  # a training subset, as X-ARES uses
+    assert rows == [(f'{dev[1]}.wav', 'fi', 'test'), (f'{train[1]}.wav', 'en', 'train')]
     shutil.rmtree(root / 'fi')
     refused('voxlingua33', root, tmp_path, r"Missing .*voxlingua107/fi: expected VoxLingua107's training clips of "
                                         r"language 'fi'")
