@@ -38,15 +38,15 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Callable, Optional, Union
 
-from .download_sources import NOT_DOWNLOADABLE, SOURCES, DatasetSource, RemoteFile, downloadable_tasks, \
+from .download_sources import NOT_DOWNLOADABLE, SOURCES, Checksum, DatasetSource, RemoteFile, downloadable_tasks, \
     source_for_task
 from .errors import EvarError
 
-__all__ = ['DownloadOptions', 'download_file', 'download_task', 'extract', 'main']
+__all__ = ['DownloadOptions', 'download_file', 'download_task', 'extract', 'main', 'published_checksum']
 
 CHUNK = 1 << 20  # bytes read from the socket and written per step
 _RETRIED_HTTP = (408, 429, 500, 502, 503, 504)
@@ -168,6 +168,42 @@ def _copy(response, part: Path, mode: str, offset: int, total: Optional[int], na
             bar.update(len(block))
 
 
+def published_checksum(remote: RemoteFile, options: DownloadOptions = DownloadOptions(),
+                       sleep: Callable[[float], None] = time.sleep) -> RemoteFile:
+    """`remote` with the checksum and size its `checksum_url` (a Zenodo API file entry: JSON with `checksum`
+    '<algorithm>:<hex>' and `size` in bytes) gives, when it has no pinned checksum; else `remote` unchanged.
+
+    Raises:
+        _Unreachable: the API host could not be reached. EvarError: an HTTP error or an entry without a checksum.
+    """
+    import json
+
+    if remote.checksum is not None or remote.checksum_url is None:
+        return remote
+    for failures in range(options.retries + 1):
+        try:
+            with _open(remote.checksum_url, 0, options.timeout) as response:
+                entry = json.loads(response.read().decode('utf-8'))
+            break
+        except urllib.error.HTTPError as e:
+            raise EvarError(f'{remote.checksum_url} answered HTTP {e.code} {e.reason} (looking up the published '
+                            f'checksum of {remote.name}).') from e
+        except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as e:
+            if failures == options.retries:
+                if _is_unreachable(e):
+                    raise _Unreachable(str(getattr(e, 'reason', e))) from e
+                raise EvarError(f'Could not read the published checksum of {remote.name} from '
+                                f'{remote.checksum_url}: {e}') from e
+            sleep(options.backoff * 2 ** failures)
+    algorithm, _, digest = str(entry.get('checksum', '')).partition(':')
+    try:
+        checksum = Checksum(algorithm, digest)
+    except ValueError as e:
+        raise EvarError(f'{remote.checksum_url} gives no usable checksum for {remote.name} ({e}).') from e
+    size = entry.get('size')
+    return replace(remote, checksum=checksum, size=size if isinstance(size, int) else remote.size)
+
+
 def download_file(remote: RemoteFile, folder: Union[str, Path], options: DownloadOptions = DownloadOptions(),
                   sleep: Callable[[float], None] = time.sleep) -> Path:
     """Downloads `remote` into `folder` (resuming a `<name>.part`), verifies it, and returns its final path.
@@ -182,6 +218,19 @@ def download_file(remote: RemoteFile, folder: Union[str, Path], options: Downloa
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / remote.name
+    try:
+        remote = published_checksum(remote, options, sleep)
+    except _Unreachable as e:
+        host = urllib.parse.urlsplit(remote.checksum_url).hostname
+        if path.exists():
+            from .tasks.layout import warn
+
+            warn(f'{host} cannot be reached to read the published checksum of {remote.name}: using {path} '
+                 'unverified.')
+            return path
+        raise EvarError(f'Cannot reach {host} ({e}) to read the published checksum of {remote.name}. Download it by '
+                        f'hand from {" or ".join(remote.urls)} into {folder}/, check its md5 against {host}\'s record '
+                        'page, and rerun.') from e
     if path.exists():
         if _verified(path, remote):
             return path
@@ -299,9 +348,7 @@ def extract(archive: Union[str, Path], remote: RemoteFile, root: Union[str, Path
         staging = Path(tmp) / 'content'
         staging.mkdir()
         _UNPACKERS[remote.archive](archive, staging)
-        top = staging / remote.member_root if remote.member_root else staging
-        if not top.is_dir():
-            top = staging
+        top = _member_root(staging, remote.member_root)
         entries = sorted(top.iterdir())
         for entry in entries:
             _refuse_existing(target / entry.name, archive)
@@ -310,6 +357,18 @@ def extract(archive: Union[str, Path], remote: RemoteFile, root: Union[str, Path
             os.replace(entry, target / entry.name)
             created.append(target / entry.name)
     return created
+
+
+def _member_root(staging: Path, member_root: str) -> Path:
+    """The folder of the unpacked archive whose content is wanted: `member_root` when there, else the one folder
+    of the same last name up to two levels down, else the whole archive."""
+    if not member_root:
+        return staging
+    if (staging / member_root).is_dir():
+        return staging / member_root
+    name = PurePosixPath(member_root).name
+    found = [p for p in (*staging.glob(name), *staging.glob(f'*/{name}')) if p.is_dir()]
+    return found[0] if len(found) == 1 else staging
 
 
 def _refuse_existing(dest: Path, archive: Path) -> None:
@@ -334,7 +393,7 @@ def download_task(task: str, dest: Union[str, Path], work_root: Optional[Union[s
                   options: DownloadOptions = DownloadOptions(),
                   sources: Optional[dict] = None) -> Path:
     """Downloads, verifies and unpacks `task`'s dataset under `dest`, then writes its metadata CSV; returns the
-    dataset root `<dest>/<folder>`.
+    folder the metadata builder reads (`<dest>/<folder>[/<metadata_root>]`).
 
     work_root, split_file: as for `python -m evar.metadata`. keep_archives: keep `<dest>/downloads/*` after
     unpacking. metadata: run the task's metadata builder. sources: task -> DatasetSource overriding the registry
@@ -365,6 +424,7 @@ def download_task(task: str, dest: Union[str, Path], work_root: Optional[Union[s
     if not keep_archives:
         for remote in source.files:
             (downloads / remote.name).unlink(missing_ok=True)
+    root = root / source.metadata_root if source.metadata_root else root
     if metadata:
         _write_metadata(task, root, work_root, split_file)
     return root
@@ -374,7 +434,10 @@ def _write_metadata(task: str, root: Path, work_root, split_file) -> None:
     from .tasks import BUILTIN_TASKS
     from .tasks.build import make_metadata
 
-    spec = BUILTIN_TASKS[task]
+    spec = BUILTIN_TASKS.get(task)
+    if spec is None or spec.build is None:
+        print(f'evar has no metadata builder for {task}: the data is in {root}.')
+        return
     if spec.split_file == 'required' and split_file is None:
         print(f'{task} needs a split file before its metadata can be written: {spec.split_file_help}\nThen run: '
               f'python -m evar.metadata {task} {root} --split_file <path>')
@@ -386,7 +449,8 @@ def _listing(task: str) -> str:
     source = _source(task)
     lines = [f'{source.name} -> <dest>/{source.folder}  ({source.licence})']
     for r in source.files:
-        facts = [f'{r.checksum.algorithm} {r.checksum.hexdigest}' if r.checksum else 'no checksum',
+        facts = [f'{r.checksum.algorithm} {r.checksum.hexdigest}' if r.checksum else
+                 'checksum read at download time' if r.checksum_url else 'no checksum',
                  *([f'{r.size:,} bytes'] if r.size is not None else []), r.provenance]
         lines.append(f'  {r.name}: {" | ".join(r.urls)}\n    {"; ".join(facts)}')
     return '\n'.join(lines)

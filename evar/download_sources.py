@@ -5,9 +5,10 @@ gives them, how to unpack it, and where its content goes under the dataset root 
 reads (`python -m evar.metadata <task> <root>`). `python -m evar.download` (evar/download.py) uses these records.
 
 Checksums are the publishers' own where they publish one (Zenodo lists an md5 for every file of a record);
-otherwise the value a maintained loader pins (torchaudio, soundata), named in `RemoteFile.provenance`. A file
-whose publisher gives no checksum has `checksum=None` and says so: it is verified by its size (when known) and by
-unpacking it. No value here was computed by evar's authors from a download.
+otherwise the value a maintained loader pins (torchaudio, soundata), named in `RemoteFile.provenance`. A Zenodo
+file with no pinned value names its Zenodo API entry (`checksum_url`): the md5 Zenodo lists is read at download
+time. A file whose publisher gives no checksum has `checksum=None` and says so: it is verified by its size (when
+known) and by unpacking it. No value here was computed by evar's authors from a download.
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ class RemoteFile:
     tarfile reads), '7z' (needs py7zr), 'file' (copied as is), 'zip-part' (a .z01... piece of a split zip: not
     unpacked alone) or 'split-zip' (the .zip that ends a split zip: its pieces `<stem>.z01...` are joined first).
     member_root: the folder inside the archive whose content is wanted (e.g. 'ESC-50-<commit>'); when the archive
-    has no such top folder its whole content is taken. into: the folder under the dataset root that receives it
-    ('' = the root itself).
+    has no such top folder, a folder of the same last name up to two levels down, else its whole content is
+    taken. into: the folder under the dataset root that receives it ('' = the root itself). checksum_url: for a
+    file whose checksum is not pinned here, a Zenodo API file entry (JSON with `checksum` '<algorithm>:<hex>' and
+    `size`) read at download time: the publisher's own checksum, fetched rather than copied.
     """
     name: str
     urls: tuple[str, ...]
@@ -56,6 +59,7 @@ class RemoteFile:
     archive: str
     member_root: str = ''
     into: str = ''
+    checksum_url: Optional[str] = None
 
     def __post_init__(self):
         if self.archive not in ARCHIVE_KINDS:
@@ -66,14 +70,16 @@ class RemoteFile:
 
 @dataclass(frozen=True)
 class DatasetSource:
-    """A dataset's public archive(s): `tasks` it serves, `folder` (the dataset root under the download folder, as
-    the tasks' metadata builders read it), `files` in download order, `licence`, and `note` for the user."""
+    """A dataset's public archive(s): `tasks` it serves, `folder` (the dataset root under the download folder),
+    `files` in download order, `licence`, `note` for the user, and `metadata_root`: the folder under the dataset
+    root that the tasks' metadata builders read ('' = the root itself)."""
     name: str
     tasks: tuple[str, ...]
     folder: str
     files: tuple[RemoteFile, ...]
     licence: str
     note: str = ''
+    metadata_root: str = ''
 
 
 def _zenodo(record: int, name: str) -> str:
@@ -128,6 +134,23 @@ def _nsynth_file(split: str) -> RemoteFile:
     return RemoteFile(name, (f'http://download.magenta.tensorflow.org/datasets/nsynth/{name}',), None, None,
                       'Magenta publishes no checksum or size for the NSynth archives: verified by unpacking only',
                       'tar')
+
+
+# HEAR 2021.3's preprocessed tasks at 48 kHz (Zenodo record 6332517, concept doi:10.5281/zenodo.5885750): one
+# tar.gz per task holding tasks/<task>-<version>-<mode>/{task_metadata.json,...,48000/}. Archive names as listed
+# for that record in public download scripts; no checksum is pinned: the md5 comes from Zenodo's API at download.
+HEAR_RECORD = 6332517
+
+
+def _hear(task: str, folder: str) -> DatasetSource:
+    name = f'hear2021-{folder}-48000.tar.gz'
+    api = f'https://zenodo.org/api/records/{HEAR_RECORD}/files/{name}'
+    return DatasetSource(
+        f'HEAR 2021 {folder}', (task,), 'hear2021',
+        (RemoteFile(name, (f'{api}/content',), None, None,
+                    f'no checksum pinned here: the md5 Zenodo lists for record {HEAR_RECORD} is read from its API at '
+                    'download time', 'tar', member_root=f'tasks/{folder}', into=folder, checksum_url=api),),
+        'the original datasets\' licences (see hearbenchmark.com)', metadata_root=f'{folder}/48000')
 
 
 _SOURCES = (
@@ -201,6 +224,10 @@ _SOURCES = (
         tuple(_clotho_file(n) for n in _CLOTHO_MD5),
         'audio: Freesound licences (CC0, CC BY, CC BY-NC); captions: Tampere University licence',
         note='The audio comes as 7z archives: unpacking them needs py7zr (pip install py7zr).'),
+    _hear('beijing_opera', 'beijing_opera-v1.0-hear2021-full'),
+    _hear('mridangam_stroke', 'mridangam_stroke-v1.5-full'),
+    _hear('mridangam_tonic', 'mridangam_tonic-v1.5-full'),
+    _hear('nsynth_pitch_50h', 'nsynth_pitch-v2.2.3-50h'),
 )
 
 # name -> DatasetSource, read-only.
