@@ -119,8 +119,9 @@ def _fetch(url: str, part: Path, options: DownloadOptions, name: str, sleep: Cal
 
     Raises _Unreachable when no try could connect, EvarError for an HTTP error or when the tries run out.
     """
-    failures, connected, total = 0, False, None
+    failures, connected, total, furthest, tries = 0, False, None, 0, 0
     while True:
+        tries += 1
         offset = part.stat().st_size if part.exists() else 0
         try:
             with _open(url, offset, options.timeout) as response:
@@ -150,10 +151,12 @@ def _fetch(url: str, part: Path, options: DownloadOptions, name: str, sleep: Cal
             if not connected and _is_unreachable(e) and failures >= options.retries:
                 raise _Unreachable(str(getattr(e, 'reason', e))) from e
             if failures >= options.retries:
-                raise EvarError(f'Download of {url} failed {failures + 1} times (last: {e}); rerun to resume '
+                raise EvarError(f'Download of {url} failed {tries} times, the last {failures + 1} without progress (last error: '
+                                f'{e}); rerun to resume '
                                 f'from the {part.stat().st_size if part.exists() else 0} bytes in {part}.') from e
-        progressed = part.exists() and part.stat().st_size > offset
-        failures = 0 if progressed else failures + 1
+        reached = part.stat().st_size if part.exists() else 0
+        failures = 0 if reached > furthest else failures + 1  # a server without ranges that breaks ends too
+        furthest = max(furthest, reached)
         sleep(options.backoff * 2 ** max(failures - 1, 0))
 
 

@@ -316,3 +316,20 @@ def test_zenodo_checksum_read_at_download_and_metadata_root(server, tmp_path):
     httpd.files[api] = ('{"size": %d, "checksum": "md5:%s"}' % (len(data), '1' * 32)).encode()
     with pytest.raises(EvarError, match='expected md5 ' + '1' * 32):
         download_file(remote, tmp_path / 'again', FAST)
+
+
+def test_connection_that_always_breaks_ends_with_one_error(server, tmp_path):
+    """A server without range support that breaks every answer at the same byte makes no progress: after the
+    retries, one error names the URL and the bytes kept."""
+    httpd, base = server
+    data = b'x' * 200_000
+    httpd.files['/e.bin'], httpd.ranges = data, False
+
+    class Breaks(dict):
+        def pop(self, key, default=None):  # every answer breaks after 50,000 bytes
+            return 50_000 if key == '/e.bin' else default
+
+    httpd.break_after = Breaks()
+    with pytest.raises(EvarError, match=r'/e\.bin failed 5 times, the last 4 without progress .*rerun to resume'):
+        download_file(_remote('e.bin', base + '/e.bin', data), tmp_path, FAST)
+    assert len(httpd.requests) == 5  # the first try progressed, then 1 + 3 retries made none
