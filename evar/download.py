@@ -151,9 +151,9 @@ def _fetch(url: str, part: Path, options: DownloadOptions, name: str, sleep: Cal
             if not connected and _is_unreachable(e) and failures >= options.retries:
                 raise _Unreachable(str(getattr(e, 'reason', e))) from e
             if failures >= options.retries:
-                raise EvarError(f'Download of {url} failed {tries} times, the last {failures + 1} without progress (last error: '
-                                f'{e}); rerun to resume '
-                                f'from the {part.stat().st_size if part.exists() else 0} bytes in {part}.') from e
+                kept = part.stat().st_size if part.exists() else 0
+                raise EvarError(f'Download of {url} failed {tries} times, the last {failures + 1} without progress '
+                                f'(last error: {e}); rerun to resume from the {kept} bytes in {part}.') from e
         reached = part.stat().st_size if part.exists() else 0
         failures = 0 if reached > furthest else failures + 1  # a server without ranges that breaks ends too
         furthest = max(furthest, reached)
