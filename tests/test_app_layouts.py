@@ -1,0 +1,127 @@
+"""The applications' builders on small copies of their publishers' layouts, made here from real clips in
+../shared (the sounds are not heart or lung sounds: the layouts, the patient-level splits and the rules are what is
+tested), and each application end to end with the log-mel baseline."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evar.errors import EvarError
+from tests.helpers import ROOT, SHARED, needs_shared
+
+ESC = SHARED / 'data' / 'ESC-50'
+MELSPEC = ROOT / 'config' / 'melspec.yaml'
+
+
+def esc_clips(category: str) -> list:
+    """The ESC-50 subset's clips of `category`, float32 [80000] at 16 kHz each."""
+    from evar.audio import load_audio
+
+    with open(ESC / 'meta' / 'esc50.csv') as f:
+        names = sorted(r['filename'] for r in csv.DictReader(f) if r['category'] == category)
+    return [load_audio(ESC / 'audio' / n, None)[0] for n in names]
+
+
+def write_wav(path: Path, wav: np.ndarray, rate: int = 16000) -> None:
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), wav, rate, subtype='PCM_16')
+
+
+def read_csv(path: Path) -> list:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+# --- CirCor v1.0.3 ----------------------------------------------------------------------------------------------
+
+CIRCOR_SOUNDS = {'Present': 'dog', 'Unknown': 'rain', 'Absent': 'clock_tick'}
+
+
+def make_circor(root: Path, per_class: int = 4) -> dict:
+    """A CirCor v1.0.3 layout: training_data.csv and training_data/<pid>_<loc>.wav (+ .tsv, .hea, <pid>.txt);
+    each patient has two recordings of 7.5 s (one full 5-s segment each). Returns {patient: label}."""
+    data = root / 'training_data'
+    data.mkdir(parents=True)
+    rows, labels = [], {}
+    for c, (label, category) in enumerate(CIRCOR_SOUNDS.items()):
+        clips = esc_clips(category)
+        for i in range(per_class):
+            pid = str(50000 + 10 * c + i)
+            labels[pid] = label
+            for j, loc in enumerate(('AV', 'MV')):
+                wav = np.concatenate([clips[(2 * i + j) % len(clips)], clips[(2 * i + j + 1) % len(clips)][:40000]])
+                write_wav(data / f'{pid}_{loc}.wav', wav)
+                (data / f'{pid}_{loc}.tsv').write_text('0.0\t0.5\t1\n')
+                (data / f'{pid}_{loc}.hea').write_text(f'{pid}_{loc} 1 16000 120000\n')
+            (data / f'{pid}.txt').write_text(f'{pid} 2 16000\n')
+            rows.append({'Patient ID': pid, 'Recording locations:': 'AV+MV', 'Age': 'Child', 'Murmur': label,
+                         'Outcome': 'Normal'})
+    with open(root / 'training_data.csv', 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return labels
+
+
+@needs_shared
+def test_circor_build_layout_and_splits(tmp_path):
+    from app import circor
+
+    labels = make_circor(tmp_path / 'circor')
+    tasks = circor.build(tmp_path / 'circor', tmp_path / 'out')
+    assert [t.name for t in tasks] == ['circor1', 'circor2', 'circor3']
+    # 12 patients x 2 recordings of 7.5 s -> one 5-s segment each (the 2.5-s rest is dropped)
+    audio = sorted(p.name for p in (tmp_path / 'out' / 'audio').iterdir())
+    assert len(audio) == 24 and audio[0] == '50000_AV_000.flac'
+    import soundfile as sf
+
+    assert sf.info(str(tmp_path / 'out' / 'audio' / audio[0])).frames == 80000
+    tests = []
+    for task in tasks:
+        rows, groups = read_csv(task.metadata), read_csv(task.groups)
+        assert [r['file_name'] for r in rows] == [g['file_name'] for g in groups]
+        by_split = {}
+        for r, g in zip(rows, groups):
+            assert r['label'] == labels[g['patient']]
+            by_split.setdefault(r['split'], set()).add(g['patient'])
+        # per class of 4 patients: 1 test (20 %), then 1 of the 3 others valid (25 %), 2 train
+        assert {s: len(p) for s, p in by_split.items()} == {'train': 6, 'valid': 3, 'test': 3}
+        assert not (by_split['train'] & by_split['valid']) and not (by_split['train'] & by_split['test'])
+        assert not (by_split['valid'] & by_split['test'])
+        assert sorted(labels[p] for p in by_split['test']) == ['Absent', 'Present', 'Unknown']
+        tests.append(frozenset(by_split['test']))
+    assert len(set(tests)) == 3  # three different seeded splits
+
+
+def test_circor_missing_data_says_where_to_get_it(tmp_path):
+    from app import circor
+
+    with pytest.raises(EvarError, match='physionet.org.*licence'):
+        circor.build(tmp_path / 'nothing', tmp_path / 'out')
+
+
+@needs_shared
+def test_circor_end_to_end(tmp_path):
+    from app import circor
+    from evar.results import read_rows
+
+    make_circor(tmp_path / 'circor')
+    circor.build(tmp_path / 'circor', tmp_path / 'out', n_splits=2)
+    runs = circor.run(MELSPEC, tmp_path / 'out', seeds=(1, 2), epochs=15, work_root=tmp_path / 'work',
+                      results_dir=tmp_path / 'results', device='cpu')
+    assert [(r.task, r.seed) for r in runs] == [('circor1', 1), ('circor1', 2), ('circor2', 1), ('circor2', 2)]
+    rows = read_rows(tmp_path / 'results' / 'circor-scores.csv')
+    assert len(rows) == 4 * 2 + 2  # (task, seed) x (weighted_accuracy, uar) + a mean row per metric
+    mean = {r.metric: r for r in rows if r.task == 'circor'}
+    for metric in ('weighted_accuracy', 'uar'):
+        values = [r.scores[metric] for r in runs]
+        assert all(0 <= v <= 1 for v in values)
+        assert mean[metric].runs == 4 and mean[metric].seed == '1;2'
+        assert mean[metric].score == pytest.approx(np.mean(values), abs=1e-5)
+        assert mean[metric].std == pytest.approx(np.std(values, ddof=1), abs=1e-5)
+    assert {r.representation for r in rows} == {'melspec'} and len({r.run_id for r in rows}) == 1
