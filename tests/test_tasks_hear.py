@@ -16,7 +16,7 @@ from evar.data import read_metadata
 from evar.errors import EvarError
 from evar.metadata import make_metadata
 from evar.tasks import BUILTIN_TASKS, get_task
-from evar.tasks.hear import HearTask, TASKS, hear, hear_task_of
+from evar.tasks.hear import HearTask, TASKS, hear, hear_record, hear_task_of
 
 from helpers import SHARED, needs_shared
 
@@ -174,7 +174,7 @@ def test_trainvaltest_task_keeps_hears_splits_and_numeric_labels(tmp_path):
 
 def test_generic_builder_reads_any_scene_task_multilabel_included(tmp_path, capsys):
     """`hear` without a record reads any HEAR scene folder; labels of a multilabel clip joined, sorted."""
-    task = HearTask('fsd50k', 'v1.0', 'full', 0.01)
+    task = HearTask('fsd50k', 'v1.0', 'full', 0.01, prediction_type='multilabel')
     labels = {'train': {'1.wav': ['Dog', 'Bark']}, 'valid': {'2.wav': ['Cat']}, 'test': {'3.wav': ['Cat', 'Dog']}}
     root = tmp_path / task.folder_name
     write_json(root / 'task_metadata.json', task_metadata(task, prediction_type='multilabel'))
@@ -190,6 +190,9 @@ def test_generic_builder_reads_any_scene_task_multilabel_included(tmp_path, caps
     rows = hear(root / '48000', task=task)
     err = capsys.readouterr().err
     assert len(rows) == 3 and 'version v9 of fsd50k' in err and 'sample_duration 2.0 s' in err
+    assert hear_record('fsd50k', task, 'general').metric == 'mAP'
+    with pytest.raises(EvarError, match=r'prediction_type multilabel; HEAR.s fsd50k-v1.0-full is multiclass'):
+        hear(root / '48000', task=HearTask('fsd50k', 'v1.0', 'full', 0.01))
     # The task folder itself is refused, naming its rate folders.
     with pytest.raises(EvarError, match=r'HEAR task folder: pass one of its sample-rate folders .*48000'):
         hear(root)

@@ -15,11 +15,16 @@ HEAR publishes each task preprocessed by hear-preprocess (github.com/hearbenchma
 Rates. The metadata CSV names clips `<split>/<clip>.wav`, the same at every rate, so the dataset root given to
 `python -m evar.metadata` is one of the task folder's rate folders (`.../beijing_opera-v1.0-hear2021-full/48000`):
 evar links `work/<rate>/<task>` (e.g. `work/48k/beijing_opera`) to it. Run it once per rate folder downloaded; a
-model at a rate evar has no folder for reads the highest one and resamples, as for every task.
+model whose rate has no folder reads the highest-rate one and resamples, as for every task.
+
+Names. evar's names are HEAR's task names shortened to 16 characters where needed: gtzan_mus_speech is
+tfds_gtzan_music_speech, beehive_fold0/1 are beehive_states_fold0/1, gunshot is gunshot_triangulation, and
+nsynth_pitch_5h/50h are nsynth_pitch in HEAR's modes 5h and 50h (two different subsets). Gunshot triangulation is
+a classification in HEAR (which of 4 microphones recorded a shot; 7 folds, one per firearm), not a regression.
 
 Folds. HEAR's fold `foldNN` is evar's fold NN+1. HEAR tests on fold i, selects its head on fold i+1 and trains on
-the rest (hear-eval-kit `data_splits_from_folds`); evar's cross-validation trains on every fold but the test fold.
-The folds themselves are HEAR's.
+the rest (hear-eval-kit `data_splits_from_folds`); evar's cross-validation trains on the folds but the test fold,
+holding part of them out for validation. The folds themselves are HEAR's.
 
 Metric. HEAR's first `evaluation` entry is its primary score. evar scores multiclass tasks by accuracy, HEAR's
 `top1_acc` (`pitch_acc` for NSynth pitch is the same top-1 accuracy over MIDI pitches). Beehive's primary score is
@@ -50,7 +55,8 @@ class HearTask:
     """Which HEAR 2021 task folder an evar task reads, as its task_metadata.json names it.
 
     The folder is `<task_name>-<version>-<mode>`; `sample_duration` (seconds) is each clip's length and the evar
-    task's unit length; `nfolds` is 0 for HEAR's train/valid/test tasks, else the number of folds.
+    task's unit length; `nfolds` is 0 for HEAR's train/valid/test tasks, else the number of folds; `prediction_type`
+    is 'multiclass' (one label a clip, scored by accuracy) or 'multilabel' (scored by mAP).
     Source: each task's `generic_task_config` in hear-preprocess (hearpreprocess/, secrettasks/hearsecrettasks/).
     """
     task_name: str
@@ -58,6 +64,7 @@ class HearTask:
     mode: str
     sample_duration: float
     nfolds: int = 0
+    prediction_type: str = 'multiclass'
 
     @property
     def folder_name(self) -> str:
@@ -186,6 +193,9 @@ def _check_identity(meta: HearMetadata, hear: HearTask) -> None:
     if (meta.task_name, meta.mode) != (hear.task_name, hear.mode):
         raise EvarError(f'{meta.path} is HEAR\'s task {meta.task_name} in mode {meta.mode}; this evar task reads '
                         f'{hear.task_name} in mode {hear.mode} (folder {hear.folder_name}).')
+    if meta.prediction_type != hear.prediction_type:
+        raise EvarError(f'{meta.path}: prediction_type {meta.prediction_type}; HEAR\'s {hear.folder_name} is '
+                        f'{hear.prediction_type}.')
     if len(meta.splits) != (hear.nfolds or len(_TRAINVALTEST)) or meta.folded != bool(hear.nfolds):
         expected = f'{hear.nfolds} folds' if hear.nfolds else 'train/valid/test'
         raise EvarError(f'{meta.path}: splits {list(meta.splits)}; HEAR\'s {hear.folder_name} has {expected}.')
@@ -230,8 +240,10 @@ def hear(root: Path, split_file: Optional[Path] = None, task: Optional[HearTask]
 
 
 def hear_record(name: str, task: HearTask, domain: str) -> Task:
-    """The evar record of HEAR's multiclass scene `task`: unit length HEAR's sample_duration, HEAR's folds, accuracy."""
-    return Task(name, task.sample_duration, folds=max(task.nfolds, 1), domain=domain, build=partial(hear, task=task))
+    """The evar record of HEAR's scene `task`: unit length HEAR's sample_duration, HEAR's folds, accuracy for a
+    multiclass task and mAP for a multilabel one."""
+    return Task(name, task.sample_duration, folds=max(task.nfolds, 1), domain=domain, build=partial(hear, task=task),
+                metric='accuracy' if task.prediction_type == 'multiclass' else 'mAP')
 
 
 # One record per HEAR 2021 task, with the configuration hear-preprocess gave it (HEAR 2021's released folders).
