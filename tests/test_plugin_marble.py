@@ -73,6 +73,8 @@ def test_melspec_encoder_in_marble_call_sequence():
     out = _host_forward(encoder, x)
     assert out.shape == (len(items), 1, 1, encoder.num_features) and encoder.num_features == 64
     assert out.dtype == torch.float32 and not out.requires_grad
+    head = torch.nn.Linear(encoder.num_features, 10)  # MLPDecoder: mean over L and T, then its layers
+    assert head(out.mean(dim=(1, 2))).shape == (len(items), 10)
 
     model = _reference(ROOT / 'config' / 'melspec.yaml')
     with torch.inference_mode():  # the host gives no lengths: the padded slice is embedded as it comes
@@ -136,3 +138,26 @@ def test_byola_encoder_with_statistics_of_the_training_jsonl(tmp_path, capsys):
     jsonl.write_text('{"path": "x.wav"}\n')
     with pytest.raises(EvarError, match='line 1: expected a JSON object with "audio_path"'):
         plugin.jsonl_audio_paths(str(jsonl))
+
+
+def test_example_config_instantiates_as_marble_does(tmp_path, monkeypatch):
+    """plugin/MARBLE/configs/probe.evar.GTZANGenre.yaml through marble.core.utils.instantiate_from_config's rule
+    (import the module of `class_path`, call the class with `init_args`), run from another folder with
+    plugin/MARBLE on the path: the encoder builds, its width is the decoder's in_dim, the rates agree."""
+    import importlib
+
+    import yaml
+
+    monkeypatch.syspath_prepend(str(ROOT / 'plugin' / 'MARBLE'))
+    monkeypatch.chdir(tmp_path)
+    cfg = yaml.safe_load((ROOT / 'plugin' / 'MARBLE' / 'configs' / 'probe.evar.GTZANGenre.yaml').read_text())
+    task = cfg['model']['init_args']
+    module, cls = task['encoder']['class_path'].rsplit('.', 1)
+    encoder = getattr(importlib.import_module(module), cls)(**task['encoder'].get('init_args', {}))
+    assert encoder.num_features == task['decoders'][0]['init_args']['in_dim']
+    rates = {task['sample_rate'], encoder.sample_rate, *(cfg['data']['init_args'][s]['init_args']['sample_rate']
+                                                          for s in ('train', 'val', 'test'))}
+    assert rates == {16000}
+    sys.modules.pop(module, None)
+    with pytest.raises(EvarError, match='does not exist'):
+        _plugin().EvarEncoder(config='config/no_such_model.yaml')

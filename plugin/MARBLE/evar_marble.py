@@ -37,9 +37,27 @@ except ImportError:
     _HostEncoder = nn.Module
 
 
+def resolve_config(config: str) -> Path:
+    """The evar model YAML `config`: the path as given when it exists, else, for a relative path, the same path in
+    the evar project folder (so a MARBLE YAML can say `config/byola.yaml` whatever folder MARBLE runs from).
+
+    Raises:
+        EvarError: neither exists.
+    """
+    import evar
+
+    path = Path(config).expanduser()
+    if path.is_file():
+        return path
+    in_evar = Path(evar.__file__).resolve().parents[1] / path
+    if not path.is_absolute() and in_evar.is_file():
+        return in_evar
+    raise EvarError(f'EvarEncoder: evar config {config} does not exist (looked in {Path.cwd()} and {in_evar.parent}).')
+
+
 def build_model(config: str, options: str = ''):
-    """An evar model (an `evar.models.base.AudioRepr`) from a YAML and evar's `--options` string, through evar's
-    config loader and model registry.
+    """An evar model (an `evar.models.base.AudioRepr`) from a YAML (see `resolve_config`) and evar's `--options`
+    string, through evar's config loader and model registry.
 
     Raises:
         EvarError: a missing or bad YAML, an unknown key, or a model that cannot be built (missing weights).
@@ -47,7 +65,7 @@ def build_model(config: str, options: str = ''):
     from evar.config import load_config
     from evar.models import create_model
 
-    cfg = load_config(config, options)
+    cfg = load_config(resolve_config(config), options)
     return create_model(cfg.audio_repr, params=cfg.params)
 
 
