@@ -64,7 +64,7 @@ class _Trainer:
         gen = torch.Generator().manual_seed(s.seed)
         opt = Adam(self.model_.parameters(), lr=s.lr, weight_decay=1e-8)
         best, best_state, stale, self.history_ = -np.inf, copy.deepcopy(self.model_.state_dict()), 0, []
-        for epoch in range(s.epochs):
+        for _ in range(s.epochs):
             self.model_.train()
             order = torch.randperm(n_train, generator=gen)
             for start in range(0, n_train, s.batch_size):

@@ -244,3 +244,27 @@ def parse_seeds(seeds) -> tuple:
         return tuple(int(s) for s in items if str(s).strip())
     except (TypeError, ValueError):
         raise EvarError(f'--seeds must be integers such as 42,43,44, got {seeds!r}.') from None
+
+
+def parse_hidden(hidden) -> tuple:
+    """Hidden layer sizes from the command line: 128, (128,), [256, 128] or () -> a tuple of positive ints.
+
+    Raises:
+        EvarError: anything else.
+    """
+    items = tuple(hidden) if isinstance(hidden, (list, tuple)) else (hidden,)
+    if not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in items):
+        raise EvarError(f'--hidden must be positive layer sizes such as (128,), got {hidden!r}.')
+    return items
+
+
+def run_folder(make_spec: Callable, name: str, config_file, data, seeds, options: str = '',
+               work_root: Optional[str] = None, results_dir: str = 'results', device: Optional[str] = None,
+               progress: bool = False) -> list:
+    """An application's `run` command: the device picked (`evar.embed.source.pick_device`), then `run_app` with
+    `make_spec(device)` on the tasks `<data>/<name>*.yaml`."""
+    from evar.embed.source import pick_device
+
+    dev = pick_device(device)
+    return run_app(make_spec(dev), config_file, built_tasks(Path(data), name), parse_seeds(seeds), options,
+                   None if work_root is None else Path(work_root), dev, Path(results_dir), progress)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from evar.errors import EvarError
-from tests.helpers import ROOT, SHARED, needs_shared
+from helpers import ROOT, SHARED, needs_shared
 
 ESC = SHARED / 'data' / 'ESC-50'
 MELSPEC = ROOT / 'config' / 'melspec.yaml'
@@ -125,3 +125,78 @@ def test_circor_end_to_end(tmp_path):
         assert mean[metric].score == pytest.approx(np.mean(values), abs=1e-5)
         assert mean[metric].std == pytest.approx(np.std(values, ddof=1), abs=1e-5)
     assert {r.representation for r in rows} == {'melspec'} and len({r.run_id for r in rows}) == 1
+
+
+# --- BMD-HS -----------------------------------------------------------------------------------------------------
+
+def make_bmdhs(root: Path, per_class: int = 4) -> dict:
+    """A BMD-HS layout: train.csv (patient_id, AS AR MR MS N, recording_1..8) and train/<recording>.wav, eight
+    recordings per patient (5-s real clips; the published ones are 20 s). Returns {patient_id: label}."""
+    sites = [f'{pos}_{site}' for pos in ('sup', 'sit') for site in ('Mit', 'Tri', 'Pul', 'Aor')]
+    rows, labels = [], {}
+    for c, (label, category) in enumerate((('Murmur', 'cow'), ('Normal', 'wind'))):
+        clips = esc_clips(category)
+        for i in range(per_class):
+            n = 1 + c * per_class + i
+            pid, prefix = f'patient_{n:03d}', ('MR' if label == 'Murmur' else 'N')
+            stems = [f'{prefix}_{n:03d}_{s}' for s in sites]
+            for j, stem in enumerate(stems):
+                write_wav(root / 'train' / f'{stem}.wav', clips[(i + j) % len(clips)])
+            labels[pid] = label
+            rows.append({'patient_id': pid, 'AS': 0, 'AR': 0, 'MR': int(label == 'Murmur'), 'MS': 0,
+                         'N': int(label == 'Normal'), **{f'recording_{k + 1}': s for k, s in enumerate(stems)}})
+    with open(root / 'train.csv', 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return labels
+
+
+@needs_shared
+def test_bmdhs_build_published_split_and_missing_files(tmp_path):
+    from app import bmdhs
+
+    labels = make_bmdhs(tmp_path / 'bmd')
+    split = tmp_path / 'split1.csv'  # the published form: patient_id ... split
+    test = {'patient_001', 'patient_005'}
+    split.write_text('patient_id,label,split\n' + ''.join(
+        f'{p},{labels[p]},{"test" if p in test else "train"}\n' for p in sorted(labels)))
+    (task,) = bmdhs.build(tmp_path / 'bmd', tmp_path / 'out', split_files=str(split))
+    rows, groups = read_csv(task.metadata), read_csv(task.groups)
+    assert len(rows) == 8 * 8 and rows[0]['file_name'] == 'train/MR_001_sup_Mit.wav'
+    patients = {s: {g['patient'] for r, g in zip(rows, groups) if r['split'] == s} for s in ('train', 'valid', 'test')}
+    assert patients['test'] == test
+    # valid: 10 % of each class's 3 training patients -> one each, never a test patient
+    assert len(patients['valid']) == 2 and sorted(labels[p] for p in patients['valid']) == ['Murmur', 'Normal']
+    assert not patients['valid'] & (patients['train'] | patients['test'])
+    assert all(r['label'] == labels[g['patient']] for r, g in zip(rows, groups))
+    (tmp_path / 'bmd' / 'train' / 'N_005_sit_Aor.wav').unlink()
+    with pytest.raises(EvarError, match='N_005_sit_Aor'):
+        bmdhs.build(tmp_path / 'bmd', tmp_path / 'out2')
+    with pytest.raises(EvarError, match='github.com/mHealthBuet'):
+        bmdhs.build(tmp_path / 'nothing', tmp_path / 'out3')
+
+
+@needs_shared
+def test_bmdhs_end_to_end(tmp_path):
+    from app import bmdhs
+    from evar.results import read_rows
+
+    make_bmdhs(tmp_path / 'bmd')
+    tasks = bmdhs.build(tmp_path / 'bmd', tmp_path / 'out', n_splits=2)
+    assert [t.name for t in tasks] == ['bmdhs1', 'bmdhs2']
+    runs = bmdhs.run(MELSPEC, tmp_path / 'out', seeds='7', epochs=10, work_root=tmp_path / 'work',
+                     results_dir=tmp_path / 'results', device='cpu')
+    assert len(runs) == 2
+    metrics = [f'{level}_{m}' for level in ('patient', 'sample')
+               for m in ('accuracy', 'sensitivity', 'specificity', 'f1', 'icbhi_score')]
+    assert list(runs[0].scores) == metrics
+    for r in runs:  # one Murmur and one Normal test patient of eight recordings each
+        s = r.scores
+        assert s['patient_icbhi_score'] == pytest.approx((s['patient_sensitivity'] + s['patient_specificity']) / 2)
+        assert s['patient_accuracy'] in (0, 0.5, 1) and 0 <= s['sample_accuracy'] <= 1
+    rows = read_rows(tmp_path / 'results' / 'bmdhs-scores.csv')
+    mean = {r.metric: r for r in rows if r.task == 'bmdhs'}
+    assert set(mean) == set(metrics) and mean['sample_accuracy'].runs == 2
+    assert mean['sample_accuracy'].score == pytest.approx(np.mean([r.scores['sample_accuracy'] for r in runs]),
+                                                          abs=1e-5)

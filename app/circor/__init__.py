@@ -153,12 +153,8 @@ def run(config_file, data, seeds=(42,), rule: str = 'priority', hidden=(128,), l
         device: cpu or cuda (default: cuda when available).
         progress: progress bars.
     """
-    from evar.embed.source import pick_device
+    from ..runner import parse_hidden, run_folder
 
-    from ..runner import built_tasks, parse_seeds, run_app
-
-    dev = pick_device(device)
-    hidden = tuple(hidden) if isinstance(hidden, (list, tuple)) else (int(hidden),)
-    return run_app(spec(rule, hidden, lr, epochs, early_stop_epochs, device=dev), config_file,
-                   built_tasks(Path(data), NAME), parse_seeds(seeds), options,
-                   None if work_root is None else Path(work_root), dev, Path(results_dir), progress)
+    hidden = parse_hidden(hidden)
+    return run_folder(lambda dev: spec(rule, hidden, lr, epochs, early_stop_epochs, device=dev), NAME, config_file,
+                      data, seeds, options, work_root, results_dir, device, progress)
