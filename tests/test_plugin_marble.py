@@ -161,3 +161,22 @@ def test_example_config_instantiates_as_marble_does(tmp_path, monkeypatch):
     sys.modules.pop(module, None)
     with pytest.raises(EvarError, match='does not exist'):
         _plugin().EvarEncoder(config='config/no_such_model.yaml')
+
+
+def test_subclasses_marbles_base_encoder_when_marble_is_installed(monkeypatch):
+    """With MARBLE importable, EvarEncoder derives from marble.core.base_encoder.BaseEncoder (an ABC over
+    torch.nn.Module with an abstract forward(input_tensor, input_len=None), as MARBLE declares it) and implements it."""
+    import abc
+    import types
+
+    class BaseEncoder(torch.nn.Module, metaclass=abc.ABCMeta):
+        @abc.abstractmethod
+        def forward(self, input_tensor, input_len=None):
+            raise NotImplementedError
+
+    for name in ('marble', 'marble.core', 'marble.core.base_encoder'):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    sys.modules['marble.core.base_encoder'].BaseEncoder = BaseEncoder
+    encoder = _plugin().EvarEncoder(config='config/melspec.yaml')
+    assert isinstance(encoder, BaseEncoder)
+    assert encoder(torch.zeros(2, 16000), torch.tensor([8000, 16000]))[0].shape == (2, 1, 64)
