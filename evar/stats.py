@@ -182,16 +182,24 @@ def weighted_mean_average_precision(y_true: np.ndarray, scores: np.ndarray, weig
         `[B]` mAP per resample (NaN for a resample with no positive at all).
     """
     y_true = np.asarray(y_true).astype(bool)
-    weights = np.asarray(weights, dtype=np.float64)
-    n_b = weights.shape[0]
+    weights = np.asarray(weights)
+    n_b, n = weights.shape
+    clips_first = np.ascontiguousarray(weights.T)  # [N, B]: gathering and summing whole rows is fast
     ap_sum, n_classes = np.zeros(n_b), np.zeros(n_b)
     for c in np.flatnonzero(y_true.any(0)):
-        order = np.argsort(-scores[:, c], kind='stable')
-        s_sorted, hits = scores[order, c], y_true[order, c]
-        ends = np.r_[np.flatnonzero(np.diff(s_sorted) != 0), len(s_sorted) - 1]
-        w = weights[:, order]
-        count = np.cumsum(w, axis=1)[:, ends]  # clips ranked at or above each group of tied scores
-        tp = np.cumsum(w * hits, axis=1)[:, ends]
+        order = np.argsort(-scores[:, c], kind='stable')  # rank positions, best first
+        s_sorted = scores[order, c]
+        ends = np.r_[np.flatnonzero(np.diff(s_sorted) != 0), n - 1]  # last position of each group of tied scores
+        pos = np.flatnonzero(y_true[order, c])  # positions of the positive clips
+        pos_end = ends[np.searchsorted(ends, pos)]  # the end of each positive's group
+        last = np.r_[np.flatnonzero(np.diff(pos_end) != 0), len(pos) - 1]  # last positive of each such group
+        # Precision only matters at the groups holding positives: the weighted clips ranked at or above such a group,
+        # and the weighted positives among them (segment sums between those groups' ends, then running totals).
+        group_ends = pos_end[last]
+        count = np.cumsum(np.add.reduceat(clips_first[order[:group_ends[-1] + 1]], np.r_[0, group_ends[:-1] + 1],
+                                          axis=0), axis=0, dtype=np.float64).T
+        tp = np.cumsum(np.add.reduceat(clips_first[order[pos]], np.r_[0, last[:-1] + 1], axis=0), axis=0,
+                       dtype=np.float64).T
         new_tp = np.diff(tp, axis=1, prepend=0.0)
         precision = np.divide(tp, count, out=np.zeros_like(tp), where=count > 0)
         n_pos = tp[:, -1]
@@ -282,6 +290,7 @@ def paired_bootstrap_map(y_true: np.ndarray, scores_a: np.ndarray, scores_b: np.
                 - np.mean([mean_average_precision(y_true, s) for s in sb]))
     diffs = []
     for w in resample_weights(len(y_true), n_resamples, seed, chunk=250):
+        w = w.astype(np.int32)  # counts <= N: exact, and half the memory traffic of int64
         diffs.append(np.mean([weighted_mean_average_precision(y_true, s, w) for s in sa], 0)
                      - np.mean([weighted_mean_average_precision(y_true, s, w) for s in sb], 0))
     return _summarise(float(observed), np.concatenate(diffs), n_resamples, seed, level)

@@ -194,6 +194,37 @@ def test_compare_reports_and_refuses_other_clips(hand_runs, tmp_path, monkeypatc
         compare('good', 'nobody', results=hand_runs)
 
 
+def test_compare_multilabel_runs_over_folds(tmp_path, monkeypatch):
+    """mAP: each seed's fold files are read together, clips sorted by file name; the observed difference is the
+    metric's on all clips, and the bootstrap skips classes without positives."""
+    from evar.summarize import compare
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(5)
+    classes = ['dog', 'cat', 'rain']
+    y = (rng.random((60, 3)) < 0.3).astype(int)
+    y[0] = [1, 1, 1]
+    text, scores = HEADER, {}
+    for model, noise in (('a', 0.3), ('b', 1.0)):
+        log = tmp_path / 'logs' / model
+        log.mkdir(parents=True)
+        scores[model] = np.clip(y + noise * rng.standard_normal((60, 3)), 0, None).round(5)
+        for fold, clips in ((1, range(0, 30)), (2, range(30, 60))):
+            with open(log / f'predictions-seed7-fold{fold}.csv', 'w', newline='') as f:
+                w = csv.writer(f)
+                w.writerow(['file_name', 'label'] + classes)
+                for i in reversed(clips):  # not in file-name order
+                    w.writerow([f'clip{i:02d}.wav', ','.join(c for c, v in zip(classes, y[i]) if v),
+                                *(f'{v:.5f}' for v in scores[model][i])])
+        text += f'{model},tags,0.5,x,"seed 7; log logs/{model}",,1,7,mAP,linear,linear,\n'
+    (tmp_path / 'scores.csv').write_text(text)
+    (result,) = compare('a', 'b', results=tmp_path / 'scores.csv', n_resamples=500)
+    assert result.metric == 'mAP' and result.n_clips == 60 and result.mcnemar is None
+    assert result.score_a == pytest.approx(mean_average_precision(y, scores['a']))
+    assert result.bootstrap.difference == pytest.approx(result.score_a - result.score_b)
+    assert result.p_value == result.bootstrap.p_value and result.bootstrap.interval.low > 0  # a clearly better
+
+
 # --- end to end on real runs ----------------------------------------------------------------------------------------
 
 @needs_shared
