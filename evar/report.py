@@ -31,7 +31,7 @@ from typing import Optional
 from .errors import EvarError
 from .fileio import atomic_write_text
 from .results.aggregate import (OVERALL, WEIGHTING_NOTE, domain_scores, mean_ranks, task_ranks, task_test_sizes)
-from .summarize import STD_NOTE, Summary, show, summarize
+from .summarize import CI_NOTE, STD_NOTE, TIE_NOTE, Summary, interval_cell_text, show, summarize
 
 _LOG_DIR = re.compile(r'; log (\S.*?)\s*$')
 
@@ -314,6 +314,9 @@ def render_html(report: Report) -> str:
     runs = _table(['model', *s.tasks], [[m.label, *(f'{m.cells[t].runs} seed{"s" * (m.cells[t].runs > 1)}' + (
         f' x {m.cells[t].folds} folds, ± {_pct(m.cells[t].fold_std)} over all' if m.cells[t].folds else '')
         if t in m.cells else '-' for t in s.tasks)] for m in s.rows], 'runs')
+    intervals = _table(['model', *s.tasks], [[m.label, *(
+        interval_cell_text(m, t, m.cells[t]) + (' ◆' if m.best_or_tied.get(t) else '') if t in m.cells else '-'
+        for t in s.tasks)] for m in s.rows], 'intervals')
     tasks = _table(['task', 'domain', 'test clips', 'test clips from'],
                    [[t, report.domains[t] or '(none: overall only)', report.test_sizes.get(t, 'unknown'),
                      report.size_sources.get(t, '-')] for t in s.tasks], 'tasks')
@@ -350,6 +353,8 @@ img.plot {{ max-width: 100%; }}
 <p class="note">From {esc(sources)}.{filt} Scores in %: mean ± {esc(STD_NOTE)}; a single run shows the mean only.</p>
 <h2>Scores</h2>{scores}
 <h3>Runs behind each cell</h3>{runs}
+<h3>95 % confidence intervals and ties</h3><p class="note">Mean in % with its {esc(CI_NOTE)}; n: test clips.
+{esc(TIE_NOTE.replace('**bold**', '◆'))}.</p>{intervals}
 <h2>Heatmaps</h2><div class="grid">{_img(heatmap(report), 'plot-heatmap-scores', 'heatmap of scores')}
 {_img(heatmap(report, ranks=True), 'plot-heatmap-ranks', 'heatmap of ranks')}</div>
 <h2>Domains</h2>

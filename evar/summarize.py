@@ -595,17 +595,19 @@ def _interval_text(interval) -> str:
     return '' if interval is None else f'[{_pct(interval.low)}, {_pct(interval.high)}]'
 
 
+def interval_cell_text(model: ModelRow, task: str, cell: Cell) -> str:
+    """A cell of the interval table: 'mean [low, high], n=clips' in percent ('(1 run)' where no interval exists)."""
+    ci = _interval_text(model.intervals.get(task)) or f'({cell.runs} run{"s" if cell.runs > 1 else ""})'
+    n = model.test_clips.get(task)
+    return f'{_pct(cell.mean)} {ci}' + (f', n={n}' if n is not None else '')
+
+
 def interval_markdown(summary: Summary) -> list:
     """The lines of the second table: per cell the mean in percent with its 95 % interval and the test clips."""
-    def cell_text(model, task, c):
-        ci = _interval_text(model.intervals.get(task)) or f'({c.runs} run{"s" if c.runs > 1 else ""})'
-        n = model.test_clips.get(task)
-        return f'{_pct(c.mean)} {ci}' + (f', n={n}' if n is not None else '')
-
     lines = [f'Mean in % with its {CI_NOTE}; n: test clips (summed over folds).', '',
              *_table_head(summary.tasks)]
     for model in summary.rows:
-        cells = _cell_texts(model, summary.tasks, cell_text)
+        cells = _cell_texts(model, summary.tasks, interval_cell_text)
         lines.append(f'| {_md_escape(model.label)} | ' + ' | '.join(cells) + ' |')
     return lines
 

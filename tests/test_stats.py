@@ -163,6 +163,12 @@ def test_summary_marks_best_and_tied_and_writes_intervals(hand_runs, tmp_path, m
     assert out['close']['t1_best_or_tied'] == 'True' and out['close']['t2_best_or_tied'] == 'False'
     assert out['poor']['t2_best_or_tied'] == '' and out['good']['t1_test_clips'] == '200'
     assert float(out['close']['t1_ci_low']) == pytest.approx(100 * ci.low, abs=1e-4)
+    pytest.importorskip('matplotlib')
+    from evar.report import build_report, render_html
+
+    page = render_html(build_report(s))  # the HTML report's interval table carries the same marks
+    table = page.split('id="intervals"', 1)[1].split('</table>', 1)[0]
+    assert table.count('◆') == 3 and 'n=200' in table
 
 
 def test_compare_reports_and_refuses_other_clips(hand_runs, tmp_path, monkeypatch):
