@@ -175,9 +175,15 @@ def run_app(spec: AppSpec, config_file, tasks: Sequence[BuiltTask], seeds: Seque
     return runs
 
 
+def mean_group(task: str) -> str:
+    """The task whose mean a run joins: the task's name without its split number (circor2 -> circor, sprs_intra ->
+    sprs_intra): the splits of one test set are averaged, different test sets never."""
+    return task.rstrip('0123456789') or task
+
+
 def record(spec: AppSpec, embedded_tasks: list, runs: list, results_dir: Path, elapsed: float) -> Path:
-    """Appends one `ResultRow` per (task, seed, metric) and one mean row (sample std) per metric over all runs to
-    `<results_dir>/<name>-scores.csv`; returns that path."""
+    """Appends one `ResultRow` per (task, seed, metric) and, per `mean_group` and metric, one row with the mean and
+    sample std over its seeds and splits to `<results_dir>/<name>-scores.csv`; returns that path."""
     from evar.modes.linear import settings_id
     from evar.results import ResultRow, append_rows
 
@@ -200,16 +206,19 @@ def record(spec: AppSpec, embedded_tasks: list, runs: list, results_dir: Path, e
                                   report=(f'{spec.name} {spec.head_name}: {cfg.name} {run.task} seed {run.seed} -> '
                                           f'{metric} {value:.5f} (valid {run.best_valid:.5f} at epoch '
                                           f'{run.best_epoch}); config {cfg.path}')))
-    for metric in runs[0].scores:
-        values = np.array([r.scores[metric] for r in runs], dtype=np.float64)
-        std = float(values.std(ddof=1)) if len(values) > 1 else None
-        tasks = sorted({r.task for r in runs})
-        seeds = sorted({r.seed for r in runs})
-        rows.append(ResultRow(**base, task=spec.name, score=float(values.mean()), std=std, runs=len(values),
-                              seed=';'.join(map(str, seeds)), metric=metric,
-                              report=(f'{spec.name} {spec.head_name}: {cfg.name} mean of {len(values)} runs (tasks '
-                                      f'{tasks} x seeds {seeds}) -> {metric} {values.mean():.5f} +- '
-                                      f'{0.0 if std is None else std:.5f}; config {cfg.path}')))
+    groups: dict = {}
+    for run in runs:
+        groups.setdefault(mean_group(run.task), []).append(run)
+    for group, members in groups.items():
+        tasks, seeds = sorted({r.task for r in members}), sorted({r.seed for r in members})
+        for metric in members[0].scores:
+            values = np.array([r.scores[metric] for r in members], dtype=np.float64)
+            std = float(values.std(ddof=1)) if len(values) > 1 else None
+            rows.append(ResultRow(**base, task=group, score=float(values.mean()), std=std, runs=len(values),
+                                  seed=';'.join(map(str, seeds)), metric=metric,
+                                  report=(f'{spec.name} {spec.head_name}: {cfg.name} mean of {len(values)} runs '
+                                          f'(tasks {tasks} x seeds {seeds}) -> {metric} {values.mean():.5f} +- '
+                                          f'{0.0 if std is None else std:.5f}; config {cfg.path}')))
     path = results_dir / f'{spec.name}-scores.csv'
     append_rows(path, rows)
     log.info(f'-> {path}')

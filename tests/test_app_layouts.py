@@ -105,6 +105,7 @@ def test_circor_missing_data_says_where_to_get_it(tmp_path):
         circor.build(tmp_path / 'nothing', tmp_path / 'out')
 
 
+@pytest.mark.slow
 @needs_shared
 def test_circor_end_to_end(tmp_path):
     from app import circor
@@ -131,7 +132,7 @@ def test_circor_end_to_end(tmp_path):
 
 def make_bmdhs(root: Path, per_class: int = 4) -> dict:
     """A BMD-HS layout: train.csv (patient_id, AS AR MR MS N, recording_1..8) and train/<recording>.wav, eight
-    recordings per patient (5-s real clips; the published ones are 20 s). Returns {patient_id: label}."""
+    recordings per patient (2-s real clips; the published ones are 20 s). Returns {patient_id: label}."""
     sites = [f'{pos}_{site}' for pos in ('sup', 'sit') for site in ('Mit', 'Tri', 'Pul', 'Aor')]
     rows, labels = [], {}
     for c, (label, category) in enumerate((('Murmur', 'cow'), ('Normal', 'wind'))):
@@ -141,7 +142,7 @@ def make_bmdhs(root: Path, per_class: int = 4) -> dict:
             pid, prefix = f'patient_{n:03d}', ('MR' if label == 'Murmur' else 'N')
             stems = [f'{prefix}_{n:03d}_{s}' for s in sites]
             for j, stem in enumerate(stems):
-                write_wav(root / 'train' / f'{stem}.wav', clips[(i + j) % len(clips)])
+                write_wav(root / 'train' / f'{stem}.wav', clips[(i + j) % len(clips)][:32000])  # 2 s
             labels[pid] = label
             rows.append({'patient_id': pid, 'AS': 0, 'AR': 0, 'MR': int(label == 'Murmur'), 'MS': 0,
                          'N': int(label == 'Normal'), **{f'recording_{k + 1}': s for k, s in enumerate(stems)}})
@@ -177,6 +178,7 @@ def test_bmdhs_build_published_split_and_missing_files(tmp_path):
         bmdhs.build(tmp_path / 'nothing', tmp_path / 'out3')
 
 
+@pytest.mark.slow
 @needs_shared
 def test_bmdhs_end_to_end(tmp_path):
     from app import bmdhs
@@ -200,3 +202,129 @@ def test_bmdhs_end_to_end(tmp_path):
     assert set(mean) == set(metrics) and mean['sample_accuracy'].runs == 2
     assert mean['sample_accuracy'].score == pytest.approx(np.mean([r.scores['sample_accuracy'] for r in runs]),
                                                           abs=1e-5)
+
+
+# --- ICBHI 2017 and SPRSound ------------------------------------------------------------------------------------
+
+ICBHI_SOUNDS = {'normal': 'rain', 'crackle': 'keyboard_typing', 'wheeze': 'crying_baby', 'both': 'clock_alarm'}
+
+
+def make_icbhi(root: Path, n_patients: int = 8, n_test: int = 2) -> dict:
+    """An ICBHI 2017 layout: <pid>_1b1_Al_sc_Meditron.wav + .txt (one cycle of 2.5 s per class, in a rotating order)
+    and ICBHI_challenge_train_test.txt (the last `n_test` patients test). Returns {recording: split}."""
+    sounds = {label: esc_clips(cat) for label, cat in ICBHI_SOUNDS.items()}
+    labels = list(ICBHI_SOUNDS)
+    flags = {'normal': (0, 0), 'crackle': (1, 0), 'wheeze': (0, 1), 'both': (1, 1)}
+    splits = {}
+    root.mkdir(parents=True)
+    for i in range(n_patients):
+        stem = f'{101 + i}_1b1_Al_sc_Meditron'
+        order = labels[i % 4:] + labels[:i % 4]
+        wav = np.concatenate([sounds[lab][i % len(sounds[lab])][:40000] for lab in order])
+        write_wav(root / f'{stem}.wav', wav)
+        (root / f'{stem}.txt').write_text(''.join(f'{2.5 * k:.3f}\t{2.5 * (k + 1):.3f}\t{flags[lab][0]}\t'
+                                                  f'{flags[lab][1]}\n' for k, lab in enumerate(order)))
+        splits[stem] = 'test' if i >= n_patients - n_test else 'train'
+    (root / 'ICBHI_challenge_train_test.txt').write_text(''.join(f'{s}\t{v}\n' for s, v in splits.items()))
+    return splits
+
+
+@needs_shared
+def test_icbhi_build_cycles_official_split_and_valid(tmp_path):
+    from app.icbhi_sprs import build_icbhi
+
+    splits = make_icbhi(tmp_path / 'ICBHI_final_database')
+    task = build_icbhi(tmp_path / 'ICBHI_final_database', tmp_path / 'out')
+    rows, groups = read_csv(task.metadata), read_csv(task.groups)
+    assert len(rows) == 8 * 4
+    first = [r for r in rows if r['file_name'].startswith('icbhi/102_1b1_Al_sc_Meditron_')]
+    assert [r['label'] for r in first] == ['crackle', 'wheeze', 'both', 'normal']  # the rotated order of patient 102
+    import soundfile as sf
+
+    assert sf.info(str(tmp_path / 'out' / first[0]['file_name'])).frames == 40000  # a 2.5-s cycle
+    by_split = {}
+    for r, g in zip(rows, groups):
+        by_split.setdefault(r['split'], set()).add(g['patient'])
+        assert r['split'] == 'valid' or r['split'] == splits[g['recording']]  # official test stays test
+    assert by_split['test'] == {'107', '108'}
+    assert len(by_split['valid']) == 1 and not by_split['valid'] & by_split['train']  # carved from training
+    (tmp_path / 'ICBHI_final_database' / '103_1b1_Al_sc_Meditron.txt').write_text('0.0 1.0 2 0\n')
+    with pytest.raises(EvarError, match='103_1b1_Al_sc_Meditron.txt, line 1'):
+        build_icbhi(tmp_path / 'ICBHI_final_database', tmp_path / 'out2')
+    with pytest.raises(EvarError, match='bhichallenge'):
+        build_icbhi(tmp_path / 'nothing', tmp_path / 'out3')
+
+
+def make_sprs(root: Path) -> None:
+    """A SPRSound (BioCAS 2022) layout: train2022_wav/ + train2022_json/ (5 patients), test2022_wav/ +
+    test2022_json/inter_test_json/ (2 new patients) and intra_test_json/ (2 training patients' new recordings);
+    events of 1 s in ms, one 'Poor Quality' recording without events."""
+    kinds = {'Normal': 'rain', 'Wheeze': 'crying_baby', 'Fine Crackle': 'keyboard_typing',
+             'Wheeze & Crackle': 'clock_alarm'}
+    sounds = {k: esc_clips(c) for k, c in kinds.items()}
+
+    def recording(folder, json_folder, stem, types, record='CAS'):
+        wav = np.concatenate([sounds[t][len(stem) % len(sounds[t])][:16000] for t in types] or [np.zeros(16000)])
+        write_wav(root / folder / f'{stem}.wav', wav, 8000)  # SPRSound's recordings are 8 kHz
+        events = [{'start': str(1000 * k), 'end': str(1000 * (k + 1)), 'type': t} for k, t in enumerate(types)]
+        (root / json_folder).mkdir(parents=True, exist_ok=True)
+        (root / json_folder / f'{stem}.json').write_text(json.dumps({'record_annotation': record,
+                                                                     'event_annotation': events}))
+
+    order = list(kinds)
+    for i in range(5):
+        recording('train2022_wav', 'train2022_json', f'{65000000 + i}_3.4_1_p1_{100 + i}', order[i % 4:] + order[:i % 4])
+    recording('train2022_wav', 'train2022_json', '65000009_2.0_0_p2_199', [], record='Poor Quality')
+    for i in range(2):
+        recording('test2022_wav', 'test2022_json/inter_test_json', f'{41000000 + i}_5.0_0_p3_{300 + i}', order)
+        recording('test2022_wav', 'test2022_json/intra_test_json', f'{65000000 + i}_3.4_1_p4_{400 + i}', order[::-1])
+
+
+@needs_shared
+def test_sprs_build_intra_inter(tmp_path):
+    from app.icbhi_sprs import build_sprs
+
+    make_sprs(tmp_path / 'BioCAS2022')
+    inter, intra = build_sprs(tmp_path / 'BioCAS2022', tmp_path / 'out')
+    assert (inter.name, intra.name) == ('sprs_inter', 'sprs_intra')
+
+    def patients(task):
+        out = {}
+        for r, g in zip(read_csv(task.metadata), read_csv(task.groups)):
+            out.setdefault(r['split'], set()).add(g['patient'])
+        return out, {r['label'] for r in read_csv(task.metadata)}
+
+    (p_inter, labels), (p_intra, _) = patients(inter), patients(intra)
+    assert labels == {'Normal', 'Wheeze', 'Fine Crackle', 'Wheeze+Crackle'}  # '&' spelling normalised
+    assert p_inter['test'] == {'41000000', '41000001'} and not p_inter['test'] & p_inter['train']
+    assert p_intra['test'] == {'65000000', '65000001'} and p_intra['test'] <= p_inter['train'] | p_inter['valid']
+    assert p_inter['train'] == p_intra['train'] and len(p_inter['valid']) == 1  # one shared, carved valid split
+    assert not p_inter['valid'] & p_inter['train']
+    assert len(read_csv(inter.metadata)) == 5 * 4 + 2 * 4  # the poor-quality recording has no event
+
+
+@pytest.mark.slow
+@needs_shared
+def test_icbhi_sprs_end_to_end(tmp_path):
+    from app.icbhi_sprs import build_icbhi, build_sprs, run
+    from evar.results import read_rows
+
+    make_icbhi(tmp_path / 'icbhi')
+    make_sprs(tmp_path / 'sprs')
+    build_icbhi(tmp_path / 'icbhi', tmp_path / 'out')
+    build_sprs(tmp_path / 'sprs', tmp_path / 'out')
+    common = dict(epochs=4, frame_pool=10, lr=1e-3, work_root=tmp_path / 'work', results_dir=tmp_path / 'results',
+                  device='cpu')
+    icbhi = run(MELSPEC, tmp_path / 'out', dataset='icbhi', seeds='1,2', **common)
+    sprs = run(MELSPEC, tmp_path / 'out', dataset='sprs', seeds=3, head='mlp', **common)
+    assert [r.task for r in icbhi] == ['icbhi', 'icbhi'] and [r.task for r in sprs] == ['sprs_inter', 'sprs_intra']
+    for r in icbhi + sprs:
+        s = r.scores
+        assert s['score'] == pytest.approx((s['sensitivity'] + s['specificity']) / 2)
+        assert 0 <= s['accuracy'] <= 1
+    rows = read_rows(tmp_path / 'results' / 'icbhi_sprs-scores.csv')
+    means = {(r.task, r.metric): r for r in rows if r.runs > 1}
+    assert means['icbhi', 'score'].score == pytest.approx(np.mean([r.scores['score'] for r in icbhi]), abs=1e-5)
+    assert {r.head for r in rows} == {'transformer2', 'mlp128'}
+    # sprs_inter and sprs_intra are different test sets: each keeps its own row, never one mean of both
+    assert {r.task for r in rows if r.head == 'mlp128'} == {'sprs_inter', 'sprs_intra'}
