@@ -56,7 +56,7 @@ STD_NOTE = 'sample std over runs (ddof=1)'
 AGG_MARK = '†'  # a cell computed from aggregate rows only
 ALPHA = 0.05  # significance level of the best-or-tied marks
 CI_NOTE = ("Student's t 95 % confidence interval of the mean over seeds (over every seed x fold score where the task "
-           'has folds); it reflects training randomness on a fixed test set')
+           'has folds; clipped to [0, 100]); it reflects training randomness on a fixed test set')
 TIE_NOTE = ('**bold**: the best mean on the task and every model not significantly different from it at 5 % '
             "(McNemar's exact test for accuracy, paired bootstrap over test clips for mAP; Holm-corrected across the "
             "tasks of each line); only where the runs' per-clip predictions are found")
@@ -239,12 +239,15 @@ def summarize(filter=None, results='results/scores.csv', significance: bool = Tr
 
 def cell_interval(cell: Cell):
     """The Student-t 95 % interval (`evar.stats.Interval`, fractions) of a cell's mean: over its seeds' scores, or
-    over every (seed, fold) score where the rows record fold scores; None for a single score."""
-    from .stats import t_interval_from_summary
+    over every (seed, fold) score where the rows record fold scores, clipped to [0, 1] (the range of every metric
+    evar records); None for a single score."""
+    from .stats import Interval, t_interval_from_summary
 
     if cell.folds and cell.fold_std is not None:
-        return t_interval_from_summary(cell.mean, cell.fold_std, cell.runs * cell.folds)
-    return t_interval_from_summary(cell.mean, cell.std, cell.runs)
+        ci = t_interval_from_summary(cell.mean, cell.fold_std, cell.runs * cell.folds)
+    else:
+        ci = t_interval_from_summary(cell.mean, cell.std, cell.runs)
+    return None if ci is None else Interval(max(ci.low, 0.0), min(ci.high, 1.0), ci.level)
 
 
 # --- per-clip predictions and paired comparisons -------------------------------------------------------------------
