@@ -130,7 +130,8 @@ def test_likelihood_route_on_a_multi_label_task_matches_reference(tmp_path, monk
     test = [i for i in range(24) if i % 3 == 2]
     rms = np.array([np.sqrt(np.mean(load_audio(esc / 'audio' / clips[i]['filename'], 16000)[0].astype(np.float64)
                                     ** 2)) for i in test])
-    scores = np.stack([np.mean([-np.abs(100 * rms - len(t.format(c)) / 10) for t in templates], axis=0)
+    # the default caption_pool: a class scores as its best caption
+    scores = np.stack([np.max([-np.abs(100 * rms - len(t.format(c)) / 10) for t in templates], axis=0)
                        for c in result.classes], axis=1)
     # float32 audio and likelihoods in the fake model: 1e-4 relative is far above their rounding.
     np.testing.assert_allclose(result.scores, scores, rtol=1e-4)
@@ -144,6 +145,18 @@ def test_likelihood_route_on_a_multi_label_task_matches_reference(tmp_path, monk
     with open(tmp_path / 'results' / 'scores.csv', newline='') as f:
         (row,) = list(csv.DictReader(f))
     assert (row['task'], row['head'], row['metric']) == ('zs_ml', 'likelihood', 'mAP')
+    assert 'likelihood, max over captions' in row['report'] and '"caption_pool":"max"' in row['settings']
+
+
+def test_caption_pools_by_hand():
+    from evar.modes.zeroshot import pool_captions
+
+    scores = np.array([[-1.0, -3.0, -2.0, -0.5], [-4.0, -1.0, -6.0, -2.0]])  # 2 clips x 4 captions
+    owner = np.array([0, 0, 1, 1])  # captions 0-1: class 0, captions 2-3: class 1
+    np.testing.assert_array_equal(pool_captions(scores, owner, 2, 'max'), [[-1.0, -0.5], [-1.0, -2.0]])
+    np.testing.assert_array_equal(pool_captions(scores, owner, 2, 'mean'), [[-2.0, -1.25], [-2.5, -4.0]])
+    with pytest.raises(EvarError, match="caption_pool must be one of max, mean; got 'median'"):
+        pool_captions(scores, owner, 2, 'median')
 
 
 def test_model_without_text_side_stops_with_one_error(tmp_path, work):

@@ -4,7 +4,9 @@ Each class gets one or more captions (evar.captions: EVAR's rules, templates, or
 joint audio-text space (`encode_text`, evar.models.audio_text) scores a clip by the cosine similarity of its
 L2-normalised whole-clip embedding with each class's text embedding (a prompt ensemble's normalised mean); a
 generative model (`caption_log_likelihood` only) by the length-normalised log-likelihood of each caption given the
-clip, averaged over a class's captions. Single-label tasks report accuracy (argmax), multi-label ones mAP (the
+clip, pooled over a class's captions by `caption_pool`: `max` by default (a class whose captions are alternatives,
+as Speech Commands' `_unknown_` = any of 25 other words, is as likely as its best caption; their mean would rank
+it below every single word), `mean` for paraphrases. Single-label tasks report accuracy (argmax), multi-label ones mAP (the
 task's metric). Every fold's test clips are scored, so a k-fold task scores all of its clips, as EVAR does.
 
 Clips are embedded whole (`crop: full`, through the shared embedding path and its cache); models that pad or
@@ -67,9 +69,31 @@ def cosine_scores(audio_embs: np.ndarray, class_embs: np.ndarray) -> np.ndarray:
     return a @ (c / np.linalg.norm(c, axis=1, keepdims=True).clip(min=1e-12)).T
 
 
-def likelihood_scores(source, rows: np.ndarray, texts: tuple, owner: np.ndarray, n_classes: int) -> np.ndarray:
-    """Mean over each class's captions of `caption_log_likelihood`, float64 [len(rows), n_classes]; whole clips,
-    `extract_batch_size` at a time, under inference mode (not cached: the scores depend on the captions)."""
+CAPTION_POOLS = ('max', 'mean')
+
+
+def _check_pool(pool: str) -> None:
+    if pool not in CAPTION_POOLS:
+        raise EvarError(f'caption_pool must be one of {", ".join(CAPTION_POOLS)}; got {pool!r}.')
+
+
+def pool_captions(scores: np.ndarray, owner: np.ndarray, n_classes: int, pool: str) -> np.ndarray:
+    """Class scores from caption scores: float64 [N, n_classes] from `scores` [N, n_captions], caption j belonging to
+    class `owner[j]`, by the `max` or the `mean` over each class's captions.
+
+    Raises:
+        EvarError: `pool` not in CAPTION_POOLS.
+    """
+    _check_pool(pool)
+    reduce = np.max if pool == 'max' else np.mean
+    return np.stack([reduce(scores[:, owner == c], axis=1) for c in range(n_classes)], axis=1)
+
+
+def likelihood_scores(source, rows: np.ndarray, texts: tuple, owner: np.ndarray, n_classes: int,
+                      pool: str = 'max') -> np.ndarray:
+    """`caption_log_likelihood` of every caption pooled per class (`pool_captions`), float64 [len(rows), n_classes];
+    whole clips, `extract_batch_size` at a time, under inference mode (not cached: the scores depend on the
+    captions)."""
     import torch
 
     from ..data import ClipDataset, collate_clips
@@ -87,14 +111,13 @@ def likelihood_scores(source, rows: np.ndarray, texts: tuple, owner: np.ndarray,
                 raise EvarError(info)
             ll = model.caption_log_likelihood(wav.to(source.device), lengths.to(source.device), list(texts))
             out[start:start + len(wav)] = ll.double().cpu().numpy()
-    counts = np.bincount(owner, minlength=n_classes)
-    return np.stack([out[:, owner == c].sum(1) / counts[c] for c in range(n_classes)], axis=1)
+    return pool_captions(out, owner, n_classes, pool)
 
 
 def zeroshot(config_file, task, options: str = '', templates=(), captions: Optional[Path] = None,
              unit_sec: Optional[float] = None, work_root: Optional[Path] = None, results_dir: Path = Path('results'),
              logs_dir: Path = Path('logs'), device: Optional[str] = None, bf16: bool = False, progress: bool = True,
-             recompute: bool = False) -> ZeroShotResult:
+             recompute: bool = False, caption_pool: Optional[str] = None) -> ZeroShotResult:
     """Runs zero-shot classification of `task` with the audio-text model of `config_file` and appends a row to
     `results_dir`/scores.csv (task `zs_<task>`, mode `zeroshot`, head = the route).
 
@@ -107,9 +130,12 @@ def zeroshot(config_file, task, options: str = '', templates=(), captions: Optio
         captions: a captions YAML (class label -> caption or list), overriding templates.
         unit_sec: overrides the task's unit length (it only enters the cache key: clips are not cropped).
         work_root, results_dir, logs_dir, device, bf16, progress, recompute: as `evar.modes.linear.lineareval`.
+        caption_pool: how the likelihood route pools a class's caption scores, 'max' (None: the default) or
+            'mean'; the cosine route averages the captions' embeddings (EVAR's prompt ensemble) and refuses it.
 
     Raises:
-        EvarError: bad input (before any embedding), or a model without a text side.
+        EvarError: bad input (before any embedding), a model without a text side, or caption_pool with the cosine
+            route.
     """
     from ..captions import class_captions, ensemble_embeddings, text_embeddings
     from ..metrics import score as metric_score
@@ -119,6 +145,8 @@ def zeroshot(config_file, task, options: str = '', templates=(), captions: Optio
         write_predictions
 
     t_start = time.perf_counter()
+    if caption_pool is not None:
+        _check_pool(caption_pool)
     options = f'{options},crop=full' if options else 'crop=full'  # whole clips, whatever the YAML says
     prepared = prepare_run(config_file, task, options, seeds=(), unit_sec=unit_sec, work_root=work_root,
                            device=device, bf16=bf16, progress=progress)
@@ -130,14 +158,20 @@ def zeroshot(config_file, task, options: str = '', templates=(), captions: Optio
     caps = class_captions(task_def.name, classes, templates, captions, prepared.work_root)
     texts, owner = caps.flat()
     route = text_route(source.model(), str(cfg.path))
+    if route == 'cosine' and caption_pool is not None:
+        raise EvarError(f'--caption_pool applies to the likelihood route; {cfg.path} has a joint audio-text space, '
+                        'whose class embedding is the mean of its captions\' embeddings (EVAR\'s prompt ensemble).')
+    pool = None if route == 'cosine' else caption_pool or 'max'
     settings = {**common_settings(prepared, unit_sec), 'mode': 'zeroshot', 'route': route,
-                'captions': [list(group) for group in caps.captions]}
+                'captions': [list(group) for group in caps.captions],
+                **({'caption_pool': pool} if pool is not None else {})}
     run_id = settings_id(settings)
     task_name = f'zs_{task_def.name}'
     log_dir = Path(logs_dir) / f'{cfg.name}-{task_name}-{run_id}'
     setup_logging(log_dir)
     log.info(f'zero-shot {cfg.name} ({cfg.audio_repr}) on {task_def.name}: {len(rows)} test clips over folds '
-             f'{prepared.folds}, {len(classes)} classes, {len(texts)} captions ({caps.source}), route {route}')
+             f'{prepared.folds}, {len(classes)} classes, {len(texts)} captions ({caps.source}), route {route}'
+             + (f', {pool} over each class\'s captions' if pool else ''))
     log.info(f'captions: {texts[:3]} ...')
     try:
         if route == 'cosine':
@@ -146,7 +180,7 @@ def zeroshot(config_file, task, options: str = '', templates=(), captions: Optio
             class_embs = ensemble_embeddings(text_embeddings(source, texts, recompute), owner, len(classes))
             scores = cosine_scores(np.concatenate(by_fold), class_embs)
         else:
-            scores = likelihood_scores(source, rows, texts, owner, len(classes))
+            scores = likelihood_scores(source, rows, texts, owner, len(classes), pool)
         value = metric_score(task_def.metric, targets, scores)
         log.info(f'{task_name}: {task_def.metric} {value:.5f}')
         write_predictions(log_dir / 'predictions.csv', metadata, rows, classes, scores, targets,
@@ -173,7 +207,9 @@ def _record(prepared, task_name: str, value: float, route: str, run_id: str, set
                     weight_hash=prepared.source.weight_digest(), elapsed_sec=elapsed,
                     timestamp=time.strftime('%Y-%m-%dT%H:%M:%S'),
                     settings=json.dumps(settings, sort_keys=True, default=str, separators=(',', ':')),
-                    report=f'Zero-shot evaluation: {cfg.name} {task_name} -> {value:.5f} ({route}); config {cfg.path}; '
+                    report=f'Zero-shot evaluation: {cfg.name} {task_name} -> {value:.5f} ({route}'
+                           + (f', {settings["caption_pool"]} over captions' if 'caption_pool' in settings else '')
+                           + f'); config {cfg.path}; '
                            f'log {log_dir}')
     append_rows(results_dir / 'scores.csv', [row])
     log.info(f'-> {results_dir / "scores.csv"}')
@@ -182,7 +218,7 @@ def _record(prepared, task_name: str, value: float, route: str, run_id: str, set
 def zeroshot_command(config_file: str, task: str, options: str = '', templates=(), captions: Optional[str] = None,
                      unit_sec: Optional[float] = None, work_root: Optional[str] = None, results_dir: str = 'results',
                      logs_dir: str = 'logs', device: Optional[str] = None, bf16: bool = False, progress: bool = True,
-                     recompute: bool = False) -> None:
+                     recompute: bool = False, caption_pool: Optional[str] = None) -> None:
     """Zero-shot classification of TASK with the audio-text model of CONFIG_FILE (EVAR's zeroshot.py): each clip
     is scored against a caption per class (cosine similarity in the joint space, or caption likelihood), accuracy
     or mAP over every fold's test clips, appended to results/scores.csv as task zs_TASK.
@@ -195,7 +231,9 @@ def zeroshot_command(config_file: str, task: str, options: str = '', templates=(
             "['the sound of {}', '{} can be heard']" (several: a prompt ensemble); default EVAR's rules.
         captions: a captions YAML, class label -> caption or list of captions (overrides templates).
         unit_sec, work_root, results_dir, logs_dir, device, bf16, progress, recompute: as `evar linear`.
+        caption_pool: likelihood route only: 'max' (default; a class is as likely as its best caption) or 'mean'.
     """
     zeroshot(config_file, task, options=options, templates=templates, captions=None if captions is None
              else Path(captions), unit_sec=unit_sec, work_root=work_root, results_dir=Path(results_dir),
-             logs_dir=Path(logs_dir), device=device, bf16=bf16, progress=progress, recompute=recompute)
+             logs_dir=Path(logs_dir), device=device, bf16=bf16, progress=progress, recompute=recompute,
+             caption_pool=caption_pool)
