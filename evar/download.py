@@ -298,8 +298,8 @@ def _unpack_7z(archive: Path, out: Path) -> None:
     try:
         import py7zr
     except ImportError as e:
-        raise EvarError(f'{archive} is a 7z archive: install py7zr (pip install py7zr) and rerun, or unpack it by '
-                        'hand and run `python -m evar.metadata`.') from e
+        raise EvarError(f'{archive} is a 7z archive: install py7zr (pip install py7zr, or evar[download]) and rerun, '
+                        'or unpack it by hand and run `python -m evar.metadata`.') from e
     with py7zr.SevenZipFile(archive) as z:
         for name in z.getnames():
             _safe_member(name, archive)
