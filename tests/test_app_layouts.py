@@ -328,3 +328,35 @@ def test_icbhi_sprs_end_to_end(tmp_path):
     assert {r.head for r in rows} == {'transformer2', 'mlp128'}
     # sprs_inter and sprs_intra are different test sets: each keeps its own row, never one mean of both
     assert {r.task for r in rows if r.head == 'mlp128'} == {'sprs_inter', 'sprs_intra'}
+
+
+@pytest.mark.parametrize('module, args, expected', [
+    ('app.circor', ['build', 'missing', 'out'], 'physionet.org/content/circor-heart-sound.*licence'),
+    ('app.bmdhs', ['build', 'missing', 'out', '--split_files', 'a.csv'], 'github.com/mHealthBuet'),
+    ('app.icbhi_sprs', ['build_sprs', '.', 'out'], 'SPRSound JSON folders for train/inter/intra'),
+    ('app.icbhi_sprs', ['build_icbhi', '.', 'out', '--valid_fractio', '0.2'], 'unknown flag --valid_fractio'),
+])
+def test_command_line_errors(tmp_path, module, args, expected):
+    import re
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, '-m', module, *args], cwd=tmp_path, capture_output=True, text=True,
+                          env={'PYTHONPATH': str(ROOT), 'PATH': '/usr/bin:/bin'}, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith('Error: ') and re.search(expected, proc.stderr), proc.stderr
+    assert 'Traceback' not in proc.stderr
+
+
+def test_run_errors_before_any_work(tmp_path):
+    from app import bmdhs, circor
+    from app.icbhi_sprs import run
+
+    with pytest.raises(EvarError, match='no built bmdhs'):
+        bmdhs.run(MELSPEC, tmp_path, device='cpu')
+    with pytest.raises(EvarError, match='--dataset must be one of'):
+        run(MELSPEC, tmp_path, dataset='covid', device='cpu')
+    with pytest.raises(EvarError, match='--rule must be one of'):
+        circor.run(MELSPEC, tmp_path, rule='vote', device='cpu')
+    with pytest.raises(EvarError, match='--hidden'):
+        circor.run(MELSPEC, tmp_path, hidden='wide', device='cpu')
