@@ -123,7 +123,17 @@ def head_inputs(embedded: EmbeddedTask, split: str, frame_pool: int = 1):
     rows = embedded.splits[split].rows
     if isinstance(embedded.embeddings, np.ndarray):
         return np.asarray(embedded.embeddings[rows], dtype=np.float32)
-    return pool_frames(*embedded.embeddings.padded(rows), frame_pool)
+    frames = embedded.embeddings
+    if frame_pool <= 1:
+        return frames.padded(rows)
+    # pooled clip by clip, then padded: memory for ceil(T / frame_pool) frames per clip, not T
+    clips = [pool_frames(frames.clip(int(r))[None].astype(np.float32), np.ones((1, frames.lengths[int(r)]), bool),
+                         frame_pool)[0][0] for r in rows]
+    t_max = max((len(c) for c in clips), default=0)
+    x = np.zeros((len(clips), t_max, frames.values.shape[1]), dtype=np.float32)
+    for i, c in enumerate(clips):
+        x[i, :len(c)] = c
+    return x, np.arange(t_max)[None, :] < np.array([len(c) for c in clips])[:, None]
 
 
 @dataclass(frozen=True)

@@ -74,3 +74,23 @@ def test_frame_head_learns_toy_frames(kind):
     assert head.predict_proba(frames(Xv)).shape == (24, 3)
     with pytest.raises(EvarError, match='--head'):
         FrameHead(3, TrainSettings(), kind='lstm')
+
+
+def test_head_inputs_pool_clip_by_clip_as_the_padded_pool():
+    from app.runner import EmbeddedTask, SplitRows, head_inputs
+    from evar.embed.extract import FrameEmbeddings
+
+    rng = np.random.default_rng(0)
+    lengths = [5, 2, 7]
+    frames = FrameEmbeddings(values=rng.normal(size=(sum(lengths), 3)).astype(np.float32),
+                             offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+    rows = np.array([2, 0, 1])
+    split = SplitRows(rows=rows, y=np.zeros(3, np.int64), patients=np.array(['a'] * 3), recordings=np.array(['r'] * 3))
+    task = EmbeddedTask(task=None, prepared=None, splits={'test': split}, embeddings=frames)
+    x, mask = head_inputs(task, 'test', frame_pool=3)
+    ref_x, ref_mask = pool_frames(*frames.padded(rows), 3)
+    assert mask.tolist() == ref_mask.tolist() == [[True] * 3, [True, True, False], [True, False, False]]
+    np.testing.assert_allclose(x, ref_x, rtol=1e-6)
+    np.testing.assert_allclose(x[1, 0], frames.clip(0)[:3].mean(0), rtol=1e-6)  # clip 0's first three frames
+    x1, m1 = head_inputs(task, 'test')
+    assert x1.shape == (3, 7, 3) and m1.sum() == 14
