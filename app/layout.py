@@ -164,6 +164,20 @@ def write_task(out_dir: Path, name: str, clips: Sequence[Clip], audio_root: Path
     return BuiltTask(name=name, yaml=yaml, metadata=metadata, groups=groups)
 
 
+def remove_stale_tasks(out_dir: Path, prefix: str, keep: Sequence[str]) -> list:
+    """Deletes the task files (`<prefix><k>.yaml`, `.csv`, `-groups.csv`) of an earlier build in `out_dir` whose
+    task is not in `keep` (a rebuild with fewer splits must not leave a split that `run` would pick up); returns
+    the deleted paths. Other files are never touched."""
+    import re
+
+    pattern = re.compile(rf'^({re.escape(prefix)}\d+)(\.yaml|\.csv|-groups\.csv)$')
+    stale = [p for p in sorted(Path(out_dir).glob(f'{prefix}*')) if p.is_file() and (m := pattern.match(p.name))
+             and m.group(1) not in keep]
+    for path in stale:
+        path.unlink()
+    return stale
+
+
 def check_patient_disjoint(clips: Sequence[Clip], pairs=(('train', 'valid'), ('train', 'test'),
                                                            ('valid', 'test'))) -> None:
     """EvarError naming patients that appear in two of the splits of `pairs`."""

@@ -96,6 +96,10 @@ def test_circor_build_layout_and_splits(tmp_path):
         assert sorted(labels[p] for p in by_split['test']) == ['Absent', 'Present', 'Unknown']
         tests.append(frozenset(by_split['test']))
     assert len(set(tests)) == 3  # three different seeded splits
+    (tmp_path / 'out' / 'notes.csv').write_text('mine\n')
+    circor.build(tmp_path / 'circor', tmp_path / 'out', n_splits=1)  # a rebuild leaves no stale split behind
+    assert sorted(p.name for p in (tmp_path / 'out').iterdir() if p.is_file()) == [
+        'circor1-groups.csv', 'circor1.csv', 'circor1.yaml', 'notes.csv']
 
 
 def test_circor_missing_data_says_where_to_get_it(tmp_path):

@@ -22,7 +22,8 @@ from typing import Optional, Sequence
 
 from evar.errors import EvarError
 
-from ..layout import Clip, carve_valid, check_patient_disjoint, missing_dataset, pick_patients, write_task
+from ..layout import (Clip, carve_valid, check_patient_disjoint, missing_dataset, pick_patients, remove_stale_tasks,
+                      write_task)
 from ..metrics import argmax_of_mean, binary_scores, patient_decisions, patient_labels
 
 NAME = 'bmdhs'
@@ -108,6 +109,7 @@ def build(root, out, split_files: Optional[Sequence[str]] = None, n_splits: int 
         clips = carve_valid(clips, valid_fraction, seed + k, strata=labels)
         check_patient_disjoint(clips)
         tasks.append(write_task(out, f'{NAME}{k + 1}', clips, root, UNIT_SEC))
+    remove_stale_tasks(out, NAME, [t.name for t in tasks])
     return tasks
 
 

@@ -22,8 +22,8 @@ from typing import Optional
 
 from evar.errors import EvarError
 
-from ..layout import Clip, carve_valid, check_patient_disjoint, missing_dataset, pick_patients, segment_bounds, \
-    write_clip, write_task
+from ..layout import (Clip, carve_valid, check_patient_disjoint, missing_dataset, pick_patients, remove_stale_tasks,
+                      segment_bounds, write_clip, write_task)
 from ..metrics import MURMUR_CLASSES, argmax_of_mean, circor_scores, patient_decisions, patient_labels, \
     priority_rule
 
@@ -102,6 +102,7 @@ def build(root, out, n_splits: int = 3, seed: int = 1, test_fraction: float = 0.
         clips = carve_valid(clips, valid_fraction, seed + k, strata=patients)
         check_patient_disjoint(clips)
         tasks.append(write_task(out, f'{NAME}{k + 1}', clips, out / 'audio', SEGMENT_SEC))
+    remove_stale_tasks(out, NAME, [t.name for t in tasks])
     return tasks
 
 
