@@ -159,8 +159,11 @@ def write_task(out_dir: Path, name: str, clips: Sequence[Clip], audio_root: Path
                                         [(c.file_name, c.patient, c.recording) for c in clips]))
     import yaml as pyyaml
 
-    atomic_write_text(yaml, pyyaml.safe_dump({'name': name, 'metadata': metadata.name,
-                                              'data': str(Path(audio_root).resolve()), 'unit_sec': float(unit_sec)}))
+    audio_root, here = Path(audio_root).resolve(), out_dir.resolve()
+    # relative when the audio lies in the application folder (the folder can move), else absolute
+    data = audio_root.relative_to(here).as_posix() if audio_root == here or here in audio_root.parents else str(audio_root)
+    atomic_write_text(yaml, pyyaml.safe_dump({'name': name, 'metadata': metadata.name, 'data': data or '.',
+                                              'unit_sec': float(unit_sec)}))
     return BuiltTask(name=name, yaml=yaml, metadata=metadata, groups=groups)
 
 

@@ -75,6 +75,7 @@ def test_circor_build_layout_and_splits(tmp_path):
     labels = make_circor(tmp_path / 'circor')
     tasks = circor.build(tmp_path / 'circor', tmp_path / 'out')
     assert [t.name for t in tasks] == ['circor1', 'circor2', 'circor3']
+    assert 'data: audio' in tasks[0].yaml.read_text()  # relative: the application folder can move
     # 12 patients x 2 recordings of 7.5 s -> one 5-s segment each (the 2.5-s rest is dropped)
     audio = sorted(p.name for p in (tmp_path / 'out' / 'audio').iterdir())
     assert len(audio) == 24 and audio[0] == '50000_AV_000.flac'
