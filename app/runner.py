@@ -192,8 +192,9 @@ def mean_group(task: str) -> str:
 
 
 def record(spec: AppSpec, embedded_tasks: list, runs: list, results_dir: Path, elapsed: float) -> Path:
-    """Appends one `ResultRow` per (task, seed, metric) and, per `mean_group` and metric, one row with the mean and
-    sample std over its seeds and splits to `<results_dir>/<name>-scores.csv`; returns that path."""
+    """Appends one `ResultRow` per (task, seed, metric) and, per `mean_group` of several runs and per metric, one row
+    with the mean and sample std over its seeds and splits to `<results_dir>/<name>-scores.csv`; returns that
+    path."""
     from evar.modes.linear import settings_id
     from evar.results import ResultRow, append_rows
 
@@ -220,6 +221,8 @@ def record(spec: AppSpec, embedded_tasks: list, runs: list, results_dir: Path, e
     for run in runs:
         groups.setdefault(mean_group(run.task), []).append(run)
     for group, members in groups.items():
+        if len(members) < 2:  # one run: its own rows say it all (as evar's linear mode)
+            continue
         tasks, seeds = sorted({r.task for r in members}), sorted({r.seed for r in members})
         for metric in members[0].scores:
             values = np.array([r.scores[metric] for r in members], dtype=np.float64)

@@ -333,6 +333,8 @@ def test_icbhi_sprs_end_to_end(tmp_path):
     assert {r.head for r in rows} == {'transformer2', 'mlp128'}
     # sprs_inter and sprs_intra are different test sets: each keeps its own row, never one mean of both
     assert {r.task for r in rows if r.head == 'mlp128'} == {'sprs_inter', 'sprs_intra'}
+    assert all(r.runs == 1 for r in rows if r.head == 'mlp128')  # one seed each: no mean rows
+    assert len(rows) == 2 * 4 + 4 + 2 * 4
 
 
 @pytest.mark.parametrize('module, args, expected', [
