@@ -110,7 +110,6 @@ def test_circor_missing_data_says_where_to_get_it(tmp_path):
         circor.build(tmp_path / 'nothing', tmp_path / 'out')
 
 
-@pytest.mark.slow
 @needs_shared
 def test_circor_end_to_end(tmp_path):
     from app import circor
@@ -183,7 +182,6 @@ def test_bmdhs_build_published_split_and_missing_files(tmp_path):
         bmdhs.build(tmp_path / 'nothing', tmp_path / 'out3')
 
 
-@pytest.mark.slow
 @needs_shared
 def test_bmdhs_end_to_end(tmp_path):
     from app import bmdhs
@@ -308,7 +306,6 @@ def test_sprs_build_intra_inter(tmp_path):
     assert len(read_csv(inter.metadata)) == 5 * 4 + 2 * 4  # the poor-quality recording has no event
 
 
-@pytest.mark.slow
 @needs_shared
 def test_icbhi_sprs_end_to_end(tmp_path):
     from app.icbhi_sprs import build_icbhi, build_sprs, run
