@@ -60,6 +60,9 @@ class Family:
             path; weight_arg: its argument.
         paths: folders under --external put on sys.path on the ref side (the official code EVAR imports).
         our_options / their_options: config overrides (`key=value`) besides weight_file.
+        our_weight_key / their_weight_key: the config key that takes the written checkpoint's path on each side
+            (hf: evar's `model_id`, EVAR's `wav2vec_model` or `pretrained_model`). String values of our_options may
+            name `{work}`, the exchange folder (where the ref side also writes the stand-in of a hub folder).
         shared_stats: the family normalises with statistics of the task's training data: EVAR's `precompute` takes
             them from the clips (cut to the shortest), and evar gets the same numbers as `norm_stats`, so the models
             are compared, not the two ways of gathering statistics (EVAR's include the zero padding of short clips).
@@ -73,7 +76,11 @@ class Family:
     our_options: dict = field(default_factory=dict)
     their_options: dict = field(default_factory=dict)
     shared_stats: bool = False
+    our_weight_key: str = 'weight_file'
+    their_weight_key: str = 'weight_file'
 
+
+HF_W2V2_FOLDER = '{work}/wav2vec2-base-960h'  # stand-in for the processor EVAR's HuBERT and WavLM wrappers load
 
 FAMILIES = {
     'm2d': Family('m2d', 'm2d', 16000, 'm2d_weights', 'm2d_vit_base-80x608p16x16-parity', ('m2d',)),
@@ -86,6 +93,21 @@ FAMILIES = {
     'byola2': Family('byola2', 'byola2', 16000, 'byola2_weights', shared_stats=True),
     # evar's 40 ms frames mean-pooled, against EVAR's mean of chunk means: differs on the 20.5 s clip (expected).
     'atst_frame_patches': Family('atst_frame_patches', 'atst_frame', 16000, 'atst_frame_weights', '', ('audiossl',)),
+    'cnn14': Family('cnn14', 'cnn14', 16000, 'cnn14_weights'),
+    'wav2vec2context': Family('wav2vec2context', 'wav2vec2context', 16000, 'hf_weights', 'wav2vec2',
+                              our_weight_key='model_id', their_weight_key='wav2vec_model'),
+    'wav2vec2feature': Family('wav2vec2feature', 'wav2vec2feature', 16000, 'hf_weights', 'wav2vec2',
+                              our_weight_key='model_id', their_weight_key='wav2vec_model'),
+    'wav2vec2logit': Family('wav2vec2logit', 'wav2vec2logit', 16000, 'hf_weights', 'wav2vec2',
+                            our_weight_key='model_id', their_weight_key='wav2vec_model'),
+    'hubert': Family('hubert', 'hubert', 16000, 'hf_weights', 'hubert', our_weight_key='model_id',
+                     their_weight_key='pretrained_model', our_options={'feature_extractor_id': HF_W2V2_FOLDER}),
+    'wavlm': Family('wavlm', 'wavlm', 16000, 'hf_weights', 'wavlm', our_weight_key='model_id',
+                    their_weight_key='pretrained_model', our_options={'feature_extractor_id': HF_W2V2_FOLDER}),
+    'data2vec': Family('data2vec', 'data2vec', 16000, 'hf_weights', 'data2vec', our_weight_key='model_id',
+                       their_weight_key='pretrained_model', our_options={'feature_d': 768}),
+    'whisper': Family('whisper', 'whisper', 16000, 'hf_weights', 'whisper', our_weight_key='model_id',
+                      their_weight_key='pretrained_model', our_options={'feature_d': 384}),
 }
 
 
@@ -217,8 +239,94 @@ def byola2_weights(work: Path, _: str, external: Path) -> Path:
     return path
 
 
+def cnn14_weights(work: Path, _: str, external: Path) -> Path:
+    """A random official `Cnn14_16k` container {'model': ...}: the torchlibrosa front-end tensors of EVAR's
+    AudioFeatureExtractor, the network of EVAR's Cnn14_Decoupled (seeded; BatchNorm statistics and affine terms
+    random, as parity_panns) and a random `fc_audioset` head, under the official key names."""
+    import torch
+    from evar.cnn14_decoupled import AudioFeatureExtractor, Cnn14_Decoupled
+
+    from parity_common import randomise_batchnorm
+
+    torch.manual_seed(0)
+    body = Cnn14_Decoupled()
+    with torch.no_grad():
+        randomise_batchnorm(body, torch.Generator().manual_seed(0))
+        body.bn0.running_mean.normal_(-20.0, 5.0)  # log-mel scale, so bn0 does not blow the input up
+        body.bn0.running_var.uniform_(50.0, 150.0)
+    head = torch.nn.Linear(2048, 527)
+    state = {**AudioFeatureExtractor().state_dict(), **body.state_dict(),
+             **{f'fc_audioset.{k}': v for k, v in head.state_dict().items()}}
+    path = work / 'Cnn14_16k_parity.pth'
+    torch.save({'model': state, 'iteration': 0}, path)
+    return path
+
+
+HF_VOCAB = ['<pad>', '<s>', '</s>', '<unk>', '|'] + list("ETAONIHSRDLUMWCFGYPBVK'XJQZ")  # 32, as wav2vec2-base-960h
+
+
+def _w2v2_processor(folder: Path, attention_mask: bool) -> None:
+    """Saves a Wav2Vec2Processor like wav2vec2-base-960h's (do_normalize, 16 kHz, padding 0; its 32-letter CTC
+    vocabulary) in `folder`; data2vec-audio-*-960h's differs only by return_attention_mask=True."""
+    import transformers
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / 'vocab.json').write_text(json.dumps({t: i for i, t in enumerate(HF_VOCAB)}))
+    tokenizer = transformers.Wav2Vec2CTCTokenizer(str(folder / 'vocab.json'))
+    extractor = transformers.Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0,
+                                                      do_normalize=True, return_attention_mask=attention_mask)
+    transformers.Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(str(folder))
+
+
+def hf_weights(work: Path, kind: str, external: Path) -> Path:
+    """A save_pretrained folder of a seeded random transformers model, every tensor perturbed, with the preprocessor
+    of the hub repository EVAR's config names: wav2vec2 (Wav2Vec2ForCTC, base size, 32 letters, as
+    facebook/wav2vec2-base-960h), hubert / wavlm (base; EVAR's wrappers load the processor of
+    facebook/wav2vec2-base-960h, written to HF_W2V2_FOLDER and redirected there), data2vec (Data2VecAudioModel, base
+    size instead of EVAR's large, to keep the run short), whisper (WhisperModel, tiny sizes, 128 mel bins as
+    large-v3)."""
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    folder = work / f'hf_{kind}'
+    _w2v2_processor(Path(HF_W2V2_FOLDER.format(work=work)), attention_mask=False)
+    if kind == 'wav2vec2':
+        model = transformers.Wav2Vec2ForCTC(transformers.Wav2Vec2Config(vocab_size=len(HF_VOCAB)))
+        _w2v2_processor(folder, attention_mask=False)
+    elif kind == 'hubert':
+        model = transformers.HubertModel(transformers.HubertConfig())
+    elif kind == 'wavlm':
+        model = transformers.WavLMModel(transformers.WavLMConfig())
+    elif kind == 'data2vec':
+        model = transformers.Data2VecAudioModel(transformers.Data2VecAudioConfig())
+        _w2v2_processor(folder, attention_mask=True)
+    elif kind == 'whisper':
+        config = transformers.WhisperConfig(num_mel_bins=128, d_model=384, encoder_layers=4, decoder_layers=1,
+                                            encoder_attention_heads=6, decoder_attention_heads=6,
+                                            encoder_ffn_dim=1536, decoder_ffn_dim=1536)
+        model = transformers.WhisperModel(config)
+        transformers.WhisperFeatureExtractor(feature_size=128).save_pretrained(str(folder))
+    else:
+        raise ValueError(kind)
+    _perturb_all(model)
+    model.save_pretrained(str(folder))
+    return folder
+
+
+def _redirect_hub_ids(work: Path) -> None:
+    """Makes transformers' from_pretrained read the hub id EVAR's HuBERT / WavLM wrappers hard-code
+    (facebook/wav2vec2-base-960h) from its stand-in folder in `work`."""
+    import transformers
+
+    redirect = {'facebook/wav2vec2-base-960h': HF_W2V2_FOLDER.format(work=work)}
+    original = transformers.Wav2Vec2Processor.from_pretrained.__func__
+    transformers.Wav2Vec2Processor.from_pretrained = classmethod(
+        lambda cls, name, *a, **k: original(cls, redirect.get(name, name), *a, **k))
+
+
 REF_WEIGHTS = {f.__name__: f for f in (m2d_weights, beats_weights, atst_clip_weights, atst_frame_weights,
-                                        byola2_weights)}
+                                        byola2_weights, cnn14_weights, hf_weights)}
 
 
 def run_reference(family: Family, args) -> None:
@@ -236,7 +344,9 @@ def run_reference(family: Family, args) -> None:
 
     weight_file = REF_WEIGHTS[family.weights](work, family.weight_arg, Path(args.external))
     cfg = load_yaml_config(Path(args.evar_ref) / 'config' / f'{family.theirs}.yaml')
-    options = {'weight_file': str(weight_file), **family.their_options}
+    if family.weights == 'hf_weights':
+        _redirect_hub_ids(work)
+    options = {family.their_weight_key: str(weight_file), **family.their_options}
     cfg = complete_cfg(cfg, ','.join(f'{k}={v}' for k, v in options.items()), no_id=True)
     for key in ('mean', 'std'):  # as lineareval.make_cfg does
         cfg.setdefault(key, None)
@@ -274,7 +384,7 @@ def load_clips(data: Path, sample_rate: int) -> list:
     return clips + [long]
 
 
-def ours(family: Family, weight_file: str, clips: list, norm_stats=None):
+def ours(family: Family, weight_file: str, clips: list, norm_stats=None, work: str = ''):
     """evar's clip embeddings [clips, D] from config/<family.ours>.yaml, all clips as one padded batch."""
     import numpy as np
     import torch
@@ -285,7 +395,8 @@ def ours(family: Family, weight_file: str, clips: list, norm_stats=None):
 
     from parity_common import padded
 
-    values = {'weight_file': weight_file, **family.our_options}
+    values = {family.our_weight_key: weight_file,
+              **{k: v.format(work=work) if isinstance(v, str) else v for k, v in family.our_options.items()}}
     if norm_stats is not None:
         values['+norm_stats'] = norm_stats  # '+': the YAML has no such key (statistics of the task by default)
     options = ','.join(f'{k}={v}' for k, v in values.items())
@@ -311,7 +422,7 @@ def compare(name: str, args) -> dict:
                         '--external', args.external], check=True)
         ref = np.load(work / 'ref.npy').astype(np.float64)
         stats = json.loads((work / 'norm_stats.json').read_text()) if family.shared_stats else None
-        mine = ours(family, (work / 'weight_file.txt').read_text(), clips, stats)
+        mine = ours(family, (work / 'weight_file.txt').read_text(), clips, stats, tmp)
     assert mine.shape == ref.shape, f'{name}: evar {mine.shape} vs EVAR {ref.shape}'
     per_clip = [relative(torch.from_numpy(a), torch.from_numpy(b)) for a, b in zip(mine, ref)]
     return dict(family=name, max=max(per_clip), median=float(np.median(per_clip)), per_clip=per_clip)
