@@ -4,6 +4,7 @@
     evar knn CONFIG TASK [--k 10]         weighted kNN over the same cached embeddings
     evar finetune CONFIG TASK             fine-tune the model and a head on the task (finetune.py)
     evar embed CONFIG TASK                only fill the embedding cache (EVAR's 2pass_1_precompute_only)
+    evar sed CONFIG TASK                  frame-level sound event detection (evar.modes.sed)
     evar summarize [FILTER]               models x tasks table of results/scores.csv (summarize.py)
     evar compare MODEL_A MODEL_B          paired comparison on shared tasks (summarize.py --compare)
     evar check CONFIG                     the encoder checker (python -m evar.check)
@@ -56,6 +57,7 @@ COMMANDS = MappingProxyType({
     'embed': Command('evar.modes.linear:embed_command', 'only fill the embedding cache'),
     'zeroshot': Command('evar.modes.zeroshot:zeroshot_command', 'zero-shot classification by captions (zeroshot.py)'),
     'retrieval': Command('evar.modes.retrieval:retrieval_command', 'audio<->text retrieval (retr_a2t_t2a.py)'),
+    'sed': Command('evar.modes.sed:sed_command', 'frame-level sound event detection (frame head, sed_eval)'),
     'bench': Command('evar.bench:bench_command', 'many models x tasks x heads, parallel and resumable (local or SLURM)'),
     'summarize': Command('evar.report:summarize_command', 'models x tasks table of results/scores.csv'),
     'compare': Command('evar.summarize:compare_command', 'paired bootstrap / McNemar of two models on shared tasks'),

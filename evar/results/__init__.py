@@ -19,7 +19,7 @@ from ..errors import EvarError
 from ..fileio import atomic_write_text, locked
 
 EVAR_COLUMNS = ['representation', 'task', 'score', 'run_id', 'report']
-MODES = ('linear', 'knn', 'zeroshot', 'retrieval', 'finetune')
+MODES = ('linear', 'knn', 'zeroshot', 'retrieval', 'finetune', 'sed')
 
 @dataclass(frozen=True)
 class ResultRow:

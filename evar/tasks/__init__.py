@@ -76,6 +76,7 @@ _FAMILY_OF = {
     'ravdess_gender': 'ravdess',
     'spcv2_12': 'speech_commands',
     'piano_pitch': 'piano',
+    'sed_words': 'sed_words',  # sound event detection (evar sed): Speech Commands words mixed into noise
     'demo': 'demo',
 }
 

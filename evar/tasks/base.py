@@ -51,6 +51,7 @@ class Task:
     split_file_help: str = ''  # for split_file 'required': what the file is and where its publisher has it
     writes_audio: bool = False  # the builder writes the task's clips (called with out_dir)
     captions: bool = False  # audio-text retrieval: rows are (file_name, caption, split), any number per clip
+    events: bool = False  # sound event detection: strong labels in `<audio folder>/events.csv` (evar.sed, evar sed)
 
     @property
     def folder(self) -> str:
