@@ -63,6 +63,10 @@ class Family:
         our_weight_key / their_weight_key: the config key that takes the written checkpoint's path on each side
             (hf: evar's `model_id`, EVAR's `wav2vec_model` or `pretrained_model`). String values of our_options may
             name `{work}`, the exchange folder (where the ref side also writes the stand-in of a hub folder).
+        legacy_processor: EVAR's wav2vec2 / HuBERT / WavLM / data2vec wrappers index the processor's output
+            (`preprocessed[0]`) as the [1, B, L] that transformers returned for a 2-d numpy batch when they were
+            written; transformers 4.46 returns [B, L], so the wrappers fail (or drop the batch axis). The ref side
+            gives Wav2Vec2Processor's input_values that leading axis back (see _legacy_transformers).
         shared_stats: the family normalises with statistics of the task's training data: EVAR's `precompute` takes
             them from the clips (cut to the shortest), and evar gets the same numbers as `norm_stats`, so the models
             are compared, not the two ways of gathering statistics (EVAR's include the zero padding of short clips).
@@ -78,6 +82,7 @@ class Family:
     shared_stats: bool = False
     our_weight_key: str = 'weight_file'
     their_weight_key: str = 'weight_file'
+    legacy_processor: bool = False
 
 
 HF_W2V2_FOLDER = '{work}/wav2vec2-base-960h'  # stand-in for the processor EVAR's HuBERT and WavLM wrappers load
@@ -95,17 +100,19 @@ FAMILIES = {
     'atst_frame_patches': Family('atst_frame_patches', 'atst_frame', 16000, 'atst_frame_weights', '', ('audiossl',)),
     'cnn14': Family('cnn14', 'cnn14', 16000, 'cnn14_weights'),
     'wav2vec2context': Family('wav2vec2context', 'wav2vec2context', 16000, 'hf_weights', 'wav2vec2',
-                              our_weight_key='model_id', their_weight_key='wav2vec_model'),
+                              our_weight_key='model_id', their_weight_key='wav2vec_model', legacy_processor=True),
     'wav2vec2feature': Family('wav2vec2feature', 'wav2vec2feature', 16000, 'hf_weights', 'wav2vec2',
-                              our_weight_key='model_id', their_weight_key='wav2vec_model'),
+                              our_weight_key='model_id', their_weight_key='wav2vec_model', legacy_processor=True),
     'wav2vec2logit': Family('wav2vec2logit', 'wav2vec2logit', 16000, 'hf_weights', 'wav2vec2',
-                            our_weight_key='model_id', their_weight_key='wav2vec_model'),
+                            our_weight_key='model_id', their_weight_key='wav2vec_model', legacy_processor=True),
     'hubert': Family('hubert', 'hubert', 16000, 'hf_weights', 'hubert', our_weight_key='model_id',
-                     their_weight_key='pretrained_model', our_options={'feature_extractor_id': HF_W2V2_FOLDER}),
+                     their_weight_key='pretrained_model', legacy_processor=True,
+                     our_options={'feature_extractor_id': HF_W2V2_FOLDER}),
     'wavlm': Family('wavlm', 'wavlm', 16000, 'hf_weights', 'wavlm', our_weight_key='model_id',
-                    their_weight_key='pretrained_model', our_options={'feature_extractor_id': HF_W2V2_FOLDER}),
+                    their_weight_key='pretrained_model', legacy_processor=True,
+                    our_options={'feature_extractor_id': HF_W2V2_FOLDER}),
     'data2vec': Family('data2vec', 'data2vec', 16000, 'hf_weights', 'data2vec', our_weight_key='model_id',
-                       their_weight_key='pretrained_model', our_options={'feature_d': 768}),
+                       their_weight_key='pretrained_model', legacy_processor=True, our_options={'feature_d': 768}),
     'whisper': Family('whisper', 'whisper', 16000, 'hf_weights', 'whisper', our_weight_key='model_id',
                       their_weight_key='pretrained_model', our_options={'feature_d': 384}),
 }
@@ -306,7 +313,13 @@ def hf_weights(work: Path, kind: str, external: Path) -> Path:
                                             encoder_attention_heads=6, decoder_attention_heads=6,
                                             encoder_ffn_dim=1536, decoder_ffn_dim=1536)
         model = transformers.WhisperModel(config)
-        transformers.WhisperFeatureExtractor(feature_size=128).save_pretrained(str(folder))
+        folder.mkdir(parents=True, exist_ok=True)  # AutoProcessor wants a tokenizer too: 256 byte tokens, no merges
+        byte_chars = transformers.models.gpt2.tokenization_gpt2.bytes_to_unicode().values()
+        (folder / 'vocab.json').write_text(json.dumps({c: i for i, c in enumerate(byte_chars)}))
+        (folder / 'merges.txt').write_text('#version: 0.2\n')
+        tokenizer = transformers.WhisperTokenizer(str(folder / 'vocab.json'), str(folder / 'merges.txt'))
+        transformers.WhisperProcessor(transformers.WhisperFeatureExtractor(feature_size=128),
+                                      tokenizer).save_pretrained(str(folder))
     else:
         raise ValueError(kind)
     _perturb_all(model)
@@ -314,15 +327,26 @@ def hf_weights(work: Path, kind: str, external: Path) -> Path:
     return folder
 
 
-def _redirect_hub_ids(work: Path) -> None:
-    """Makes transformers' from_pretrained read the hub id EVAR's HuBERT / WavLM wrappers hard-code
-    (facebook/wav2vec2-base-960h) from its stand-in folder in `work`."""
+def _legacy_transformers(work: Path, legacy_processor: bool) -> None:
+    """Makes Wav2Vec2Processor.from_pretrained read the hub id EVAR's HuBERT / WavLM wrappers hard-code
+    (facebook/wav2vec2-base-960h) from its stand-in folder in `work`; with `legacy_processor`, its call returns
+    input_values [1, B, L] for a [B, L] numpy batch, as the transformers EVAR's wrappers were written for did (one
+    leading axis added; the values, each row normalised on its own, are unchanged)."""
     import transformers
 
+    processor = transformers.Wav2Vec2Processor
     redirect = {'facebook/wav2vec2-base-960h': HF_W2V2_FOLDER.format(work=work)}
-    original = transformers.Wav2Vec2Processor.from_pretrained.__func__
-    transformers.Wav2Vec2Processor.from_pretrained = classmethod(
-        lambda cls, name, *a, **k: original(cls, redirect.get(name, name), *a, **k))
+    original_load = processor.from_pretrained.__func__
+    processor.from_pretrained = classmethod(
+        lambda cls, name, *a, **k: original_load(cls, redirect.get(name, name), *a, **k))
+    if legacy_processor:
+        original_call = processor.__call__
+
+        def call(self, *args, **kwargs):
+            out = original_call(self, *args, **kwargs)
+            out['input_values'] = out['input_values'][None]
+            return out
+        processor.__call__ = call
 
 
 REF_WEIGHTS = {f.__name__: f for f in (m2d_weights, beats_weights, atst_clip_weights, atst_frame_weights,
@@ -345,7 +369,7 @@ def run_reference(family: Family, args) -> None:
     weight_file = REF_WEIGHTS[family.weights](work, family.weight_arg, Path(args.external))
     cfg = load_yaml_config(Path(args.evar_ref) / 'config' / f'{family.theirs}.yaml')
     if family.weights == 'hf_weights':
-        _redirect_hub_ids(work)
+        _legacy_transformers(work, family.legacy_processor)
     options = {family.their_weight_key: str(weight_file), **family.their_options}
     cfg = complete_cfg(cfg, ','.join(f'{k}={v}' for k, v in options.items()), no_id=True)
     for key in ('mean', 'std'):  # as lineareval.make_cfg does
@@ -408,7 +432,7 @@ def ours(family: Family, weight_file: str, clips: list, norm_stats=None, work: s
 
 
 def compare(name: str, args) -> dict:
-    """Runs both sides for family `name`; returns {'family', 'max', 'median', 'per_clip'}."""
+    """Runs both sides for family `name`; returns {'family', 'max', 'median', 'between_clips', 'per_clip'}."""
     import numpy as np
     import torch
 
@@ -425,7 +449,10 @@ def compare(name: str, args) -> dict:
         mine = ours(family, (work / 'weight_file.txt').read_text(), clips, stats, tmp)
     assert mine.shape == ref.shape, f'{name}: evar {mine.shape} vs EVAR {ref.shape}'
     per_clip = [relative(torch.from_numpy(a), torch.from_numpy(b)) for a, b in zip(mine, ref)]
-    return dict(family=name, max=max(per_clip), median=float(np.median(per_clip)), per_clip=per_clip)
+    # Scale of a real difference: EVAR's embeddings of clips 0 and 1 against each other (a dead model gives ~0).
+    between = relative(torch.from_numpy(ref[0]), torch.from_numpy(ref[1]))
+    return dict(family=name, max=max(per_clip), median=float(np.median(per_clip)), between_clips=between,
+                per_clip=per_clip)
 
 
 def main():
