@@ -18,9 +18,13 @@ front ends use it). Sources (exported as plain folders under --external): EVAR i
   atst_*: github.com/Audio-WestlakeU/audiossl (ec3a14d) as `audiossl/` (fairseq and the lightning module stubbed)
 
     python benchmarks/parity_evar.py m2d m2d_32k m2d_flat beats atst_clip atst_frame atst_frame_patches byola2 \\
+        cnn14 wav2vec2feature wav2vec2context wav2vec2logit hubert wavlm data2vec whisper \\
         --ref_python /tmp/venv_evarref/bin/python --evar_ref /tmp/evar_ref --external /tmp/ref
 
-(byola2: EVAR imports `external.byol_a.v2`, so github.com/nttcslab/byol-a goes in <evar_ref>/external/byol_a.)
+(byola2: EVAR imports `external.byol_a.v2`, so github.com/nttcslab/byol-a goes in <evar_ref>/external/byol_a.
+cnn14: EVAR imports `evar.cnn14_decoupled`, which its README downloads: for_evar/cnn14_decoupled.py of
+github.com/daisukelab/sound-clf-pytorch goes in <evar_ref>/evar/; the ref venv needs torchlibrosa. hf families: the
+ref venv needs transformers; no hub access: the weights and processors are written locally.)
 Seen on 2026-11-23 (EVAR 88ba772; reference venv torch 2.14.1 + torchvision 0.29.1, torchaudio 2.11.1, timm 1.0.31,
 nnAudio 0.3.4; evar venv torch 2.13 CPU), max / median relative difference over the 4 clips:
     m2d 2.8e-07 / 2.2e-07 (EVAR's runtime takes the checkpoint's norm_stats, not its YAML's -7.1/4.2; so does evar)
@@ -29,6 +33,17 @@ nnAudio 0.3.4; evar venv torch 2.13 CPU), max / median relative difference over 
     atst_frame 7.1e-07 / 3.7e-07 (scene_chunks: EVAR averages 10 s chunk means); atst_frame_patches (evar's frame
         mean) 2.4e-01 on the 20.5 s clip, 4.8e-07 median (clips up to 10 s are equal)
     byola2 4.4e-07 / 3.8e-07 (mean_max pooling = mean + max in both)
+Seen on 2026-12-06 (same EVAR commit; reference venv rebuilt: torch 2.13.0+cpu, torchaudio 2.11.1 --no-deps with its
+compiled libs moved out of torchaudio/lib (they do not load with torch 2.13; the pure-Python front ends used here
+work), no torchvision (0.28.0 did not load its ops and broke transformers' imports), timm 1.0.31, nnAudio 0.3.4,
+transformers 4.46.3, torchlibrosa 0.1.0 + librosa; evar venv torch 2.13 CPU, transformers 5.25):
+    cnn14 2.5e-07 / 1.5e-07 (EVAR's evar/cnn14_decoupled.py from daisukelab/sound-clf-pytorch 85105ca, as its README
+        says; evar's output_layers -1 with mean pooling = the official fc1 embedding)
+    wav2vec2feature 8.5e-08 / 6.4e-08; wav2vec2context 3.6e-07 / 0; wav2vec2logit 4.9e-07 / 0
+    hubert 0 / 0; wavlm 3.0e-07 / 1.9e-07 (both fed by wav2vec2-base-960h's processor: wave normalised per clip)
+    data2vec 0 / 0 (base sizes); whisper 0 / 0 (tiny sizes, 128 mels; 30 s chunks, frames of real audio only)
+    EVAR's embeddings of two different clips differ by 0.37 (whisper) and more, so these are not dead models.
+    (hf families: random models built by transformers, saved with save_pretrained; both sides load the folder.)
 """
 
 from __future__ import annotations
