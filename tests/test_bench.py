@@ -128,7 +128,7 @@ def test_submitit_local_executor_gives_the_local_rows(tmp_path, work):
 # --- kill and resume on real audio --------------------------------------------------------------------------------
 
 def _subset_tasks(folder: Path) -> list:
-    """Two small task YAMLs on ../shared/data (FSDD, Speech Commands), 96-144 clips each."""
+    """Four small task YAMLs on ../shared/data (FSDD, Speech Commands, RAVDESS, ESC-50), 90-150 clips each."""
     data = SHARED / 'data'
     specs = {}
     fsdd = sorted(p.name for p in (data / 'fsdd' / 'recordings').glob('*.flac'))
@@ -139,6 +139,16 @@ def _subset_tasks(folder: Path) -> list:
     specs['spc_s'] = (spc, 1.0, [(f'{c.name}/{p.name}', c.name, 'test' if i < 4 else 'train')
                                  for c in sorted(spc.iterdir()) if c.is_dir()
                                  for i, p in enumerate(sorted(c.glob('*.flac'))[:12])])
+    rav = data / 'RAVDESS'
+    specs['ravdess_s'] = (rav, 2.0, [(f'{p.parent.name}/{p.name}', p.name.split('-')[2],
+                                      'test' if int(p.parent.name[-2:]) > 4 else 'train')
+                                     for p in sorted(rav.glob('Actor_0[1-6]/*.flac')) if p.name.split('-')[4] == '01'
+                                     and p.name.split('-')[5] == '01'])
+    esc = data / 'ESC-50'
+    with open(esc / 'meta' / 'esc50.csv') as f:
+        meta = [r for r in csv.DictReader(f) if int(r['target']) < 10]
+    specs['esc_s'] = (esc / 'audio', 2.0, [(r['filename'], r['category'], 'test' if i % 3 == 0 else 'train')
+                                           for i, r in enumerate(meta)])
     paths = []
     for name, (audio, unit_sec, rows) in specs.items():
         with open(folder / f'{name}.csv', 'w', newline='') as f:
@@ -158,7 +168,7 @@ def _job_id(row) -> str:
 @needs_shared
 @pytest.mark.slow
 def test_killed_bench_resumes_without_redoing_finished_jobs(tmp_path):
-    """2 models x 2 real tasks x 3 heads, --jobs 2: killed (SIGKILL of the runner) after a third of its rows, then
+    """3 models x 4 real tasks x 3 heads, --jobs 2: killed (SIGKILL of the runner) after a third of its rows, then
     resumed; finished jobs keep their one row and their untouched log, and the rows equal an uninterrupted run's."""
     from helpers.tiny_models import tiny_byola
 
@@ -167,13 +177,13 @@ def test_killed_bench_resumes_without_redoing_finished_jobs(tmp_path):
     tiny = write_plan(tmp_path / 'tiny_byola.yaml', audio_repr='byola', weight_file=weights, feature_d=64,
                       lr_lineareval=0.001, early_stop_epochs=5)
     work = tmp_path / 'work'
-    values = dict(models=[MELSPEC, str(tiny)], tasks=tasks, heads=['probe', 'logreg', 'knn'],
+    values = dict(models=[MELSPEC, LINSPEC, str(tiny)], tasks=tasks, heads=['probe', 'logreg', 'knn'],
                   work_root=str(work), flags={'probe': {'epochs': 30}})
     reference = write_plan(tmp_path / 'reference.yaml', **values, results_dir=str(tmp_path / 'ref'))
     proc = bench(reference, '--jobs', 2, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     expected = row_table(tmp_path / 'ref' / 'scores.csv')
-    assert len(expected) == 12
+    assert len(expected) == 36
 
     plan = write_plan(tmp_path / 'resume.yaml', **values, results_dir=str(tmp_path / 'res'))
     scores = tmp_path / 'res' / 'scores.csv'
@@ -181,7 +191,7 @@ def test_killed_bench_resumes_without_redoing_finished_jobs(tmp_path):
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               env={**os.environ, 'PYTHONPATH': str(ROOT)})
     deadline = time.time() + 300
-    while time.time() < deadline and not (scores.exists() and len(read_rows(scores)) >= 4):
+    while time.time() < deadline and not (scores.exists() and len(read_rows(scores)) >= 12):
         time.sleep(0.2)
     runner.send_signal(signal.SIGKILL)
     runner.wait()
@@ -190,12 +200,12 @@ def test_killed_bench_resumes_without_redoing_finished_jobs(tmp_path):
     alive = [p for p in Path('/proc').glob('[0-9]*') if str(bench_dir).encode() in _cmdline(p)]
     assert not alive, 'unit processes outlived the killed runner'
     before = read_rows(scores)
-    assert 4 <= len(before) < 12
+    assert 12 <= len(before) < 36
     logs = {_job_id(r): bench_dir / 'logs' / f'{_job_id(r)}.log' for r in before}
     stamps = {job: (log.stat().st_mtime_ns, log.read_text()) for job, log in logs.items()}
 
     dry = bench(plan, '--dry_run', cwd=tmp_path)
-    assert f'{len(before)} done, 0 failed earlier, {12 - len(before)} to run' in dry.stderr, dry.stderr
+    assert f'{len(before)} done, 0 failed earlier, {36 - len(before)} to run' in dry.stderr, dry.stderr
     resumed = bench(plan, '--jobs', 2, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert row_table(scores) == expected  # no repeated row, same scores and run ids as the uninterrupted run
