@@ -30,5 +30,6 @@ def test_lint_and_docstrings():
 
     ruff = shutil.which('ruff')
     assert ruff, 'ruff is part of the test extra (pip install -e ".[test]")'
-    proc = subprocess.run([ruff, 'check', 'evar', 'tests', 'benchmarks'], capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run([ruff, 'check', 'evar', 'tests', 'benchmarks', 'app', 'plugin'], capture_output=True,
+                          text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr

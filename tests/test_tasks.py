@@ -51,9 +51,9 @@ def test_every_family_record_is_registered_and_every_name_found():
         assert (task.split_file == 'required') == bool(task.split_file_help), name
         assert task.metadata is None and task.data is None, name  # built-in tasks live under the work root
     assert [n for n, t in BUILTIN_TASKS.items() if t.build is None] == ['demo']
-    assert [n for n, t in BUILTIN_TASKS.items() if t.writes_audio] == ['piano_pitch']
+    assert [n for n, t in BUILTIN_TASKS.items() if t.writes_audio] == ['piano_pitch', 'sed_words']
     assert {n for n, t in BUILTIN_TASKS.items() if t.split_file != 'none'} == {
-        'gtzan', 'cremad', 'cremad_gender', 'surge', 'vc1', 'voxforge'}
+        'gtzan', 'cremad', 'cremad_gender', 'surge', 'vc1', 'voxforge', 'libricount', 'voxlingua33', 'vocal_imitation'}
 
 
 def test_registry_order_is_evars_table_then_evars_own_sets():
@@ -61,8 +61,12 @@ def test_registry_order_is_evars_table_then_evars_own_sets():
     assert list(BUILTIN_TASKS) == [
         'us8k', 'esc50', 'fsd50k', 'fsdnoisy18k', 'gtzan', 'nsynth', 'nspitch', 'nsvelocity', 'cremad',
         'cremad_gender', 'spcv1', 'spcv2', 'surge', 'vc1', 'vocalsound', 'voxforge', 'as20k', 'as', 'audiocaps',
-        'ja_audiocaps', 'clotho', 'fsdd',
-        'fsdd_speaker', 'ravdess', 'ravdess_gender', 'spcv2_12', 'piano_pitch', 'demo']
+        'ja_audiocaps', 'clotho',
+        # X-ARES's tasks, then HEAR's
+        'asvspoof2015', 'fsc', 'libricount', 'librispeech_mf', 'voxlingua33', 'vocal_imitation', 'fsdkaggle2018',
+        'fma_small', 'beijing_opera', 'mridangam_stroke', 'mridangam_tonic', 'gtzan_mus_speech', 'beehive_fold0',
+        'beehive_fold1', 'gunshot', 'nsynth_pitch_5h', 'nsynth_pitch_50h', 'vox_lingua_top10',
+        'fsdd', 'fsdd_speaker', 'ravdess', 'ravdess_gender', 'spcv2_12', 'piano_pitch', 'sed_words', 'demo']
 
 
 def test_builtin_tasks_is_read_only_and_records_are_frozen():
