@@ -178,12 +178,19 @@ def summarize(filter=None, results='results/scores.csv', significance: bool = Tr
 
     by_key = {}  # (representation, (head, settings variant), task) -> its ResultRows in file order
     order, tasks_seen = {}, {}  # first appearance (dicts keep insertion order)
+    # A task scored by several metrics (an app's weighted accuracy and UAR) gets a column per metric, 'task [metric]':
+    # scores of different metrics are never averaged together (rows without a metric, EVAR's, go with the only one).
+    metrics_of = {}
+    for _, _, row in rows:
+        metrics_of.setdefault(row.get('task', ''), set()).update({row.get('metric', '')} - {''})
     for path, line, row in rows:
         rep, task = row.get('representation', ''), row.get('task', '')
         if not rep or not task:
             raise EvarError(f'Scores file {path}, line {line}: representation and task must not be empty.')
         if terms and not any(t in rep.lower() or t in task.lower() for t in terms):
             continue
+        if len(metrics_of.get(task, ())) > 1:
+            task = f'{task} [{row.get("metric", "") or "no metric"}]'
         score = _number(row.get('score', ''), path, line, 'score')
         if not math.isfinite(score):
             summary.skipped_rows.append((line if len(paths) == 1 else f'{line} of {path}', f'score is {row["score"]}'))

@@ -166,3 +166,16 @@ def test_reruns_of_one_seed_count_once(tmp_path):
                     'elapsed_sec,timestamp,settings\n' + '\n'.join(rows) + '\n')
     cell = summarize(results=path).rows[0].cells['esc50']
     assert cell.runs == 2 and cell.mean == pytest.approx(0.8)  # seed 42's rerun (0.7) replaces its first run
+
+
+def test_a_task_scored_by_two_metrics_gets_a_column_per_metric(tmp_path):
+    """An app writes weighted accuracy and UAR rows for one task: they are never averaged together."""
+    from evar.results import ResultRow, append_rows
+
+    append_rows(tmp_path / 'scores.csv', [
+        ResultRow(representation='m', task='circor1', score=value, run_id='r', report='x', seed=str(seed), metric=metric)
+        for seed in (1, 2) for metric, value in (('weighted_accuracy', 0.9 + seed / 100), ('uar', 0.6))])
+    (model,) = summarize(results=tmp_path / 'scores.csv').rows
+    assert model.cells['circor1 [weighted_accuracy]'].mean == pytest.approx(0.915)
+    assert model.cells['circor1 [uar]'].mean == pytest.approx(0.6)
+    assert 'circor1' not in model.cells
