@@ -404,12 +404,14 @@ def main(filter=None, results: str = 'results/scores.csv', html: str = 'results/
 def summarize_command(filter=None, results: str = 'results/scores.csv', out: str = 'results/summary.csv',
                       html: str = '', json: str = '', work_root: Optional[str] = None) -> None:
     """Prints a models x tasks markdown table of mean ± std (percent) from the scores file(s) and writes it as CSV;
-    with --html and/or --json also the report (`python summarize.py`, `evar summarize`).
+    with --html and/or --json also the report (`python summarize.py`, `evar summarize`). Each cell also gets its 95 %
+    confidence interval and test clips, and the best-or-tied models are marked. `summarize.py --compare A B
+    [--task ...]` compares two models clip by clip instead (= `evar compare`; its flags: `evar compare --help`).
 
     Args:
         filter: substring(s), comma-separated, that the representation or task must contain.
         results: the scores CSV to read, or several comma-separated.
-        out: where to write the CSV summary (empty to skip writing).
+        out: where to write the CSV summary ('' or '-' to skip writing).
         html: where to write the HTML report with plots (empty: none).
         json: where to write every number of the report as JSON (empty: none).
         work_root: where built-in tasks' metadata are, for the report's test sizes (default $EVAR_WORK or work).

@@ -655,9 +655,10 @@ def to_csv_text(summary: Summary) -> str:
 
 
 def show(summary: Summary, out: str = '') -> None:
-    """Prints `summary` as markdown and, when `out` is given, writes it as CSV there (atomically)."""
+    """Prints `summary` as markdown and, when `out` is given (not '' or '-', as compare's), writes it as CSV there
+    (atomically)."""
     print(summary.markdown())
-    if out:
+    if out and out != '-':
         atomic_write_text(out, summary.csv_text())
         print(f'\nWrote {out}', file=sys.stderr)
 
