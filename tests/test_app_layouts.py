@@ -32,6 +32,14 @@ def write_wav(path: Path, wav: np.ndarray, rate: int = 16000) -> None:
     sf.write(str(path), wav, rate, subtype='PCM_16')
 
 
+def write_table(path: Path, rows: list) -> None:
+    """Writes dict `rows` as a CSV with the first row's keys as its header (a publisher's metadata table)."""
+    with open(path, 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def read_csv(path: Path) -> list:
     with open(path) as f:
         return list(csv.DictReader(f))
@@ -61,10 +69,7 @@ def make_circor(root: Path, per_class: int = 4) -> dict:
             (data / f'{pid}.txt').write_text(f'{pid} 2 16000\n')
             rows.append({'Patient ID': pid, 'Recording locations:': 'AV+MV', 'Age': 'Child', 'Murmur': label,
                          'Outcome': 'Normal'})
-    with open(root / 'training_data.csv', 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_table(root / 'training_data.csv', rows)
     return labels
 
 
@@ -150,10 +155,7 @@ def make_bmdhs(root: Path, per_class: int = 4) -> dict:
             labels[pid] = label
             rows.append({'patient_id': pid, 'AS': 0, 'AR': 0, 'MR': int(label == 'Murmur'), 'MS': 0,
                          'N': int(label == 'Normal'), **{f'recording_{k + 1}': s for k, s in enumerate(stems)}})
-    with open(root / 'train.csv', 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_table(root / 'train.csv', rows)
     return labels
 
 
