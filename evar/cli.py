@@ -161,8 +161,11 @@ def parse_arguments(fn: Callable, argv: list, prog: str, defaults: tuple = ()) -
             if key not in params:
                 close = difflib.get_close_matches(key, names, n=1)
                 hint = f' Did you mean --{close[0]}?' if close else ''
+                flags = [n for n in names if params[n].default is not inspect.Parameter.empty]
+                required = [n.upper() for n in names if params[n].default is inspect.Parameter.empty]
+                after = f' (positional: {" ".join(required)})' if required else ''
                 raise EvarError(f'{prog}: unknown flag --{key}.{hint} Valid flags: '
-                                f'{", ".join("--" + n for n in names)}.')
+                                f'{", ".join("--" + n for n in flags)}{after}.')
             if negated:
                 value = False
             elif has_value:

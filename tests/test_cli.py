@@ -31,6 +31,7 @@ def test_parse_arguments_reads_flags_as_fire_does():
 
 @pytest.mark.parametrize('argv,message', [
     (['c', 't', '--hiden', '(128,)'], 'unknown flag --hiden. Did you mean --hidden?'),
+    (['c', 't', '--x'], 'Valid flags: --seed, --lr, --hidden, --bf16, --options (positional: CONFIG_FILE TASK).'),
     (['c', 't', '--option', 'a=1'], 'Did you mean --options?'),
     (['c', 't', '--seed', 'abc'], "--seed expects an integer, got 'abc'"),
     (['c', 't', '--lr', 'fast'], "--lr expects a number, got 'fast'"),

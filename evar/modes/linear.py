@@ -405,7 +405,8 @@ def linear_command(config_file: str, task: str, options: str = '', seed: int = 4
         epochs, early_stop_epochs: the probe's budget (default 200 and the config's early_stop_epochs).
         unit_sec: clip length in seconds (default: the task's).
         step: 1pass | 2pass_1_precompute_only | 2pass_2_train_test.
-        head: probe (EVAR protocol), logreg (L2 logistic regression, strength chosen on validation) or knn.
+        head: probe (EVAR protocol), logreg (L2 logistic regression, strength chosen on validation), knn, or
+            mlp_search (MLP probes over a small grid of sizes and learning rates, chosen on validation).
         k, temperature: the kNN head's neighbours ('auto': chosen on validation) and softmax temperature.
         work_root: folder with metadata/, <16k|...>/ audio and cache/ (default $EVAR_WORK or work).
         results_dir, logs_dir: where scores.csv and the run logs go.
