@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import difflib
 import importlib
 import inspect
 import sys
@@ -32,7 +31,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Callable, Optional
 
-from .errors import EvarError
+from .errors import EvarError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -159,8 +158,7 @@ def parse_arguments(fn: Callable, argv: list, prog: str, defaults: tuple = ()) -
             if negated:
                 key = key[2:]
             if key not in params:
-                close = difflib.get_close_matches(key, names, n=1)
-                hint = f' Did you mean --{close[0]}?' if close else ''
+                hint = did_you_mean(key, names, '--')
                 flags = [n for n in names if params[n].default is not inspect.Parameter.empty]
                 required = [n.upper() for n in names if params[n].default is inspect.Parameter.empty]
                 after = f' (positional: {" ".join(required)})' if required else ''
@@ -253,8 +251,7 @@ def main(argv: Optional[list] = None) -> int:
     if not argv or argv[0] in ('-h', '--help', 'help'):
         return _guarded(lambda: print(usage()))
     if argv[0] not in COMMANDS:
-        close = difflib.get_close_matches(argv[0], list(COMMANDS), n=1)
-        print(f'Error: unknown command {argv[0]!r}.{f" Did you mean {close[0]}?" if close else ""}\n{usage()}',
+        print(f'Error: unknown command {argv[0]!r}.{did_you_mean(argv[0], COMMANDS)}\n{usage()}',
               file=sys.stderr)
         return 1
     return run_command(argv[0], argv[1:])

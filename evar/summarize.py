@@ -45,7 +45,7 @@ from typing import Optional
 
 import numpy as np
 
-from .errors import EvarError
+from .errors import EvarError, did_you_mean
 from .fileio import atomic_write_text
 from .results import ResultRow, read_table, settings_variant
 from .results.aggregate import TaskScore, report_test_clips, task_score
@@ -690,8 +690,9 @@ def find_line(summary: Summary, name: str):
     if by_rep:
         raise EvarError(f'Model {name!r} has several lines ({"; ".join(m.label for m in by_rep)}); name one by its '
                         'label, in quotes.')
-    raise EvarError(f'Model {name!r} is not in {", ".join(map(str, summary.sources))}; models: '
-                    f'{"; ".join(m.label for m in summary.rows)}.')
+    names = {m.label for m in summary.rows} | {m.representation for m in summary.rows}
+    raise EvarError(f'Model {name!r} is not in {", ".join(map(str, summary.sources))}.{did_you_mean(name, names)} '
+                    f'Models: {"; ".join(m.label for m in summary.rows)}.')
 
 
 def compare(model_a: str, model_b: str, tasks=None, results='results/scores.csv', logs_root=None,

@@ -84,8 +84,10 @@ def test_bad_parameters_are_errors(kwargs):
 def test_head_registry():
     assert list_heads() == ['knn', 'logreg', 'mlp_search', 'probe']
     assert head_class('knn') is KNNHead
-    with pytest.raises(EvarError, match='registered heads: knn, logreg, mlp_search, probe'):
+    with pytest.raises(EvarError, match='Registered heads: knn, logreg, mlp_search, probe'):
         head_class('svm')
+    with pytest.raises(EvarError, match=r"Unknown head 'lgoreg'. Did you mean logreg\?"):
+        head_class('lgoreg')
 
 
 def knn_scores(tmp_path, work, task, configs):

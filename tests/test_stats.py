@@ -198,6 +198,8 @@ def test_compare_reports_and_refuses_other_clips(hand_runs, tmp_path, monkeypatc
         compare('good', 'other', results=hand_runs, n_resamples=200)
     with pytest.raises(EvarError, match='not in'):
         compare('good', 'nobody', results=hand_runs)
+    with pytest.raises(EvarError, match=r"Did you mean close\?"):
+        compare('good', 'clsoe', results=hand_runs)
 
 
 def test_compare_multilabel_runs_over_folds(tmp_path, monkeypatch):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from types import MappingProxyType
 
-from ..errors import EvarError
+from ..errors import EvarError, did_you_mean
 
 HEADS = MappingProxyType({
     'probe': 'evar.heads.probe:ProbeHead',
@@ -34,6 +34,7 @@ def head_class(name: str) -> type:
         EvarError: an unknown name, listing the registered ones.
     """
     if name not in HEADS:
-        raise EvarError(f'Unknown head {name!r}; registered heads: {", ".join(list_heads())}.')
+        raise EvarError(f'Unknown head {name!r}.{did_you_mean(name, HEADS)} '
+                        f'Registered heads: {", ".join(list_heads())}.')
     module_name, _, class_name = HEADS[name].partition(':')
     return getattr(importlib.import_module(module_name), class_name)
