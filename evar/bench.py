@@ -11,7 +11,7 @@ A plan (YAML; every key is checked, an unknown one is an error naming it and the
       - config/byola_d512.yaml
       - {config: config/melspec.yaml, options: 'name=melspec_b16,batch_size=16'}
     tasks: [esc50, fsdd, tasks/my_task.yaml]    # built-in names or task YAMLs
-    heads: [probe, logreg, knn, finetune]       # BENCH_MODES keys (also zeroshot, for audio-text models)
+    heads: [probe, logreg, knn, finetune]       # BENCH_MODES keys (also mlp_search, and zeroshot for audio-text models)
     seeds: [42, 43, 44]        # optional: [42]
     flags:                     # optional: each head's flags, as on its command line
       probe: {hidden: '(512,)'}
@@ -96,6 +96,8 @@ BENCH_MODES = MappingProxyType({
     'probe': BenchMode('linear', 'linear', 'scores.csv', True, (('head', 'probe'),), 'evar.bench:linear_run_id'),
     'logreg': BenchMode('linear', 'linear', 'scores.csv', True, (('head', 'logreg'),), 'evar.bench:linear_run_id'),
     'knn': BenchMode('linear', 'knn', 'scores.csv', True, (('head', 'knn'),), 'evar.bench:linear_run_id'),
+    'mlp_search': BenchMode('linear', 'linear', 'scores.csv', True, (('head', 'mlp_search'),),
+                            'evar.bench:linear_run_id'),
     'finetune': BenchMode('finetune', 'finetune', 'ft-scores.csv', False, (), 'evar.bench:finetune_run_id'),
     'zeroshot': BenchMode('zeroshot', 'zeroshot', 'scores.csv', False, seeded=False, row_task='zs_{task}'),
 })

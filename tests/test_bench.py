@@ -77,12 +77,12 @@ def test_plan_file_and_command_line_form(tmp_path):
 
 
 def test_dry_run_lists_jobs_and_runs_nothing(tmp_path, work):
-    proc = bench('--models', f'{MELSPEC},{LINSPEC}', '--tasks', 'demo', '--heads', 'logreg,knn', '--seeds', '42,43',
-                 '--work_root', work, '--dry_run', cwd=tmp_path)
+    proc = bench('--models', f'{MELSPEC},{LINSPEC}', '--tasks', 'demo', '--heads', 'logreg,knn,mlp_search',
+                 '--seeds', '42,43', '--work_root', work, '--dry_run', cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     listed = [line.split()[0:2] for line in proc.stderr.splitlines() if line.startswith('  ')]
-    assert len(listed) == 2 * (1 + 2 * 2) and all(state == 'to' for state, _ in listed), proc.stderr
-    assert '= 8 jobs; 0 done' in proc.stderr
+    assert len(listed) == 2 * (1 + 3 * 2) and all(state == 'to' for state, _ in listed), proc.stderr
+    assert '= 12 jobs; 0 done' in proc.stderr
     assert not (tmp_path / 'results').exists()
 
 
