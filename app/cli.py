@@ -13,11 +13,20 @@ import sys
 from typing import Callable, Optional
 
 
-def _quiet(fn: Callable) -> Callable:
-    """`fn` with its return value dropped (the command's exit status comes from errors alone)."""
+def _reporting(fn: Callable) -> Callable:
+    """`fn` with its return value dropped (the command's exit status comes from errors alone), after logging the task
+    files it wrote when it returns `BuiltTask`s (a build), so a successful build does not end in silence."""
+    from .layout import BuiltTask
+
     @functools.wraps(fn)
     def call(*args, **kwargs):
-        fn(*args, **kwargs)
+        result = fn(*args, **kwargs)
+        built = [result] if isinstance(result, BuiltTask) else list(result) if isinstance(result, list) else []
+        for task in (t for t in built if isinstance(t, BuiltTask)):
+            with open(task.metadata) as f:
+                clips = sum(1 for _ in f) - 1
+            logging.getLogger('evar').info('wrote task %s: %s (%d clips; metadata %s, groups %s)', task.name,
+                                           task.yaml, clips, task.metadata.name, task.groups.name)
     return call
 
 
@@ -37,4 +46,4 @@ def main(prog: str, commands: dict, argv: Optional[list] = None) -> int:
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         log.propagate = False
-    return run_function(_quiet(commands[argv[0]]), argv[1:], f'python -m {prog} {argv[0]}')
+    return run_function(_reporting(commands[argv[0]]), argv[1:], f'python -m {prog} {argv[0]}')

@@ -336,6 +336,20 @@ def test_icbhi_sprs_end_to_end(tmp_path):
     assert len(rows) == 2 * 4 + 4 + 2 * 4
 
 
+def test_build_on_the_command_line_says_what_it_wrote(tmp_path):
+    import subprocess
+    import sys
+
+    make_circor(tmp_path / 'circor')
+    proc = subprocess.run([sys.executable, '-m', 'app.circor', 'build', 'circor', 'out', '--n_splits', '2'],
+                          cwd=tmp_path, capture_output=True, text=True, env={'PYTHONPATH': str(ROOT), 'PATH': '/usr/bin:/bin'},
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    wrote = [line.split('wrote task ')[1] for line in proc.stderr.splitlines() if 'wrote task ' in line]
+    assert [w.split(':')[0] for w in wrote] == ['circor1', 'circor2'], proc.stderr
+    assert all('(24 clips; metadata' in w for w in wrote), proc.stderr  # 12 patients x 2 recordings, one segment each
+
+
 @pytest.mark.parametrize('module, args, expected', [
     ('app.circor', ['build', 'missing', 'out'], 'physionet.org/content/circor-heart-sound.*licence'),
     ('app.bmdhs', ['build', 'missing', 'out', '--split_files', 'a.csv'], 'github.com/mHealthBuet'),
