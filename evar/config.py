@@ -93,6 +93,8 @@ _COMMON_IGNORED = {
     'flat_features': ((False,), 'False: the frames as the model gives them (True would change the embeddings)'),
 }
 _FBANK_FIXED = (ANY, "EVAR's AR_BEATs does not read it: BEATs' Kaldi fbank settings are fixed in its code")
+_MSCLAP_UNREAD = (ANY, "EVAR's AR_MSCLAP does not read it: msclap's own configs fix the front end (and EVAR's "
+                       "return_filename only makes it pass file names, which evar's waves stand for)")
 _HF_ID = {'pretrained_model': 'model_id', 'wav2vec_model': 'model_id'}
 EVAR_KEYS = MappingProxyType({
     'm2d': EvarKeys(combined={'norm_stats': ('mean', 'std')}),
@@ -108,6 +110,8 @@ EVAR_KEYS = MappingProxyType({
         'mispeech/dasheng-1.2B': {'weight_file': 'external/dasheng_12b.pt', 'embed_dim': 1536, 'depth': 40,
                                   'num_heads': 24}}}),
     'hf': EvarKeys(renamed=_HF_ID),
+    'msclap': EvarKeys(ignored={k: _MSCLAP_UNREAD for k in ('feature_d', 'n_fft', 'window_size', 'hop_size', 'n_mels',
+                                                           'f_min', 'f_max', 'return_filename')}),
 })
 # What an EVAR class name implies beyond the registered model it maps to (evar.models.EVAR_ALIASES): EVAR's HuBERT
 # and WavLM preprocess with wav2vec2-base-960h's processor; its wav2vec 2.0 classes differ in the output they take.
