@@ -16,9 +16,12 @@ front ends use it). Sources (exported as plain folders under --external): EVAR i
           timm's layers/pos_embed.py, then `patch -p1 < patch_m2d.diff`)
   beats:  github.com/microsoft/unilm `beats/` as `unilm/beats/`
   atst_*: github.com/Audio-WestlakeU/audiossl (ec3a14d) as `audiossl/` (fairseq and the lightning module stubbed)
+  vggish: github.com/tcvrick/audioset-vggish-tensorflow-to-pytorch as `tcvrick_ns/external/tcvrick_vggish/`
+  htsat:  github.com/RetroCirce/HTS-Audio-Transformer as `htsat/` (its training utils stubbed, as parity_htsat)
 
     python benchmarks/parity_evar.py m2d m2d_32k m2d_flat beats atst_clip atst_frame atst_frame_patches byola2 \\
         cnn14 wav2vec2feature wav2vec2context wav2vec2logit hubert wavlm data2vec whisper \\
+        vggish vggish_4k htsat beats_plus \\
         --ref_python /tmp/venv_evarref/bin/python --evar_ref /tmp/evar_ref --external /tmp/ref
 
 (byola2: EVAR imports `external.byol_a.v2`, so github.com/nttcslab/byol-a goes in <evar_ref>/external/byol_a.
@@ -44,6 +47,10 @@ transformers 4.46.3, torchlibrosa 0.1.0 + librosa; evar venv torch 2.13 CPU, tra
     data2vec 0 / 0 (base sizes); whisper 0 / 0 (tiny sizes, 128 mels; 30 s chunks, frames of real audio only)
     EVAR's embeddings of two different clips differ by 0.37 (whisper) and more, so these are not dead models.
     (hf families: random models built by transformers, saved with save_pretrained; both sides load the folder.)
+Seen on 2026-12-06, group A (same reference venv and evar venv; --external /tmp/parity_a/ext):
+    vggish 8.3e-07 / 4.7e-07; vggish_4k 3.8e-07 / 3.2e-07 (tcvrick's VGGish and vggish_input, which EVAR imports)
+    htsat 2.0e-07 / 1.7e-07 (RetroCirce/HTS-Audio-Transformer 10 s chunks, infer_mode, averaged: so does evar)
+    beats_plus 7.1e-07 / 5.6e-07 (EVAR's beats_plus.yaml is beats.yaml with the iter3+ AS2M file: same wrapper)
 """
 
 from __future__ import annotations
@@ -72,11 +79,12 @@ class Family:
         ours: evar config stem; theirs: EVAR config stem.
         sample_rate: Hz of the waves both sides get.
         weights: name of the ref-side function that writes the random checkpoint (see REF_WEIGHTS) and returns its
-            path; weight_arg: its argument.
+            path, or '' for a model without weights (the spectrogram baselines); weight_arg: its argument.
         paths: folders under --external put on sys.path on the ref side (the official code EVAR imports).
         our_options / their_options: config overrides (`key=value`) besides weight_file.
         our_weight_key / their_weight_key: the config key that takes the written checkpoint's path on each side
-            (hf: evar's `model_id`, EVAR's `wav2vec_model` or `pretrained_model`). String values of our_options may
+            (hf: evar's `model_id`, EVAR's `wav2vec_model` or `pretrained_model`; '' on EVAR's side: its wrapper reads a
+            fixed path, as AR_VGGish's external/pytorch_vggish.pth). String values of our_options may
             name `{work}`, the exchange folder (where the ref side also writes the stand-in of a hub folder).
         legacy_processor: EVAR's wav2vec2 / HuBERT / WavLM / data2vec wrappers index the processor's output
             (`preprocessed[0]`) as the [1, B, L] that transformers returned for a 2-d numpy batch when they were
@@ -100,6 +108,8 @@ class Family:
     legacy_processor: bool = False
 
 
+# EVAR imports external.tcvrick_vggish (whose vggish_input imports `audioset` from the checkout's root)
+VGGISH_PATHS = ('tcvrick_ns', 'tcvrick_ns/external/tcvrick_vggish')
 HF_W2V2_FOLDER = '{work}/wav2vec2-base-960h'  # stand-in for the processor EVAR's HuBERT and WavLM wrappers load
 
 FAMILIES = {
@@ -130,6 +140,11 @@ FAMILIES = {
                        their_weight_key='pretrained_model', legacy_processor=True, our_options={'feature_d': 768}),
     'whisper': Family('whisper', 'whisper', 16000, 'hf_weights', 'whisper', our_weight_key='model_id',
                       their_weight_key='pretrained_model', our_options={'feature_d': 384}),
+    # group A (issue 15): VGGish, HTS-AT, BEATs iter3+
+    'vggish': Family('vggish', 'vggish', 16000, 'vggish_weights', '', VGGISH_PATHS, their_weight_key=''),
+    'vggish_4k': Family('vggish_4k', 'vggish_4k', 16000, 'vggish_weights', '', VGGISH_PATHS, their_weight_key=''),
+    'htsat': Family('htsat', 'htsat', 32000, 'htsat_weights', '', ('htsat',)),
+    'beats_plus': Family('beats_plus', 'beats_plus', 16000, 'beats_weights', '', ('unilm/beats',)),
 }
 
 
@@ -364,8 +379,43 @@ def _legacy_transformers(work: Path, legacy_processor: bool) -> None:
         processor.__call__ = call
 
 
+def vggish_weights(work: Path, _: str, external: Path) -> Path:
+    """tcvrick's VGGish (the module EVAR loads), seeded, every tensor perturbed, saved as EVAR's
+    external/pytorch_vggish.pth: AR_VGGish reads that path relative to the working folder, so the reference side works
+    in `work` from here on. vggish_input imports resampy, which 16 kHz input never calls: a stand-in."""
+    import os
+    import types
+
+    import torch
+
+    sys.modules.setdefault('resampy', types.ModuleType('resampy'))
+    from external.tcvrick_vggish.vggish import VGGish
+
+    torch.manual_seed(0)
+    model = VGGish()
+    _perturb_all(model)
+    path = work / 'external' / 'pytorch_vggish.pth'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    os.chdir(work)
+    return path
+
+
+def htsat_weights(work: Path, _: str, external: Path) -> Path:
+    """The official HTS-AT lightning container {'state_dict': {'sed_model.' + key}} of parity_htsat's random model
+    (every tensor but the front end's perturbed, bn0 statistics on the log-mel scale)."""
+    import torch
+
+    from parity_htsat import official_model
+
+    model, _ = official_model(str(external / 'htsat'))
+    path = work / 'HTSAT_parity.ckpt'
+    torch.save({'state_dict': {f'sed_model.{k}': v for k, v in model.state_dict().items()}}, path)
+    return path
+
+
 REF_WEIGHTS = {f.__name__: f for f in (m2d_weights, beats_weights, atst_clip_weights, atst_frame_weights,
-                                        byola2_weights, cnn14_weights, hf_weights)}
+                                        byola2_weights, cnn14_weights, hf_weights, vggish_weights, htsat_weights)}
 
 
 def run_reference(family: Family, args) -> None:
@@ -381,11 +431,12 @@ def run_reference(family: Family, args) -> None:
     from evar.common import complete_cfg
     from evar.utils import load_yaml_config
 
-    weight_file = REF_WEIGHTS[family.weights](work, family.weight_arg, Path(args.external))
-    cfg = load_yaml_config(Path(args.evar_ref) / 'config' / f'{family.theirs}.yaml')
+    cfg = load_yaml_config(Path(args.evar_ref) / 'config' / f'{family.theirs}.yaml')  # before a chdir (vggish)
+    weight_file = REF_WEIGHTS[family.weights](work, family.weight_arg, Path(args.external)) if family.weights else ''
     if family.weights == 'hf_weights':
         _legacy_transformers(work, family.legacy_processor)
-    options = {family.their_weight_key: str(weight_file), **family.their_options}
+    options = {**({family.their_weight_key: str(weight_file)} if weight_file and family.their_weight_key else {}),
+               **family.their_options}
     cfg = complete_cfg(cfg, ','.join(f'{k}={v}' for k, v in options.items()), no_id=True)
     for key in ('mean', 'std'):  # as lineareval.make_cfg does
         cfg.setdefault(key, None)
@@ -434,7 +485,7 @@ def ours(family: Family, weight_file: str, clips: list, norm_stats=None, work: s
 
     from parity_common import padded
 
-    values = {family.our_weight_key: weight_file,
+    values = {**({family.our_weight_key: weight_file} if weight_file else {}),
               **{k: v.format(work=work) if isinstance(v, str) else v for k, v in family.our_options.items()}}
     if norm_stats is not None:
         values['+norm_stats'] = norm_stats  # '+': the YAML has no such key (statistics of the task by default)
