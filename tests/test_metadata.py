@@ -438,7 +438,7 @@ def test_errors(tmp_path):
         build('us8k', root, tmp_path)
     with pytest.raises(EvarError) as e:
         build('no_such_task', root, tmp_path)
-    assert all(name in str(e.value) for name in buildable_tasks()) and len(buildable_tasks()) == 46
+    assert all(name in str(e.value) for name in buildable_tasks()) and len(buildable_tasks()) == 49
     with pytest.raises(EvarError, match='--split_file is only for'):
         build('us8k', root, tmp_path, split_file=root / 'metadata/UrbanSound8K.csv')
     with pytest.raises(EvarError, match='not a folder'):

@@ -176,7 +176,8 @@ def test_sed_words_end_to_end_with_melspec(tmp_path):
     assert metadata_main(['sed_words', str(root), '--work_root', str(work)]) == 0
     scores, post = sed('config/melspec.yaml', 'sed_words', work_root=work, results_dir=tmp_path / 'results',
                        logs_dir=tmp_path / 'logs', progress=False, head=SedHeadOptions(max_epochs=3, patience=2))
-    assert all(0 <= v <= 1 for k, v in scores.as_dict().items() if k != 'segment_er_1s')
+    assert scores.psds1 is None  # sed_words' protocol asks for no PSDS
+    assert all(0 <= v <= 1 for k, v in scores.as_dict().items() if k not in ('segment_er_1s', 'psds1'))
     assert post.median_filter_sec == 0.25 and post.min_duration_sec in (0.125, 0.25)
     rows = read_rows(tmp_path / 'results' / 'sed_scores.csv')
     assert len(rows) == 1 and rows[0].mode == 'sed' and rows[0].metric == 'onset_f1_200ms'

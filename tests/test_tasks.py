@@ -51,7 +51,7 @@ def test_every_family_record_is_registered_and_every_name_found():
         assert (task.split_file == 'required') == bool(task.split_file_help), name
         assert task.metadata is None and task.data is None, name  # built-in tasks live under the work root
     assert [n for n, t in BUILTIN_TASKS.items() if t.build is None] == ['demo']
-    assert [n for n, t in BUILTIN_TASKS.items() if t.writes_audio] == ['piano_pitch', 'sed_words']
+    assert [n for n, t in BUILTIN_TASKS.items() if t.writes_audio] == ['dcase2016_task2', 'maestro', 'desed', 'piano_pitch', 'sed_words']
     assert {n for n, t in BUILTIN_TASKS.items() if t.split_file != 'none'} == {
         'gtzan', 'cremad', 'cremad_gender', 'surge', 'vc1', 'voxforge', 'libricount', 'voxlingua33', 'vocal_imitation'}
 
@@ -66,6 +66,8 @@ def test_registry_order_is_evars_table_then_evars_own_sets():
         'asvspoof2015', 'fsc', 'libricount', 'librispeech_mf', 'voxlingua33', 'vocal_imitation', 'fsdkaggle2018',
         'fma_small', 'beijing_opera', 'mridangam_stroke', 'mridangam_tonic', 'gtzan_mus_speech', 'beehive_fold0',
         'beehive_fold1', 'gunshot', 'nsynth_pitch_5h', 'nsynth_pitch_50h', 'vox_lingua_top10',
+        # HEAR's event tasks and DESED (evar sed)
+        'dcase2016_task2', 'maestro', 'desed',
         'fsdd', 'fsdd_speaker', 'ravdess', 'ravdess_gender', 'spcv2_12', 'piano_pitch', 'sed_words', 'demo']
 
 

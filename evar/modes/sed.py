@@ -10,18 +10,23 @@ Protocol (as HEAR's event tasks, Turian et al. 2022, with selection on the valid
 - Head: frames standardised with the training frames' mean and std, then a linear layer or an MLP (`hidden`),
   trained with Adam on the training split's frames, BCE loss; the epoch with the lowest validation BCE is kept
   (early stop after `patience` epochs without improvement). The test split is never looked at until the end.
-- Post-processing: every `PostProcessing` of the grid (default HEAR's: median filter 250 ms, minimum duration 125
-  or 250 ms, threshold 0.5) is decoded on the validation split; the one with the best event-based onset F1
-  (200 ms collar) is applied to the test split.
+- Post-processing: every `PostProcessing` of the task's grid (`evar.sed.SedProtocol`; default HEAR's: median
+  filter 250 ms, minimum duration 125 or 250 ms, threshold 0.5) is decoded on the validation split; the one with
+  the best primary score (default the event-based onset F1 with a 200 ms collar) is applied to the test split.
 - Scores (sed_eval, test split): event-based onset F1 at 200 and 50 ms, onset+offset F1 (50 ms, 20 % of length),
-  segment-based F1 and error rate at 1 s. The row's score is the onset F1 at 200 ms (HEAR's DCASE 2016 task 2
-  score).
+  segment-based F1 and error rate at 1 s, the class-averaged event F1 (200 ms, 20 %) of DCASE task 4; PSDS1
+  (psds_eval, 50 thresholds) where the task's protocol asks for it (desed). The row's score is the task's primary
+  score: onset F1 at 200 ms (HEAR's DCASE 2016 task 2 score; sed_words, user tasks), onset F1 at 50 ms (maestro),
+  event macro F1 (desed).
+- Cross-validated tasks (an events CSV whose split column holds fold numbers, HEAR's maestro): each fold is tested
+  with the next as validation and the others for training (hear-eval-kit's `data_splits_from_folds`); the row
+  holds the means over the folds.
 
 Rows go to `results/sed_scores.csv` (the figures, then the shared `evar.results.ResultRow` columns, mode `sed`);
 the test split's decoded events go to the run's log folder (`events-test.csv`).
 
-A task's strong labels are an events CSV (`evar.sed`): for a built-in task with `events` (sed_words) the one its
-builder wrote beside the audio (`<audio folder>/events.csv`), else `--events PATH`.
+A task's strong labels are an events CSV (`evar.sed`): for a built-in task with `events` (sed_words,
+dcase2016_task2, maestro, desed) the one its builder wrote beside the audio (`<audio folder>/events.csv`), else `--events PATH`.
 """
 
 from __future__ import annotations
@@ -36,11 +41,12 @@ from typing import Optional
 import numpy as np
 
 from ..errors import EvarError
-from ..sed import HEAR_GRID, PostProcessing, SedScores
+from ..sed import PostProcessing, SedProtocol, SedScores
 
 log = logging.getLogger('evar')
 SED_COLUMNS = ['model', 'task', 'onset_f1_200ms', 'onset_f1_50ms', 'onset_offset_f1_50ms', 'segment_f1_1s',
-               'segment_er_1s', 'valid_onset_f1_200ms', 'postprocessing', 'epochs', 'hop_sec']
+               'segment_er_1s', 'event_macro_f1_200ms', 'psds1', 'valid_score', 'postprocessing', 'epochs',
+               'hop_sec']
 
 
 @dataclass(frozen=True)
@@ -162,17 +168,31 @@ def decode_set(probs: np.ndarray, frames: FrameSet, names: list, labels, hop: fl
 
 
 def choose_postprocessing(probs: np.ndarray, frames: FrameSet, names: list, table, labels, hop: float,
-                          window: float, grid) -> tuple:
-    """(the `PostProcessing` of `grid` with the best validation onset F1 at 200 ms, that F1); ties keep the first."""
+                          window: float, grid, primary: str = 'onset_f1_200ms') -> tuple:
+    """(the `PostProcessing` of `grid` with the best validation `primary` score (a `SedScores` field), that score);
+    ties keep the first."""
     from ..sed import sed_scores
 
     reference = [e for name in names for e in table.events[table.file_names.index(name)]]
-    scored = [(sed_scores(reference, decode_set(probs, frames, names, labels, hop, window, p), labels,
-                          names).onset_f1_200ms, p) for p in grid]
-    for f1, p in scored:
-        log.info(f'validation onset F1 (200 ms) {f1:.4f} with {p.describe()}')
+    scored = [(getattr(sed_scores(reference, decode_set(probs, frames, names, labels, hop, window, p), labels,
+                                  names), primary), p) for p in grid]
+    for value, p in scored:
+        log.info(f'validation {primary} {value:.4f} with {p.describe()}')
     best = max(range(len(scored)), key=lambda k: (np.nan_to_num(scored[k][0], nan=-1.0), -k))
     return scored[best][1], scored[best][0]
+
+
+def test_psds1(probs: np.ndarray, frames: FrameSet, names: list, reference: list, labels, hop: float,
+               window: float, post: PostProcessing) -> float:
+    """PSDS scenario 1 (`evar.sed.psds1`) of a test set: one operating point per threshold of
+    `evar.sed.PSDS_THRESHOLDS`, decoded with `post`'s median filter and minimum duration; each clip's duration is
+    its frame count times the hop."""
+    from ..sed import PSDS_THRESHOLDS, psds1
+
+    durations = {n: float(frames.offsets[i + 1] - frames.offsets[i]) * hop for i, n in enumerate(names)}
+    detections = {t: decode_set(probs, frames, names, labels, hop, window, replace(post, threshold=t))
+                  for t in PSDS_THRESHOLDS}
+    return psds1(reference, detections, durations)
 
 
 def sed_metadata(table):
@@ -183,6 +203,16 @@ def sed_metadata(table):
     labels = tuple(tuple(sorted({e.label for e in events})) or ('',) for events in table.events)
     return Metadata(path=table.path, file_names=table.file_names, labels=labels, splits=table.splits, folds=None,
                     content_hash=table.content_hash)
+
+
+def task_protocol(spec) -> SedProtocol:
+    """The `SedProtocol` of a task: for a built-in task its family module's `SED_PROTOCOLS` entry (the module of its
+    builder), else the default (HEAR's DCASE 2016 task 2 protocol: onset F1 at 200 ms, HEAR's grid)."""
+    import sys
+
+    build = getattr(spec.build, 'func', spec.build)
+    module = sys.modules.get(getattr(build, '__module__', None) or '')
+    return getattr(module, 'SED_PROTOCOLS', {}).get(spec.name, SedProtocol())
 
 
 def sed_task(task: str, events: Optional[str], work_root: Path, sample_rate: int) -> tuple:
@@ -206,23 +236,43 @@ def sed_task(task: str, events: Optional[str], work_root: Path, sample_rate: int
     return spec, root / EVENTS_FILE
 
 
+@dataclass(frozen=True)
+class SedRound:
+    """One train/valid/test round's outcome (the only one, or one fold of a cross-validated task)."""
+    name: str  # '' or 'fold<i>'
+    scores: SedScores
+    post: PostProcessing
+    valid_score: float
+    epochs: int
+
+
+def mean_scores(rounds: list) -> SedScores:
+    """The field-wise mean of the rounds' `SedScores` (a field None in any round stays None)."""
+    values = {}
+    for key in rounds[0].scores.as_dict():
+        column = [r.scores.as_dict()[key] for r in rounds]
+        values[key] = None if any(v is None for v in column) else float(np.mean(column))
+    return SedScores(**values)
+
+
 def sed(config_file, task, options: str = '', events: Optional[str] = None, head: Optional[SedHeadOptions] = None,
-        grid=HEAR_GRID, work_root: Optional[Path] = None, results_dir: Path = Path('results'),
+        grid=None, work_root: Optional[Path] = None, results_dir: Path = Path('results'),
         logs_dir: Path = Path('logs'), device: Optional[str] = None, bf16: bool = False, progress: bool = True,
         recompute: bool = False) -> tuple:
     """Runs frame-level SED on `task` and appends a row to `results_dir`/sed_scores.csv.
 
     Args:
         config_file: the model YAML.
-        task: an SED task (sed_words) or a task YAML with `events`.
+        task: an SED task (sed_words, dcase2016_task2, maestro, desed) or a task YAML with `events`.
         options: config overrides (`crop` is always `full`).
         events: the events CSV (default: the built-in task's `<audio folder>/events.csv`).
         head: the frame head's settings.
-        grid: the `PostProcessing`s chosen among on the validation split.
+        grid: the `PostProcessing`s chosen among on the validation split (default: the task's `SedProtocol`).
         work_root, results_dir, logs_dir, device, bf16, progress, recompute: as `evar.modes.linear.lineareval`.
 
     Returns:
-        (test `SedScores`, the chosen `PostProcessing`).
+        (test `SedScores`, the chosen `PostProcessing`): for a cross-validated task (fold numbers in the events CSV)
+        the mean over the folds, each tested with the next fold for validation, and the last fold's choice.
 
     Raises:
         EvarError: bad input (before any embedding): no events, a split with no clip, a model without a frame hop.
@@ -236,16 +286,20 @@ def sed(config_file, task, options: str = '', events: Optional[str] = None, head
 
     t_start = time.perf_counter()
     head = (head or SedHeadOptions()).check()
-    if not grid:
-        raise EvarError('The post-processing grid is empty.')
     cfg = load_config(config_file, f'{options},crop=full' if options else 'crop=full')
     work_root = Path(work_root) if work_root is not None else default_work_root()
     task_def, events_path = sed_task(task, events, work_root, int(cfg.params.sample_rate))
+    protocol = task_protocol(task_def)
+    grid = tuple(grid) if grid is not None else protocol.grid
+    if not grid:
+        raise EvarError('The post-processing grid is empty.')
     table = read_events(events_path)
-    rows = {s: table.rows(s) for s in ('train', 'valid', 'test')}
-    empty = [s for s, r in rows.items() if not len(r)]
-    if empty:
-        raise EvarError(f'Events CSV {events_path} has no clip in split(s) {empty}; SED needs train, valid and test.')
+    rounds = table.fold_splits()
+    for name, rows in rounds:
+        empty = [s for s, r in rows.items() if not len(r)]
+        if empty:
+            raise EvarError(f'Events CSV {events_path} has no clip in split(s) {empty}{" of " + name if name else ""}; '
+                            'SED needs train, valid and test.')
     metadata = sed_metadata(table)
     source = TaskEmbeddings(cfg, task_def, metadata, work_root, pick_device(device), bf16=bf16, progress=progress)
     source.check_audio_files()
@@ -257,48 +311,70 @@ def sed(config_file, task, options: str = '', events: Optional[str] = None, head
     prepared = PreparedRun(cfg=cfg, task=task_def, metadata=metadata, folds=[1], plans={}, source=source,
                            work_root=work_root)
     settings = {**common_settings(prepared), 'mode': 'sed', 'head': json.loads(json.dumps(head.__dict__)),
-                'grid': [p.__dict__ for p in grid]}
+                'grid': [p.__dict__ for p in grid], 'primary': protocol.primary, 'psds': protocol.psds}
     run_id = settings_id(settings)
     head_name = 'mlp' + '-'.join(map(str, head.hidden)) if head.hidden else 'linear'
     log_dir = Path(logs_dir) / f'{cfg.name}-{task_def.name}-sed-{run_id}'
     setup_logging(log_dir)
     log.info(f'sed {cfg.name} ({cfg.audio_repr}) on {task_def.name}: {len(metadata)} clips, {len(table.labels)} '
-             f'classes, hop {hop * 1000:.1f} ms')
+             f'classes, hop {hop * 1000:.1f} ms' + (f', {len(rounds)} folds' if len(rounds) > 1 else ''))
     try:
-        frames = source.embeddings(1, rows['train'], level='frame', recompute=recompute)
-        sets = {s: frame_set(frames, r, table, table.labels, hop, window) for s, r in rows.items()}
-        names = {s: [table.file_names[int(i)] for i in r] for s, r in rows.items()}
-        predict, epochs = train_head(sets['train'], sets['valid'], head, source.device)
-        post, valid_f1 = choose_postprocessing(predict(sets['valid'].x), sets['valid'], names['valid'], table,
-                                               table.labels, hop, window, grid)
-        estimated = decode_set(predict(sets['test'].x), sets['test'], names['test'], table.labels, hop, window, post)
-        scores = sed_scores(table.split_events('test'), estimated, table.labels, names['test'])
-        log.info(f'test ({post.describe()}): ' + ', '.join(f'{k} {v:.4f}' for k, v in scores.as_dict().items()))
-        write_events(log_dir / 'events-test.csv',
-                     [(n, 'test', [e for e in estimated if e.file_name == n]) for n in names['test']])
-        _record(prepared, scores, post, valid_f1, epochs, hop, head_name, run_id, settings, Path(results_dir),
+        done, estimated_all = [], []
+        for k, (name, rows) in enumerate(rounds, start=1):
+            fold = int(name[4:]) if name else 1
+            frames = source.embeddings(fold, rows['train'], level='frame',
+                                       recompute=recompute and (k == 1 or source.stats_scope(fold) is not None))
+            sets = {s: frame_set(frames, r, table, table.labels, hop, window) for s, r in rows.items()}
+            names = {s: [table.file_names[int(i)] for i in r] for s, r in rows.items()}
+            predict, epochs = train_head(sets['train'], sets['valid'], head, source.device)
+            post, valid_score = choose_postprocessing(predict(sets['valid'].x), sets['valid'], names['valid'], table,
+                                                      table.labels, hop, window, grid, protocol.primary)
+            test_probs = predict(sets['test'].x)
+            estimated = decode_set(test_probs, sets['test'], names['test'], table.labels, hop, window, post)
+            reference = [e for i in rows['test'] for e in table.events[int(i)]]
+            scores = sed_scores(reference, estimated, table.labels, names['test'])
+            if protocol.psds:
+                scores = replace(scores, psds1=test_psds1(test_probs, sets['test'], names['test'], reference,
+                                                          table.labels, hop, window, post))
+            log.info(f'test{" " + name if name else ""} ({post.describe()}): '
+                     + ', '.join(f'{k} {v:.4f}' for k, v in scores.as_dict().items() if v is not None))
+            done.append(SedRound(name, scores, post, valid_score, epochs))
+            estimated_all += [(n, name[4:] if name else 'test', [e for e in estimated if e.file_name == n])
+                              for n in names['test']]
+        write_events(log_dir / 'events-test.csv', estimated_all)
+        scores = mean_scores(done) if len(done) > 1 else done[0].scores
+        if len(done) > 1:
+            log.info(f'mean over {len(done)} folds: ' + ', '.join(f'{k} {v:.4f}' for k, v in scores.as_dict().items()
+                                                                if v is not None))
+        _record(prepared, scores, done, protocol.primary, hop, head_name, run_id, settings, Path(results_dir),
                 log_dir, time.perf_counter() - t_start)
     except BaseException as e:  # the log folder keeps the reason a run ended
         logging.getLogger('evar.runlog').error(f'run failed ({type(e).__name__}) {e}')
         raise
-    return scores, post
+    return scores, done[-1].post
 
 
-def _record(prepared, scores: SedScores, post: PostProcessing, valid_f1: float, epochs: int, hop: float,
-            head_name: str, run_id: str, settings: dict, results_dir: Path, log_dir: Path, elapsed: float) -> None:
-    """Appends the run's row to results_dir/sed_scores.csv (the SED figures, then the shared columns)."""
+def _record(prepared, scores: SedScores, rounds: list, primary: str, hop: float, head_name: str, run_id: str,
+            settings: dict, results_dir: Path, log_dir: Path, elapsed: float) -> None:
+    """Appends the run's row to results_dir/sed_scores.csv (the SED figures, then the shared columns); the row's
+    score is the task's primary score (the mean over folds for a cross-validated task)."""
     from ..results import COLUMNS, ResultRow, append_rows
 
     cfg = prepared.cfg
-    shared = ResultRow(representation=cfg.name, task=prepared.task.name, score=scores.onset_f1_200ms, run_id=run_id,
-                       metric='onset_f1_200ms', mode='sed', head=head_name, seed=str(settings['head']['seed']),
+    posts = '; '.join(dict.fromkeys(r.post.describe() for r in rounds))
+    valid = float(np.mean([r.valid_score for r in rounds]))
+    value = getattr(scores, primary)
+    folds = f' (mean of {len(rounds)} folds)' if len(rounds) > 1 else ''
+    shared = ResultRow(representation=cfg.name, task=prepared.task.name, score=value, run_id=run_id,
+                       metric=primary, mode='sed', head=head_name, seed=str(settings['head']['seed']),
                        config_hash=cfg.model_hash()[:16], weight_hash=prepared.source.weight_digest(),
                        elapsed_sec=elapsed, timestamp=time.strftime('%Y-%m-%dT%H:%M:%S'),
                        settings=json.dumps(settings, sort_keys=True, default=str, separators=(',', ':')),
-                       report=(f'SED: {cfg.name} {prepared.task.name} onset F1 (200 ms) {scores.onset_f1_200ms:.4f}, '
-                               f'segment F1 (1 s) {scores.segment_f1_1s:.4f}; {post.describe()}; log {log_dir}'))
-    row = {'model': cfg.name, 'task': prepared.task.name, **{k: f'{v:.5f}' for k, v in scores.as_dict().items()},
-           'valid_onset_f1_200ms': f'{valid_f1:.5f}', 'postprocessing': post.describe(), 'epochs': str(epochs),
+                       report=(f'SED: {cfg.name} {prepared.task.name} {primary} {value:.4f}{folds}, segment F1 (1 s) '
+                               f'{scores.segment_f1_1s:.4f}; {posts}; log {log_dir}'))
+    row = {'model': cfg.name, 'task': prepared.task.name,
+           **{k: '' if v is None else f'{v:.5f}' for k, v in scores.as_dict().items()},
+           'valid_score': f'{valid:.5f}', 'postprocessing': posts, 'epochs': ' '.join(str(r.epochs) for r in rounds),
            'hop_sec': f'{hop:.5f}', **shared.to_csv()}
     append_rows(results_dir / 'sed_scores.csv', [row], columns=SED_COLUMNS + [c for c in COLUMNS if c != 'task'])
     log.info(f'-> {results_dir / "sed_scores.csv"}')
@@ -310,14 +386,15 @@ def sed_command(config_file: str, task: str, options: str = '', events: Optional
                 device: Optional[str] = None, bf16: bool = False, progress: bool = True,
                 recompute: bool = False) -> None:
     """Frame-level sound event detection on TASK with the frozen model of CONFIG_FILE: a BCE-trained frame head
-    (early-stopped on the validation split), events decoded with HEAR's post-processing grid chosen on the
-    validation split, scored on the test split by sed_eval (onset F1 at 200/50 ms, onset+offset F1, segment F1 and
-    error rate at 1 s), appended to results/sed_scores.csv.
+    (early-stopped on the validation split), events decoded with the task's post-processing grid (HEAR's) chosen on
+    the validation split, scored on the test split by sed_eval (onset F1 at 200/50 ms, onset+offset F1, segment F1
+    and error rate at 1 s, DCASE task 4's event macro F1) and for desed PSDS1, appended to results/sed_scores.csv;
+    a cross-validated task (maestro) runs every fold and reports the means.
 
     Args:
         config_file: model YAML (a model with a frame hop).
-        task: sed_words (metadata from `evar metadata sed_words ../shared/data/speech_commands_v2_test_a`) or a
-            task YAML with --events.
+        task: sed_words (metadata from `evar metadata sed_words ../shared/data/speech_commands_v2_test_a`),
+            dcase2016_task2, maestro, desed, or a task YAML with --events.
         options: config overrides 'key=value,+new_key=value'.
         events: events CSV file_name,onset_sec,offset_sec,label,split (default: the task's events.csv).
         hidden: the MLP head's hidden widths; () for a linear head.

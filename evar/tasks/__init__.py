@@ -69,6 +69,9 @@ _FAMILY_OF = {
     'nsynth_pitch_5h': 'hear',
     'nsynth_pitch_50h': 'hear',
     'vox_lingua_top10': 'hear',
+    'dcase2016_task2': 'hear_events',  # HEAR's event tasks (evar sed)
+    'maestro': 'hear_events',
+    'desed': 'desed',  # X-ARES's DESED from the publisher's layout (evar sed)
     # Real sets that ship with the project's test data (../shared/data); useful tasks in their own right.
     'fsdd': 'fsdd',
     'fsdd_speaker': 'fsdd',
