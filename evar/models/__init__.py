@@ -36,6 +36,7 @@ MODELS = MappingProxyType({
     'whisper_ct2': 'evar.models.whisper_ct2:WhisperCT2',
     'soundnet': 'evar.models.soundnet:SoundNet',
     'crepe': 'evar.models.crepe:Crepe',
+    'wavcaps': 'evar.models.wavcaps:WavCaps',
     'hear': 'evar.models.adapters:HEARAdapter',
     'xares': 'evar.models.adapters:XARESAdapter',
 })
@@ -60,6 +61,7 @@ EVAR_ALIASES = MappingProxyType({
     'ar_esresnext_fbsp.AR_ESResNeXtFBSP': 'esresnext_fbsp',
     'ar_coala.AR_COALA': 'coala',
     'ar_opera.AR_OPERA_CT': 'opera_ct',
+    'ar_wavcaps.AR_WavCaps': 'wavcaps',
     # EVAR's transformers models are all `hf`; the keys their YAMLs imply (model_id, output, the feature extractor)
     # are set by evar.config.EVAR_KEYS and EVAR_IMPLIED.
     'ar_hubert.AR_Hubert': 'hf',

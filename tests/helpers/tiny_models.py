@@ -22,6 +22,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from helpers.tiny_wavcaps import tiny_wavcaps
+
 # ------------------------------------------------------------------------------------------------------------------
 # BYOL-A (v1, v2)
 
@@ -753,6 +755,7 @@ TINY = {
     'whisper_ct2': TinyCase('whisper_ct2', tiny_whisper_ct2),
     'soundnet': TinyCase('soundnet', tiny_soundnet),
     'crepe': TinyCase('crepe', tiny_crepe),
+    'wavcaps': TinyCase('wavcaps', tiny_wavcaps),
     'hear': TinyCase('hear', tiny_hear),
     'xares': TinyCase('xares', tiny_xares),
 }

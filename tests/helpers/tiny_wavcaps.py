@@ -1,0 +1,76 @@
+"""A tiny random WavCaps HTSAT-BERT checkpoint in the publisher's layout ({'model': ASE state dict, 'config': the
+training settings}), with a local text-model folder (BERT config.json + a character tokenizer) so nothing is
+downloaded. Used by tests/test_wavcaps.py, the registry-wide tests (tiny_models.TINY) and
+benchmarks/parity_wavcaps.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+# Reduced sizes: HTS-AT as the htsat tiny case's (tiny_models.HTSAT_SMALL: 2.5 s chunks), a 1-layer BERT, a 32-d
+# joint space. tiny_models is imported inside the functions: it imports this module for its TINY table.
+TINY_BERT = dict(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                 max_position_embeddings=64)
+TINY_EMBED = 32
+
+
+def write_text_folder(folder: Path, **bert) -> Path:
+    """A BERT config.json (TINY_BERT unless sizes are given) and a character tokenizer saved into `folder`."""
+    import transformers
+
+    from helpers.tiny_models import write_clap_tokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    transformers.BertConfig(**(bert or TINY_BERT)).save_pretrained(folder)
+    write_clap_tokenizer(folder)
+    return folder
+
+
+def write_wavcaps(path: Path, text_folder: Path, seed: int = 0, embed_size: int = TINY_EMBED, swin: dict = None,
+                  bert: dict = None) -> dict:
+    """Random ASE weights under the official names written to `path` ({'model', 'config', 'epoch'}, as WavCaps'
+    train.py saves); returns the state dict. `swin`: HTS-AT sizes (default the tiny ones); `bert`: BertConfig sizes
+    (default TINY_BERT)."""
+    import transformers
+
+    from helpers.tiny_models import HTSAT_SMALL, write_htsat
+
+    sizes = swin if swin is not None else {k: v for k, v in HTSAT_SMALL.items() if k != 'clip_sec'}
+    audio = write_htsat(path.with_suffix('.htsat.tmp'), seed=seed, **sizes)
+    path.with_suffix('.htsat.tmp').unlink()
+    audio['audio_feats_extractor.log_trans.melW'] = audio.pop('logmel_extractor.melW')
+    audio['audio_feats_extractor.mel_trans.stft.conv_real.weight'] = audio.pop(
+        'spectrogram_extractor.stft.conv_real.weight')
+    width = 8 * sizes.get('embed_dim', 96)
+    torch.manual_seed(seed + 1)
+    text = transformers.AutoModel.from_config(transformers.BertConfig(**(bert or TINY_BERT)), add_pooling_layer=False)
+    text_state = {k: v + 0.02 * torch.randn_like(v) if v.is_floating_point() else v
+                  for k, v in text.state_dict().items()}
+    text_state['embeddings.position_ids'] = torch.arange(text.config.max_position_embeddings)[None]
+    state = {'audio_encoder.audio_enc.' + k: v for k, v in audio.items()}
+    state.update({'text_encoder.text_encoder.' + k: v for k, v in text_state.items()})
+    for side, in_d in (('audio_proj', width), ('text_proj', text.config.hidden_size)):
+        head = torch.nn.Sequential(torch.nn.Linear(in_d, embed_size), torch.nn.ReLU(),
+                                   torch.nn.Linear(embed_size, embed_size))
+        state.update({f'{side}.{k}': v for k, v in head.state_dict().items()})
+    state['temp'] = torch.tensor(0.07)
+    config = {'embed_size': embed_size, 'temp': 0.07,
+              'audio_args': {'sr': 32000, 'n_fft': 1024, 'hop_length': 320, 'f_min': 50, 'f_max': 14000,
+                             'n_mels': 64, 'max_length': 30, 'mono': True},
+              'audio_encoder_args': {'type': 'transformer', 'model': 'htsat', 'pretrained': True, 'freeze': False},
+              'text_encoder_args': {'type': str(text_folder), 'freeze': False},
+              'training': {'spec_augmentation': True}}
+    torch.save({'model': state, 'config': config, 'epoch': 10}, path)
+    return state
+
+
+def tiny_wavcaps(folder: Path) -> dict:
+    """Writes the tiny checkpoint and text folder under `folder`; the config values that load them."""
+    from helpers.tiny_models import HTSAT_SMALL
+
+    text = write_text_folder(folder / 'wavcaps_text')
+    path = folder / 'HTSAT-BERT-tiny.pt'
+    write_wavcaps(path, text)
+    return {'weight_file': str(path), 'text_model': str(text), **HTSAT_SMALL}
