@@ -192,6 +192,36 @@ def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
     return float(np.mean([_binary_roc_auc(y_true[:, c], scores[:, c]) for c in defined]))
 
 
+def roc_auc_ovr(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """One-vs-rest macro ROC AUC of a single-label task: HEAR's `aucroc` (hear-eval-kit `heareval/score.py`, the
+    primary score of its Beehive tasks): scikit-learn's `roc_auc_score(one_hot(y_true), scores, average='macro')`,
+    the unweighted mean over classes of the AUC of the class's score column against the clips of that class.
+
+    For a binary task with two outputs that sum to one (a softmax head), both columns give the same AUC, so this is
+    the binary AUC of the positive class's probability, `roc_auc_score(y_true, scores[:, 1])`.
+
+    Args:
+        y_true: `[N]` class indices.
+        scores: `[N, C]` class scores (C >= 2).
+
+    Returns:
+        AUC in [0, 1], ties counted half, averaged over the classes with both clips and non-clips in `y_true`
+        (a class absent from the targets has no AUC; scikit-learn would fail on it).
+
+    Raises:
+        EvarError: targets not class indices for the scores, non-finite scores, fewer than 2 classes, or only one
+            class among the targets.
+    """
+    y_true, scores = _checked('roc_auc_ovr', y_true, scores, multi_label=False)
+    if scores.shape[1] < 2:
+        raise EvarError(f'roc_auc_ovr: scores must have a column per class, at least 2, got shape {scores.shape}.')
+    one_hot = np.eye(scores.shape[1], dtype=bool)[y_true]
+    present = np.flatnonzero(one_hot.any(0) & ~one_hot.all(0))
+    if not len(present):
+        raise EvarError('roc_auc_ovr: the targets hold one class only; AUC needs clips of two classes.')
+    return float(np.mean([_binary_roc_auc(one_hot[:, c], scores[:, c]) for c in present]))
+
+
 METRICS = MappingProxyType({m.name: m for m in (
     Metric('accuracy', accuracy, higher_is_better=True, multi_label=False,
            description='fraction of clips whose top-scoring class is the true class'),
@@ -201,6 +231,8 @@ METRICS = MappingProxyType({m.name: m for m in (
            description='mean over classes with a positive clip of average precision'),
     Metric('roc_auc', roc_auc, higher_is_better=True, multi_label=True,
            description='mean over classes with positive and negative clips of ROC AUC'),
+    Metric('roc_auc_ovr', roc_auc_ovr, higher_is_better=True, multi_label=False,
+           description="one-vs-rest macro ROC AUC of a single-label task (HEAR's aucroc; binary AUC for 2 classes)"),
 )})
 
 
