@@ -22,7 +22,8 @@ CHECKS = ['shapes', 'silence', 'frame_rate', 'length 0.2s', 'length 1s', 'length
           'batch_single', 'deterministic', 'device']
 # Models whose frames are not evenly spaced in time, with the case's reason (the property's docstring says it too).
 NO_HOP = {'esresnext_fbsp': 'one embedding per clip', 'opera_ct': 'one embedding per crop of the trimmed clip',
-          'hf-ast': 'patch tokens of a frequency x time grid', 'hear': 'HEAR gives timestamps, not a hop'}
+          'hf-ast': 'patch tokens of a frequency x time grid', 'hear': 'HEAR gives timestamps, not a hop',
+          'm2d_clap': 'output audio_embeds: one joint-space embedding per clip'}
 
 
 def test_every_registered_model_has_a_tiny_case():

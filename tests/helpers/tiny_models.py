@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from helpers.tiny_m2d_clap import tiny_m2d_clap
 from helpers.tiny_wavcaps import tiny_wavcaps
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -738,6 +739,7 @@ TINY = {
     'byola2': TinyCase('byola2', tiny_byola2),
     'm2d': TinyCase('m2d', tiny_m2d),
     'msm_mae': TinyCase('msm_mae', tiny_msm_mae),
+    'm2d_clap': TinyCase('m2d_clap', tiny_m2d_clap),
     'atst_clip': TinyCase('atst_clip', tiny_atst_clip),
     'atst_frame': TinyCase('atst_frame', tiny_atst_frame),
     'beats': TinyCase('beats', tiny_beats),

@@ -1,0 +1,205 @@
+"""M2D-CLAP (evar.models.m2d_clap): strict loading of the publisher's layout, the two outputs (EVAR's backbone
+features, the joint space), encode_text against transformers' BERT pooled by hand, and the tiny model through
+zeroshot.py and retr_a2t_t2a.py on real clips."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import ROOT, SHARED, batch_equals_single, needs_shared, run_script
+from helpers.tiny_m2d_clap import FOLDER, write_m2d_clap, write_text_tower
+
+from evar.errors import EvarError
+from evar.models import create_model
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp('m2d_clap')
+    return {'weight_file': str(write_m2d_clap(root)), 'text_model': str(write_text_tower(root / 'text')),
+            'root': root}
+
+
+def _joint(tiny, **extra):
+    return create_model('m2d_clap', weight_file=tiny['weight_file'], text_model=tiny['text_model'],
+                        output='audio_embeds', **extra).eval()
+
+
+def _np_mlp(x, state, prefix):
+    h = np.maximum(x @ state[f'{prefix}.0.weight'].numpy().T + state[f'{prefix}.0.bias'].numpy(), 0)
+    return h @ state[f'{prefix}.2.weight'].numpy().T + state[f'{prefix}.2.bias'].numpy()
+
+
+def test_backbone_is_m2d_flat_features_and_joint_space_projects_the_mean_token(tiny):
+    m2d = create_model('m2d', weight_file=tiny['weight_file'], flat_features=True).eval()
+    backbone = create_model('m2d_clap', weight_file=tiny['weight_file']).eval()
+    joint = _joint(tiny)
+    assert not hasattr(backbone, 'encode_text') and hasattr(joint, 'encode_text')
+    assert (backbone.embedding_dim, joint.embedding_dim, joint.frame_hop_sec) == (128, 128, None)
+    torch.manual_seed(1)
+    lengths = torch.tensor([40000, 16000, 3000])  # 2.5 s spans two 208-frame windows
+    wav = torch.randn(3, 40000) * 0.1
+    state = torch.load(tiny['weight_file'], weights_only=False)['model']
+    with torch.inference_mode():
+        ref = m2d.embed(wav, lengths)
+        np.testing.assert_array_equal(backbone.embed(wav, lengths).numpy(), ref.numpy())
+        frames = joint(wav, lengths)
+    assert frames.embeddings.shape == (3, 1, 128) and bool(frames.mask.all())
+    np.testing.assert_allclose(frames.embeddings[:, 0].numpy(), _np_mlp(ref.numpy(), state, 'audio_proj'),
+                               rtol=1e-4, atol=1e-5)
+    batch_equals_single(joint, [40000, 16000, 3000])
+
+
+def test_encode_text_is_bert_mean_pooled_then_text_proj_unit_norm(tiny):
+    import transformers
+
+    model = _joint(tiny)
+    texts = ['dog barking', 'the sound of rain can be heard', 'a']
+    with torch.inference_mode():
+        emb = model.encode_text(texts).numpy()
+        tok = transformers.AutoTokenizer.from_pretrained(tiny['text_model'])
+        bert = transformers.AutoModel.from_pretrained(tiny['text_model']).eval()
+        hidden = [bert(**tok([t], return_tensors='pt')).last_hidden_state[0].numpy() for t in texts]
+        cls = create_model('m2d_clap', weight_file=tiny['weight_file'], text_model=tiny['text_model'],
+                           output='audio_embeds', text_pooling='cls').encode_text(texts).numpy()
+    state = torch.load(tiny['weight_file'], weights_only=False)['model']
+    w, b = state['text_proj.weight'].numpy(), state['text_proj.bias'].numpy()
+    for pooled, got in (([h.mean(0) for h in hidden], emb), ([h[0] for h in hidden], cls)):
+        ref = np.stack(pooled) @ w.T + b  # each text alone: no padding, so the plain mean is the masked mean
+        ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+        assert got.shape == (3, 128)
+        np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+        np.testing.assert_allclose(got, ref, atol=2e-5)
+
+
+def test_text_tower_included_in_the_checkpoint_is_loaded_strictly(tiny):
+    import transformers
+
+    other = write_text_tower(tiny['root'] / 'text_ti', seed=5)
+    inner = transformers.AutoModel.from_pretrained(other).state_dict()
+    folder = 'm2d_clap_vit_base-80x208p16x16p16kpBpTI-tiny'
+    path = write_m2d_clap(tiny['root'], folder, edit=lambda s: s.update(
+        {f'text_encoder.text_encoder.{k}': v for k, v in inner.items()}))
+    with torch.inference_mode():
+        got = create_model('m2d_clap', weight_file=str(path), text_model=tiny['text_model'],
+                           output='audio_embeds').encode_text(['rain']).numpy()
+        ref = create_model('m2d_clap', weight_file=str(path), text_model=str(other), output='audio_embeds',
+                           text_pooling='cls').encode_text(['rain']).numpy()
+    np.testing.assert_allclose(got, ref, atol=1e-6)  # tag B: [CLS] pooling, and the checkpoint's tower weights
+    bad = write_m2d_clap(tiny['root'] / 'bad', folder, edit=lambda s: s.update(
+        {'text_encoder.text_encoder.extra.weight': torch.zeros(1)}))
+    with pytest.raises(EvarError, match='text_encoder'):
+        create_model('m2d_clap', weight_file=str(bad), text_model=tiny['text_model'], output='audio_embeds')
+
+
+def test_wrong_keys_missing_heads_and_bad_settings_are_clear_errors(tiny, tmp_path):
+    renamed = write_m2d_clap(tmp_path / 'renamed', edit=lambda s: s.update({'audio_proj.2.b': s.pop('audio_proj.2.bias')}))
+    with pytest.raises(EvarError, match=r'audio_proj.*Missing: \[.2.bias.\]'):
+        create_model('m2d_clap', weight_file=str(renamed), text_model=tiny['text_model'], output='audio_embeds')
+    enc_only = write_m2d_clap(tmp_path / 'enc', heads=False)
+    assert create_model('m2d_clap', weight_file=str(enc_only)).embedding_dim == 128  # backbone needs no heads
+    with pytest.raises(EvarError, match='no audio_proj'):
+        create_model('m2d_clap', weight_file=str(enc_only), output='audio_embeds')
+    with pytest.raises(EvarError, match='m2d_clap_vit_base-80x608p16x16-240128.zip'):
+        create_model('m2d_clap', weight_file=str(tmp_path / FOLDER / 'none.pth'))
+    for bad, match in (({'output': 'joint'}, 'output must be one of'),
+                       ({'output': 'audio_embeds', 'flat_features': False}, 'flat_features true'),
+                       ({'output': 'audio_embeds', 'text_model': str(tmp_path)}, 'cannot load the text tower')):
+        with pytest.raises(EvarError, match=match):
+            create_model('m2d_clap', **{'weight_file': tiny['weight_file'], 'text_model': tiny['text_model'], **bad})
+
+
+def test_evar_m2d_clap_yaml_loads_as_evar_names_it(tiny, tmp_path):
+    from evar.config import load_config
+
+    evar_yaml = tmp_path / 'm2d_clap.yaml'  # EVAR's config/m2d_clap.yaml at 88ba772 (fine-tuning keys left out)
+    evar_yaml.write_text(
+        'audio_repr: ar_m2d.AR_M2D_CLAP\n'
+        f'weight_file: {tiny["weight_file"]}\n'
+        'feature_d: 3840\nsample_rate: 16000\nn_fft: 400\nwindow_size: 400\nhop_size: 160\nn_mels: 80\n'
+        'f_min: 50\nf_max: 8000\nwindow: hanning\noutput_layers: [-1]\nencoder_only: True\ndur_frames:\n'
+        'freeze_embed:\nflat_features: True\nbatch_size: 128\nlr_lineareval: 0.00003\ntraining_mask: 0.0\n')
+    cfg = load_config(evar_yaml)
+    assert cfg.audio_repr == 'm2d_clap' and cfg.params.output == 'backbone' and cfg.params.flat_features
+    for name in ('m2d_clap', 'm2d_clap_zs', 'm2d_clap_32k'):
+        assert load_config(ROOT / 'config' / f'{name}.yaml').audio_repr == 'm2d_clap'
+
+
+@pytest.fixture(scope='module')
+def zs_config(tiny, tmp_path_factory):
+    path = tmp_path_factory.mktemp('cfg') / 'm2d_clap_tiny.yaml'
+    path.write_text(f'audio_repr: m2d_clap\nweight_file: {tiny["weight_file"]}\ntext_model: {tiny["text_model"]}\n'
+                    'output: audio_embeds\n')
+    return path
+
+
+def _rows(path):
+    with open(path, newline='') as f:
+        return list(csv.DictReader(f))
+
+
+def _cached(work):
+    return {json.loads(p.read_text()).get('kind', 'clip'): np.load(p.with_suffix('.npy')).astype(np.float64)
+            for p in (work / 'cache').glob('embs-*.json')}
+
+
+@needs_shared
+@pytest.mark.slow
+def test_zeroshot_script_on_esc50_matches_reference_from_the_model(tiny, zs_config, tmp_path):
+    from evar.audio import load_audio
+    from evar.metadata import main as metadata_main
+
+    work = tmp_path / 'work'
+    assert metadata_main(['esc50', str(SHARED / 'data' / 'ESC-50'), '--work_root', str(work)]) == 0
+    proc = run_script('zeroshot.py', zs_config, 'esc50', '--templates', "['{} can be heard', 'the sound of {}']",
+                      '--work_root', work, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (row,), meta = _rows(tmp_path / 'results' / 'scores.csv'), _rows(work / 'metadata' / 'esc50.csv')
+    cached = _cached(work)
+    classes = sorted({r['label'] for r in meta})
+    # The cached clip embeddings are the model's joint-space embeddings of the whole clips (two checked here).
+    model = _joint(tiny)
+    with torch.inference_mode():
+        for i in (0, 200):
+            wav = torch.from_numpy(load_audio(SHARED / 'data' / 'ESC-50' / meta[i]['file_name'], 16000)[0])
+            got = model.embed(wav[None], torch.tensor([len(wav)]))[0].numpy()
+            np.testing.assert_allclose(cached['clip'][i], got, rtol=1e-4, atol=1e-5)
+        text = model.encode_text([f'{c.replace("_", " ")} can be heard' for c in classes[:2]]).numpy()
+    np.testing.assert_allclose(cached['text'][[0, 2]], text, atol=1e-5)  # two templates per class, class by class
+    t = cached['text'] / np.linalg.norm(cached['text'], axis=1, keepdims=True)
+    sim = cached['clip'] @ (t[0::2] + t[1::2]).T
+    expected = np.mean(sim.argmax(1) == np.array([classes.index(r['label']) for r in meta]))
+    assert (row['task'], row['mode'], row['head']) == ('zs_esc50', 'zeroshot', 'cosine')
+    assert float(row['score']) == pytest.approx(expected, abs=5e-6)
+
+
+@needs_shared
+@pytest.mark.slow
+def test_retrieval_script_on_real_clips_matches_reference_ranks(zs_config, tmp_path):
+    esc = SHARED / 'data' / 'ESC-50'
+    clips = _rows(esc / 'meta' / 'esc50.csv')[:6]
+    n_caps = [1, 3, 2, 1, 4, 1]
+    with open(tmp_path / 'captions.csv', 'w', newline='') as f:
+        writer = csv.writer(f)
+        writer.writerow(['file_name', 'caption', 'split'])
+        for c, n in zip(clips, n_caps):
+            writer.writerows([f'audio/{c["filename"]}', f'{c["category"]} number {k}', 'test'] for k in range(n))
+    work = tmp_path / 'work'
+    proc = run_script('retr_a2t_t2a.py', zs_config, tmp_path / 'captions.csv', '--data', esc, '--work_root', work,
+                      cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    cached = _cached(work)
+    a = cached['clip'] / np.linalg.norm(cached['clip'], axis=1, keepdims=True)
+    t = cached['text'] / np.linalg.norm(cached['text'], axis=1, keepdims=True)
+    sim, owner = a @ t.T, np.repeat(np.arange(6), n_caps)
+    # text -> audio: the rank of each caption's clip (ties count against); audio -> text: the best own caption's.
+    t2a = np.array([(sim[:, j] >= sim[owner[j], j]).sum() for j in range(len(owner))])
+    a2t = np.array([min((sim[i] >= sim[i, j]).sum() for j in np.flatnonzero(owner == i)) for i in range(6)])
+    (row,) = _rows(tmp_path / 'results' / 'retrieval_scores.csv')
+    assert (row['n_clips'], row['n_captions']) == ('6', str(sum(n_caps)))
+    for k in (1, 5):
+        assert float(row[f'a2tR{k}']) == pytest.approx(100 * np.mean(a2t <= k), abs=1e-5)
+        assert float(row[f't2aR{k}']) == pytest.approx(100 * np.mean(t2a <= k), abs=1e-5)
