@@ -215,6 +215,26 @@ def test_desed_end_to_end_with_psds(tmp_path):
     assert row.metric == 'event_macro_f1_200ms' and row.score == pytest.approx(scores.event_macro_f1_200ms, abs=1e-5)
 
 
+@needs_shared
+def test_a_user_task_yaml_with_events(tmp_path):
+    """A user's own SED task: a task YAML (data folder, unit length) and --events; the default protocol."""
+    from evar.metadata import make_metadata
+    from evar.modes.sed import SedHeadOptions, sed
+    from evar.results import read_rows
+
+    work = tmp_path / 'work'
+    make_metadata('desed', _desed(tmp_path), work_root=work)  # any folder of clips with an events CSV will do
+    yaml = tmp_path / 'mine.yaml'
+    yaml.write_text(f'name: my_sed\nmetadata: unused.csv\ndata: {work / "16k" / "desed"}\nunit_sec: 4.0\n'
+                    'domain: environmental\n')
+    scores, post = sed('config/melspec.yaml', str(yaml), events=str(work / '16k' / 'desed' / 'events.csv'),
+                       work_root=work, results_dir=tmp_path / 'results', logs_dir=tmp_path / 'logs', progress=False,
+                       head=SedHeadOptions(hidden=(), max_epochs=1))
+    row = read_rows(tmp_path / 'results' / 'sed_scores.csv')[0]
+    assert (row.task, row.metric, scores.psds1) == ('my_sed', 'onset_f1_200ms', None)
+    assert post.median_filter_sec == 0.25  # HEAR's grid
+
+
 # ---------------------------------------------------------------- metrics
 
 def test_event_macro_f1_averages_classes():
