@@ -28,10 +28,12 @@ holding part of them out for validation. The folds themselves are HEAR's.
 
 Metric. HEAR's first `evaluation` entry is its primary score. evar scores multiclass tasks by accuracy, HEAR's
 `top1_acc` (`pitch_acc` for NSynth pitch is the same top-1 accuracy over MIDI pitches). Beehive's primary score is
-AUC-ROC, which evar lacks: evar reports its accuracy, the `top1_acc` that HEAR reports beside it.
+AUC-ROC (evar.metrics' `roc_auc_ovr`, which a task's metric cannot name yet: tasks take accuracy or mAP): evar
+reports its accuracy, the `top1_acc` that HEAR reports beside it.
 
-Left out: DCASE 2016 task 2 and MAESTRO are event tasks (timestamped labels, sound event detection); the builder
-refuses event tasks. LibriCount is registered with X-ARES's tasks.
+Elsewhere: DCASE 2016 task 2 and MAESTRO are event tasks (timestamped labels, sound event detection), built by
+`evar.tasks.hear_events` for `evar sed`; this builder refuses event tasks. LibriCount is registered with X-ARES's
+tasks.
 """
 
 from __future__ import annotations
