@@ -26,7 +26,8 @@ Rows go to `results/sed_scores.csv` (the figures, then the shared `evar.results.
 the test split's decoded events go to the run's log folder (`events-test.csv`).
 
 A task's strong labels are an events CSV (`evar.sed`): for a built-in task with `events` (sed_words,
-dcase2016_task2, maestro, desed) the one its builder wrote beside the audio (`<audio folder>/events.csv`), else `--events PATH`.
+dcase2016_task2, maestro, desed) the one its builder wrote beside the audio (`<audio folder>/events.csv`), else
+`--events PATH`.
 """
 
 from __future__ import annotations
@@ -182,7 +183,7 @@ def choose_postprocessing(probs: np.ndarray, frames: FrameSet, names: list, tabl
     return scored[best][1], scored[best][0]
 
 
-def test_psds1(probs: np.ndarray, frames: FrameSet, names: list, reference: list, labels, hop: float,
+def split_psds1(probs: np.ndarray, frames: FrameSet, names: list, reference: list, labels, hop: float,
                window: float, post: PostProcessing) -> float:
     """PSDS scenario 1 (`evar.sed.psds1`) of a test set: one operating point per threshold of
     `evar.sed.PSDS_THRESHOLDS`, decoded with `post`'s median filter and minimum duration; each clip's duration is
@@ -334,10 +335,10 @@ def sed(config_file, task, options: str = '', events: Optional[str] = None, head
             reference = [e for i in rows['test'] for e in table.events[int(i)]]
             scores = sed_scores(reference, estimated, table.labels, names['test'])
             if protocol.psds:
-                scores = replace(scores, psds1=test_psds1(test_probs, sets['test'], names['test'], reference,
-                                                          table.labels, hop, window, post))
+                scores = replace(scores, psds1=split_psds1(test_probs, sets['test'], names['test'], reference,
+                                                           table.labels, hop, window, post))
             log.info(f'test{" " + name if name else ""} ({post.describe()}): '
-                     + ', '.join(f'{k} {v:.4f}' for k, v in scores.as_dict().items() if v is not None))
+                     + ', '.join(f'{key} {v:.4f}' for key, v in scores.as_dict().items() if v is not None))
             done.append(SedRound(name, scores, post, valid_score, epochs))
             estimated_all += [(n, name[4:] if name else 'test', [e for e in estimated if e.file_name == n])
                               for n in names['test']]
