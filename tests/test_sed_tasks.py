@@ -124,6 +124,7 @@ def test_fold_rounds_are_hears_data_splits_from_folds(tmp_path):
 
 
 @needs_shared
+@pytest.mark.slow  # 1 s on an idle 2-core box, up to 10 s when shared
 def test_maestro_folds_end_to_end_with_melspec(tmp_path):
     from evar.metadata import make_metadata
     from evar.modes.sed import SedHeadOptions, sed
