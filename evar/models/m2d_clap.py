@@ -29,11 +29,17 @@ per clip, `audio_proj` of the mean over the clip's valid patch tokens (padding n
 `--options output=audio_embeds` (or config/m2d_clap_zs.yaml); with `output: backbone` the model has no
 `encode_text` and those modes stop before embedding anything.
 
-Checked against the official code (examples/portable_m2d.py of nttcslab/m2d f0c4128, timm 1.0.31, nnAudio 0.3.4,
-transformers 4.46.3) on the same seeded random weights and real clips: see benchmarks/parity_m2d_clap.py for the
-command and the figures. EVAR's own M2D-CLAP wrappers (88ba772) cannot run against any nttcslab/m2d commit: AR_M2D_CLAP
-calls `RuntimeM2D.project_audio`, AR_M2D_CLAP_PORTABLE passes `cfg=` to PortableM2D; neither exists. Their linear
-evaluation path is AR_M2D's with flat_features, compared in benchmarks/parity_evar.py (`m2d_flat`).
+Checked against the official code (examples/portable_m2d.py of nttcslab/m2d f0c4128: PortableM2D with
+flat_features, encode_clap_audio, encode_clap_text with its GTETextEncoder / BertXEncoder classes on a local random
+BERT; timm 1.0.31, nnAudio 0.3.4, transformers 4.46.3) on seeded random weights in the official container and 4 real
+clips embedded as one padded batch (ESC-50 5 s, RAVDESS, a speech command, a 14.5 s concatenation):
+    /tmp/venv_evarref/bin/python benchmarks/parity_m2d_clap.py --m2d_examples <folder with portable_m2d.py>
+max relative difference: 80x608 (2024 layout, GTE pooling, no text_proj) joint-space audio 4.2e-07, text 0,
+backbone 3.0e-07; 80x1001 tagged B (BERT [CLS], Linear text_proj) audio 3.2e-07, text 0, backbone 3.0e-07.
+EVAR's own M2D-CLAP wrappers (eval-audio-repr 88ba772) cannot run against any nttcslab/m2d commit (30, to f0c4128):
+AR_M2D_CLAP calls `RuntimeM2D.project_audio` and AR_M2D_CLAP_PORTABLE passes `cfg=` to PortableM2D; neither exists.
+Their text side is the official `encode_clap_text` (checked above) and their linear-evaluation side AR_M2D's with
+flat_features (benchmarks/parity_evar.py `m2d_flat`: 2.2e-07 against evar's M2D, whose frames this model reuses).
 """
 
 from __future__ import annotations
