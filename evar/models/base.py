@@ -22,7 +22,7 @@ from torch import nn
 
 from ..errors import EvarError
 
-POOLINGS = ('mean', 'max', 'mean_max', 'mean+max')
+POOLINGS = ('mean', 'max', 'mean_max', 'mean+max', 'mean_sigmoid')
 
 
 @dataclass
@@ -39,15 +39,19 @@ def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
 
 
 def pool(frames: Frames, how: str) -> torch.Tensor:
-    """Clip embeddings [B, D] from valid frames only. 'mean_max' (EVAR's name) = mean + max, as BYOL-A does."""
+    """Clip embeddings [B, D] from valid frames only. 'mean_max' (EVAR's name) = mean + max, as BYOL-A does;
+    'mean_sigmoid' = sigmoid of the mean, what EVAR's Dasheng wrapper takes (the hub model's `logits` with no output
+    layer)."""
     x, mask = frames.embeddings, frames.mask.unsqueeze(-1)
     if how not in POOLINGS:
         raise EvarError(f'temporal_pooling_type must be one of {list(POOLINGS)}, got {how!r}.')
     out = 0
-    if how in ('mean', 'mean_max', 'mean+max'):
+    if how in ('mean', 'mean_max', 'mean+max', 'mean_sigmoid'):
         out = (x * mask).sum(1) / mask.sum(1).clamp(min=1)
     if how in ('max', 'mean_max', 'mean+max'):
         out = out + x.masked_fill(~mask, torch.finfo(x.dtype).min).amax(1)
+    if how == 'mean_sigmoid':
+        out = out.sigmoid()
     return out
 
 
