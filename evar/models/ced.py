@@ -15,7 +15,12 @@ remote code, other key names) are not read; use the Zenodo .pt files.
 
 CED: 16x16 patches (4 frequency rows x 63 time columns per 1012-frame window), frames are the 4 frequency patches
 of each 160 ms column averaged (768-d for ced_base), so mean pooling gives the mean over all patch tokens that
-EVAR's CED wrapper uses. Long audio is cut as the official CED inference cuts it: into 1012-frame (10.12 s)
+EVAR's CED wrapper uses. EVAR's wrapper (88ba772, through the hub export mispeech/ced-*, code from
+github.com/jimbozhang/hf_transformers_custom_model_ced) averages every token the hub model returns, and for a clip
+longer than one window those include the tokens of the zero padding that fills its last window: padding entering
+the pooling, which evar does not copy (benchmarks/parity_evar.py: 3.8e-7 up to 10.12 s, 0.46 relative on a 20.5 s
+clip, whose last window is 61 columns of padding out of 63; EVAR's tokens of the columns holding audio average to
+evar's embedding within 1.1e-7). Long audio is cut as the official CED inference cuts it: into 1012-frame (10.12 s)
 windows, the last one zero-padded (after the init BN) to a full window and attended to whole; a clip of at most one
 window is run unpadded. Columns of a window that hold only padding are dropped. (The official code also drops the
 last window when the clip is an exact multiple of 1012 frames; that slip is not copied.)
@@ -142,7 +147,8 @@ class AudioViTParams:
             checkpoint's (the strict load checks all but num_heads).
         output_layers: block index (-1: the last, after the final LayerNorm), a list of indices, or 'all'.
         layer_average: with several output_layers, average them instead of concatenating.
-        temporal_pooling_type: 'mean' (EVAR's CED and Dasheng wrappers), 'max' or 'mean_max'.
+        temporal_pooling_type: 'mean' (EVAR's CED wrapper), 'mean_sigmoid' (EVAR's Dasheng wrapper: the hub model's
+            `logits`, the sigmoid of the mean), 'max' or 'mean_max'.
         feature_d: not used (EVAR configs carry it).
     """
     weight_file: Optional[str] = None
@@ -160,7 +166,7 @@ class AudioViTParams:
     mlp_ratio: float = 4.0
     output_layers: Any = -1  # block index (-1: last block after the final LayerNorm), a list, or 'all'
     layer_average: bool = False  # several output_layers: average instead of concatenate
-    temporal_pooling_type: str = 'mean'  # EVAR's CED and Dasheng wrappers mean-pool
+    temporal_pooling_type: str = 'mean'  # EVAR's CED wrapper mean-pools (its Dasheng wrapper: 'mean_sigmoid')
     feature_d: Optional[int] = None  # informational (EVAR configs carry it)
 
 

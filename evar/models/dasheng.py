@@ -10,6 +10,13 @@ columns (1008 frames, 10.08 s), each run on its own, the last one as long as the
 which is the same); the windows' frames are concatenated. (The older code on GitHub instead zero-pads the last
 window and attends to the padding.) The pip package is not used because it imports torchaudio.
 
+EVAR's AR_Dasheng (nttcslab/eval-audio-repr 88ba772) loads the hub export (mispeech/dasheng-*, remote code from
+github.com/jimbozhang/hf_transformers_custom_model_dasheng) with no output layer and returns its `logits`: the sigmoid
+of the frames' mean. config/dasheng*.yaml reproduce that with `temporal_pooling_type: mean_sigmoid` (EVAR's YAML
+implies it too); config/dasheng_official.yaml keeps the plain mean. The hub code also zero-pads the last window and
+attends to the padding (the older GitHub code's way), so clips longer than 10.08 s differ from EVAR's slightly:
+benchmarks/parity_evar.py measured 1.9e-7 up to 10 s and 1.1e-2 on a 20.5 s clip.
+
 Checked against the official code (PyPI dasheng 0.0.9 = github XiaoMi/dasheng's pretrained model, torch 2.9.1 +
 torchaudio 2.9.1, random seeded dasheng_base-sized weights loaded strictly, 6 real clips of 0.5-25.8 s incl. 3 longer
 than one window, ours as one padded batch): mel dB max abs diff 1.5e-05 dB, frame embeddings max relative diff
