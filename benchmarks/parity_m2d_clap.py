@@ -9,11 +9,13 @@ publisher's M2D-CLAP examples build it, `encode_clap_audio` (mean of all patch t
 a random 2-layer BERT of GTE-base's width (768) with a character-level WordPiece vocabulary, saved with
 save_pretrained; the official classes load that folder (their `clip_weight` argument), evar its `text_model` key.
 
-Two checkpoints, seeded random weights saved in the official training container ({'model': encoder + CLAP heads +
+Three checkpoints, seeded random weights saved in the official training container ({'model': encoder + CLAP heads +
 target/predictor keys}) under official folder names, loaded by the official loader and strictly by evar:
   m2d_clap_vit_base-80x608p16x16-parity       the 2024 release's layout: MLP audio_proj, no text_proj, GTE pooling
   m2d_clap_vit_base-80x1001p16x16p16kpB-parity  a 1001-frame window (62 patch columns, 9 frames unused per window),
                                                 a Linear text_proj and the BERT tower ([CLS] pooling), tag B
+  m2d_clap_vit_base-80x1001p16x16p16kpBpTI-parity  the 2025 layout: semantic-token audio_proj (2 blocks), MLP
+                                                text_proj, the BERT tower's weights inside the checkpoint (TI)
 Clips: ESC-50 (5 s), RAVDESS (~3.5 s), a speech command (1 s) and a 14.5 s concatenation (3 windows of 608 frames,
 2 of 1001), so chunking is exercised. The official runtime takes one clip at a time (its batches must be of equal
 length); evar embeds all clips as one padded batch. The texts are embedded in one batch on both sides (padded).
@@ -35,9 +37,10 @@ over the clips (max|evar - official| / max|official| per clip) and over the text
     m2d_clap_vit_base-80x608p16x16-parity: joint-space audio 4.2e-07, text 0.0e+00, backbone (linear evaluation)
         3.0e-07
     m2d_clap_vit_base-80x1001p16x16p16kpB-parity: joint-space audio 3.2e-07, text 0.0e+00, backbone 3.0e-07
-    (the joint embeddings of two different clips differ by 0.41 and 0.35 relative: not a dead model; the text
+    m2d_clap_vit_base-80x1001p16x16p16kpBpTI-parity: joint-space audio 7.5e-07, text 0.0e+00, backbone 3.0e-07
+    (the joint embeddings of two different clips differ by 0.34 to 0.41 relative: not a dead model; the text
     embeddings are equal to the last bit: the same tokenizer files and BERT on both sides)
-About 3 minutes on 2 busy cores.
+About 5 minutes on 2 busy cores.
 """
 
 import argparse
@@ -98,7 +101,7 @@ def install_torchvision_stand_in() -> None:
     sys.meta_path.insert(0, Finder())
 
 
-def write_text_tower(folder: Path) -> Path:
+def write_text_tower(folder: Path, seed: int = 3) -> Path:
     """A random 2-layer BERT of width 768 (GTE-base's) with a character-level WordPiece vocabulary."""
     import torch
     import transformers
@@ -108,15 +111,17 @@ def write_text_tower(folder: Path) -> Path:
     vocab = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'] + chars + [f'##{c}' for c in chars]
     (folder / 'vocab.txt').write_text('\n'.join(vocab) + '\n')
     transformers.BertTokenizerFast(str(folder / 'vocab.txt'), do_lower_case=True).save_pretrained(folder)
-    torch.manual_seed(3)
+    torch.manual_seed(seed)
     config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=768, num_hidden_layers=2,
                                      num_attention_heads=12, intermediate_size=3072)
     transformers.BertModel(config).eval().save_pretrained(folder)
     return folder
 
 
-def write_checkpoint(portable, folder: str, work: Path, text_proj: bool) -> Path:
-    """Seeded random encoder + CLAP heads in the official training container under `folder`."""
+def write_checkpoint(portable, folder: str, work: Path, heads: str) -> Path:
+    """Seeded random encoder + CLAP heads in the official training container under `folder`. heads: '2024' (MLP
+    audio_proj only), 'linear' (+ a Linear text_proj) or '2025' (the semantic-token audio_proj of two blocks, an MLP
+    text_proj and a BERT of other weights under text_encoder.text_encoder.*, as a `TI` folder holds)."""
     import torch
 
     input_size = [int(v) for v in folder.split('-')[1].split('p')[0].split('x')]
@@ -124,11 +129,17 @@ def write_checkpoint(portable, folder: str, work: Path, text_proj: bool) -> Path
     backbone = portable.LocalViT(in_chans=1, img_size=input_size, patch_size=[16, 16], embed_dim=768, depth=12,
                                  num_heads=12, mlp_ratio=4,
                                  norm_layer=functools.partial(torch.nn.LayerNorm, eps=1e-6))
-    backbone.audio_proj = portable.get_MLP_projector(768, 768, 768)
-    if text_proj:
-        backbone.text_proj = torch.nn.Linear(768, 768)
+    backbone.audio_proj = portable.add_semantic_audio_proj(2, 768) if heads == '2025' else \
+        portable.get_MLP_projector(768, 768, 768)
+    if heads != '2024':
+        backbone.text_proj = portable.get_MLP_projector(768, 768, 768) if heads == '2025' else torch.nn.Linear(768, 768)
     perturb(backbone, 1)
     state = dict(backbone.state_dict())
+    if heads == '2025':
+        import transformers
+
+        text = transformers.AutoModel.from_pretrained(write_text_tower(work / 'text_ti', seed=4))
+        state.update({f'text_encoder.text_encoder.{k}': v for k, v in text.state_dict().items()})
     state.update({'target_norm.weight': torch.ones(768), 'decoder_pred.weight': torch.zeros(4, 768),
                   'logit_scale': torch.tensor(2.66)})
     path = work / folder / 'checkpoint-300.pth'
@@ -137,16 +148,19 @@ def write_checkpoint(portable, folder: str, work: Path, text_proj: bool) -> Path
     return path
 
 
-def compare(portable, folder: str, clips, work: Path, text_folder: Path, text_proj: bool) -> dict:
+def compare(portable, folder: str, clips, work: Path, text_folder: Path, heads: str) -> dict:
     """Official PortableM2D vs evar's m2d_clap on `clips` and TEXTS; returns the max relative differences."""
     import torch
 
     from evar.models import create_model
 
-    path = write_checkpoint(portable, folder, work, text_proj)
+    path = write_checkpoint(portable, folder, work, heads)
     official = portable.PortableM2D(str(path), flat_features=True).eval()
     tower = portable.BertXEncoder if 'kpB' in folder else portable.GTETextEncoder
     official.text_encoder = tower(str(text_folder))
+    if official.cfg.text_encoder_weight:  # the official get_text_encoder's loading of a `TI` checkpoint's tower
+        weights = torch.load(official.cfg.text_encoder_weight, weights_only=False, map_location='cpu')['model']
+        official.text_encoder.load_state_dict(portable.extract_weight(weights, 'text_encoder.'))
     joint = create_model('m2d_clap', weight_file=str(path), output='audio_embeds', text_model=str(text_folder)).eval()
     backbone = create_model('m2d_clap', weight_file=str(path)).eval()
     out = {'audio_embeds': 0.0, 'backbone': 0.0}
@@ -185,9 +199,10 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         text_folder = write_text_tower(work / 'text')
-        for folder, text_proj in (('m2d_clap_vit_base-80x608p16x16-parity', False),
-                                  ('m2d_clap_vit_base-80x1001p16x16p16kpB-parity', True)):
-            d = compare(portable_m2d, folder, clips, work, text_folder, text_proj)
+        for folder, heads in (('m2d_clap_vit_base-80x608p16x16-parity', '2024'),
+                              ('m2d_clap_vit_base-80x1001p16x16p16kpB-parity', 'linear'),
+                              ('m2d_clap_vit_base-80x1001p16x16p16kpBpTI-parity', '2025')):
+            d = compare(portable_m2d, folder, clips, work, text_folder, heads)
             print(f'{folder}: joint-space audio {d["audio_embeds"]:.1e}, text {d["text"]:.1e}, backbone (linear '
                   f'evaluation) {d["backbone"]:.1e}; two clips differ by {d["between clips"]:.2f}')
 

@@ -14,6 +14,7 @@ from helpers.tiny_m2d_clap import FOLDER, write_m2d_clap, write_text_tower
 
 from evar.errors import EvarError
 from evar.models import create_model
+from evar.models.audio_text import text_route
 
 
 @pytest.fixture(scope='module')
@@ -38,6 +39,8 @@ def test_backbone_is_m2d_flat_features_and_joint_space_projects_the_mean_token(t
     backbone = create_model('m2d_clap', weight_file=tiny['weight_file']).eval()
     joint = _joint(tiny)
     assert not hasattr(backbone, 'encode_text') and hasattr(joint, 'encode_text')
+    with pytest.raises(EvarError, match='no text side'):  # zero-shot and retrieval stop before embedding anything
+        text_route(backbone, 'config/m2d_clap.yaml')
     assert (backbone.embedding_dim, joint.embedding_dim, joint.frame_hop_sec) == (128, 128, None)
     torch.manual_seed(1)
     lengths = torch.tensor([40000, 16000, 3000])  # 2.5 s spans two 208-frame windows
@@ -51,6 +54,54 @@ def test_backbone_is_m2d_flat_features_and_joint_space_projects_the_mean_token(t
     np.testing.assert_allclose(frames.embeddings[:, 0].numpy(), _np_mlp(ref.numpy(), state, 'audio_proj'),
                                rtol=1e-4, atol=1e-5)
     batch_equals_single(joint, [40000, 16000, 3000])
+
+
+def _np_semantic_token(tokens, state, depth=2):
+    """Reference of the semantic-token audio_proj on one clip's tokens [N, D] (numpy float64, one head)."""
+    from scipy.special import erf
+
+    p = {k[len('audio_proj.'):]: v.double().numpy() for k, v in state.items() if k.startswith('audio_proj.')}
+
+    def ln(x, name):
+        return (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5) * p[f'{name}.weight'] \
+            + p[f'{name}.bias']
+
+    def lin(x, name):
+        return x @ p[f'{name}.weight'].T + p[f'{name}.bias']
+
+    x = np.concatenate([p['sem_token'][0], tokens], 0)
+    for i in range(depth):
+        b = f'sem_blocks.{i}.'
+        q, k, v = np.split(lin(ln(x, b + 'norm1'), b + 'attn.qkv'), 3, axis=1)
+        a = q @ k.T / np.sqrt(q.shape[1])
+        a = np.exp(a - a.max(1, keepdims=True))
+        x = x + lin((a / a.sum(1, keepdims=True)) @ v, b + 'attn.proj')
+        h = lin(ln(x, b + 'norm2'), b + 'mlp.fc1')
+        x = x + lin(0.5 * h * (1 + erf(h / np.sqrt(2))), b + 'mlp.fc2')
+    return ln(x[0], 'norm')
+
+
+def test_semantic_token_audio_proj_attends_to_every_patch_token_of_the_clip(tiny, tmp_path):
+    from helpers.tiny_m2d_clap import semantic_heads
+
+    def swap(state):
+        for k in [k for k in state if k.startswith('audio_proj.')]:
+            del state[k]
+        state.update(semantic_heads(128))
+
+    path = write_m2d_clap(tmp_path, 'm2d_clap_vit_base-80x208p16x16-sem', edit=swap)
+    model = create_model('m2d_clap', weight_file=str(path), text_model=tiny['text_model'], output='audio_embeds')
+    stacked = create_model('m2d', weight_file=str(path)).eval()  # each column's 5 tokens stacked: 5 x 128
+    state = torch.load(path, weights_only=False)['model']
+    with torch.inference_mode():
+        batch = batch_equals_single(model.eval(), [40000, 7000])
+        for i, n in enumerate((40000, 7000)):
+            torch.manual_seed(0)  # batch_equals_single's waves
+            w = torch.randn(2, 40000)[i:i + 1, :n] * 0.1
+            frames = stacked(w, torch.tensor([n]))
+            valid = frames.embeddings[0, :int(frames.mask.sum())].double().numpy()  # masked columns are padding
+            ref = _np_semantic_token(valid.reshape(-1, 128), state)
+            np.testing.assert_allclose(batch[i].numpy(), ref, rtol=1e-4, atol=1e-4)
 
 
 def test_encode_text_is_bert_mean_pooled_then_text_proj_unit_norm(tiny):

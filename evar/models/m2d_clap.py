@@ -17,8 +17,11 @@ the CLAP heads, trained against offline sentence embeddings of captions:
   uncased (`google-bert/bert-base-uncased`, the [CLS] hidden state); `N` (NV-Embed-v2) is refused. A further `TI`
   tag means the checkpoint carries the fine-tuned text tower under `text_encoder.`: it is loaded strictly into the
   hub model's architecture.
-The 2025 releases whose `audio_proj` is a "semantic token" transformer over all patch tokens (`audio_proj.sem_token`)
-are refused with a clear error (not written here yet).
+The 2025 releases (e.g. m2d_clap_vit_base-80x1001p16x16p16kpBpTI-2025) may instead have a "semantic token" audio_proj
+(`audio_proj.sem_token`, `audio_proj.sem_blocks.*`, `audio_proj.norm`; the official AudioToSemantic): a learned token
+prepended to all of the clip's patch tokens (no positional embedding), 1-4 pre-norm blocks of one head (LayerNorm
+eps 1e-5), the token's output LayerNorm'd. Attention has no positions there, so only the set of the clip's tokens
+matters; padding tokens of a batch are masked out of it.
 
 Which embedding. As EVAR's `config/m2d_clap.yaml` (ar_m2d.AR_M2D_CLAP) does: linear evaluation (`output:
 backbone`, the default) uses the backbone's features with `flat_features: true` (AR_M2D.forward: the 768-d mean of
@@ -35,7 +38,9 @@ BERT; timm 1.0.31, nnAudio 0.3.4, transformers 4.46.3) on seeded random weights 
 clips embedded as one padded batch (ESC-50 5 s, RAVDESS, a speech command, a 14.5 s concatenation):
     /tmp/venv_evarref/bin/python benchmarks/parity_m2d_clap.py --m2d_examples <folder with portable_m2d.py>
 max relative difference: 80x608 (2024 layout, GTE pooling, no text_proj) joint-space audio 4.2e-07, text 0,
-backbone 3.0e-07; 80x1001 tagged B (BERT [CLS], Linear text_proj) audio 3.2e-07, text 0, backbone 3.0e-07.
+backbone 3.0e-07; 80x1001 tagged B (BERT [CLS], Linear text_proj) audio 3.2e-07, text 0, backbone 3.0e-07;
+80x1001 tagged BpTI (2025 layout: semantic-token audio_proj, MLP text_proj, text tower in the checkpoint) audio
+7.5e-07, text 0, backbone 3.0e-07.
 EVAR's own M2D-CLAP wrappers (eval-audio-repr 88ba772) cannot run against any nttcslab/m2d commit (30, to f0c4128):
 AR_M2D_CLAP calls `RuntimeM2D.project_audio` and AR_M2D_CLAP_PORTABLE passes `cfg=` to PortableM2D; neither exists.
 Their text side is the official `encode_clap_text` (checked above) and their linear-evaluation side AR_M2D's with
@@ -54,6 +59,7 @@ from torch import nn
 from ..errors import EvarError
 from .base import Frames, load_strict, pool
 from .m2d import M2D, M2DParams
+from .vit import Block
 
 M2D_CLAP_WEIGHTS_URL = ('https://github.com/nttcslab/m2d/releases (v0.1.0: m2d_clap_vit_base-80x608p16x16-240128.zip; '
                         'listed in the README)')
@@ -122,7 +128,8 @@ class M2DCLAP(M2D):
         self._text = None  # (tokenizer, text model, text_proj, pooling): outside the module tree, never fine-tuned
         if params.output == 'audio_embeds':
             self._check_joint_settings()
-            self.audio_proj = self._mlp('audio_proj', self._heads)
+            self.audio_proj = SemanticToken.from_state(self._heads, 'audio_proj.') \
+                if 'audio_proj.sem_token' in self._heads else self._mlp('audio_proj', self._heads)
             load_strict(self.audio_proj, _under(self._heads, 'audio_proj.'), f'{params.weight_file} (audio_proj.*)')
             self._text = self._text_tower()
             self.encode_text = self._encode_text  # the audio-text contract (evar.models.audio_text)
@@ -137,10 +144,7 @@ class M2DCLAP(M2D):
 
     def _check_joint_settings(self) -> None:
         p, name = self.params, self.model_name
-        if 'audio_proj.sem_token' in self._heads:
-            raise EvarError(f'{name}: {p.weight_file} has a semantic-token audio_proj (a 2025 release); only the MLP '
-                            'audio_proj of the 2024 release (audio_proj.0/2) is supported. output: backbone works.')
-        if 'audio_proj.0.weight' not in self._heads:
+        if 'audio_proj.0.weight' not in self._heads and 'audio_proj.sem_token' not in self._heads:
             raise EvarError(f'{name}: {p.weight_file} has no audio_proj.* tensors, so no joint audio-text space '
                             '(encoder-only and AudioSet fine-tuned files, e.g. ..._AS-FT_enconly, lack it); use '
                             'output: backbone, or the CLAP checkpoint m2d_clap_vit_base-80x608p16x16-240128.')
@@ -219,18 +223,35 @@ class M2DCLAP(M2D):
     @property
     def embedding_dim(self) -> int:
         """M2D's frame width (768 with flat_features), or audio_proj's output width with audio_embeds."""
-        if getattr(self, 'audio_proj', None) is not None:
-            return int(self.audio_proj[2].out_features)
-        return super().embedding_dim
+        proj = getattr(self, 'audio_proj', None)
+        if isinstance(proj, SemanticToken):
+            return int(proj.sem_token.shape[-1])
+        return super().embedding_dim if proj is None else int(proj[2].out_features)
 
     def encode(self, feats, feat_lengths) -> Frames:
         """M2D's frames [B, T, 768] of log-mels [B, 80, T'] (see M2D.encode); with audio_embeds, one frame
-        [B, 1, D] per clip: audio_proj of the mean of the valid frames (= of all the clip's patch tokens)."""
+        [B, 1, D] per clip: audio_proj of the mean of the valid frames (= of all the clip's patch tokens), or the
+        semantic-token audio_proj over all the clip's valid patch tokens."""
         frames = super().encode(feats, feat_lengths)
         if self.audio_proj is None:
             return frames
-        joint = self.audio_proj(pool(frames, 'mean'))
+        if isinstance(self.audio_proj, SemanticToken):  # frames hold each column's F' tokens stacked (_frames_of)
+            b, t, _ = frames.embeddings.shape
+            rows = self.encoder.grid[0]
+            tokens = frames.embeddings.reshape(b, t * rows, -1)
+            joint = self.audio_proj(tokens, frames.mask[:, :, None].expand(-1, -1, rows).reshape(b, t * rows))
+        else:
+            joint = self.audio_proj(pool(frames, 'mean'))
         return Frames(joint[:, None, :], torch.ones(len(joint), 1, dtype=torch.bool, device=joint.device))
+
+    def _frames_of(self, tokens: torch.Tensor) -> torch.Tensor:
+        """M2D's (frequency stacked or averaged), always stacked for a semantic-token audio_proj, which takes every
+        patch token."""
+        if isinstance(getattr(self, 'audio_proj', None), SemanticToken):
+            rows = self.encoder.grid[0]
+            grid = tokens.reshape(len(tokens), rows, tokens.shape[1] // rows, -1)
+            return grid.permute(0, 2, 1, 3).reshape(len(tokens), grid.shape[2], -1)
+        return super()._frames_of(tokens)
 
     # -- text ---------------------------------------------------------------------------------------------------
     def _encode_text(self, texts: list) -> torch.Tensor:
@@ -250,6 +271,42 @@ class M2DCLAP(M2D):
             mask = tokens['attention_mask'][..., None].to(hidden.dtype)
             emb = (hidden * mask).sum(1) / mask.sum(1)
         return nn.functional.normalize(proj(emb).float(), dim=-1)
+
+
+class SemanticToken(nn.Module):
+    """The 2025 M2D-CLAP audio_proj (portable_m2d's AudioToSemantic): patch tokens [B, N, D] with a key mask [B, N]
+    (True: a token of the clip) -> [B, D], the output of a learned token prepended to them (no positional
+    embedding) after `depth` pre-norm blocks of one head (LayerNorm eps 1e-5), LayerNorm'd."""
+
+    def __init__(self, dim: int, depth: int, mlp_ratio: float):
+        super().__init__()
+        self.sem_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.sem_blocks = nn.ModuleList(Block(dim, 1, mlp_ratio, eps=1e-5) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+
+    @classmethod
+    def from_state(cls, state: dict, prefix: str) -> 'SemanticToken':
+        """An untrained module sized by the checkpoint's tensors under `prefix` (depth from the block indices, MLP
+        ratio from fc1); the caller loads them strictly.
+
+        Raises:
+            EvarError: no sem_blocks beside the sem_token.
+        """
+        own = _under(state, prefix)
+        dim = int(own['sem_token'].shape[-1])
+        blocks = {int(k.split('.')[1]) for k in own if k.startswith('sem_blocks.')}
+        fc1 = own.get('sem_blocks.0.mlp.fc1.weight')
+        if not blocks or fc1 is None:
+            raise EvarError(f'M2D-CLAP: the checkpoint\'s {prefix}sem_token comes without {prefix}sem_blocks.0.*.')
+        return cls(dim, max(blocks) + 1, fc1.shape[0] / dim).eval()
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """tokens [B, N, D], mask [B, N] bool -> [B, D]."""
+        x = torch.cat([self.sem_token.expand(len(tokens), -1, -1), tokens], dim=1)
+        key_mask = torch.cat([mask.new_ones(len(mask), 1), mask], dim=1)
+        for block in self.sem_blocks:
+            x = block(x, key_mask)
+        return self.norm(x[:, 0])
 
 
 def _under(state: dict, prefix: str) -> dict:

@@ -45,6 +45,27 @@ def clap_heads(dim: int, text_width: int = TEXT_WIDTH, seed: int = 1) -> dict:
             'logit_scale': torch.tensor(2.66)}
 
 
+def semantic_heads(dim: int, depth: int = 2, seed: int = 2) -> dict:
+    """A random 2025-style semantic-token audio_proj (`audio_proj.sem_token`, `sem_blocks.<i>.*` of one head and
+    MLP ratio 1, `norm`) under the official names."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rand(*shape, scale=0.2, offset=0.0):
+        return torch.randn(*shape, generator=g) * scale + offset
+
+    heads = {'audio_proj.sem_token': rand(1, 1, dim), 'audio_proj.norm.weight': rand(dim, offset=1.0),
+             'audio_proj.norm.bias': rand(dim)}
+    for i in range(depth):
+        p = f'audio_proj.sem_blocks.{i}.'
+        heads.update({p + 'norm1.weight': rand(dim, offset=1.0), p + 'norm1.bias': rand(dim),
+                      p + 'attn.qkv.weight': rand(3 * dim, dim, scale=0.1), p + 'attn.qkv.bias': rand(3 * dim),
+                      p + 'attn.proj.weight': rand(dim, dim, scale=0.1), p + 'attn.proj.bias': rand(dim),
+                      p + 'norm2.weight': rand(dim, offset=1.0), p + 'norm2.bias': rand(dim),
+                      p + 'mlp.fc1.weight': rand(dim, dim, scale=0.1), p + 'mlp.fc1.bias': rand(dim),
+                      p + 'mlp.fc2.weight': rand(dim, dim, scale=0.1), p + 'mlp.fc2.bias': rand(dim)})
+    return heads
+
+
 def write_m2d_clap(root: Path, folder: str = FOLDER, heads: bool = True, edit=None) -> Path:
     """The tiny M2D-CLAP checkpoint ({'model': encoder + target/decoder keys + CLAP heads, 'args'}) under
     root/folder; `heads` False leaves the CLAP heads out (as an encoder-only file), `edit(state)` changes it."""
