@@ -101,7 +101,7 @@ def projection_head(state: dict, prefix: str, source: str) -> nn.Sequential:
                         'official WavCaps checkpoint.')
     out_d, in_d = weight.shape
     head = nn.Sequential(nn.Linear(in_d, out_d), nn.ReLU(), nn.Linear(out_d, out_d))
-    load_strict(head, {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, source)
+    load_strict(head, {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, f'{source} ({prefix}*)')
     return head.eval()
 
 

@@ -29,10 +29,10 @@ def write_text_folder(folder: Path, **bert) -> Path:
 
 
 def write_wavcaps(path: Path, text_folder: Path, seed: int = 0, embed_size: int = TINY_EMBED, swin: dict = None,
-                  bert: dict = None) -> dict:
+                  bert: dict = None, hop_size: int = 320) -> dict:
     """Random ASE weights under the official names written to `path` ({'model', 'config', 'epoch'}, as WavCaps'
     train.py saves); returns the state dict. `swin`: HTS-AT sizes (default the tiny ones); `bert`: BertConfig sizes
-    (default TINY_BERT)."""
+    (default TINY_BERT); `hop_size`: the hop the saved config declares (320 in the releases)."""
     import transformers
 
     from helpers.tiny_models import HTSAT_SMALL, write_htsat
@@ -57,7 +57,7 @@ def write_wavcaps(path: Path, text_folder: Path, seed: int = 0, embed_size: int 
         state.update({f'{side}.{k}': v for k, v in head.state_dict().items()})
     state['temp'] = torch.tensor(0.07)
     config = {'embed_size': embed_size, 'temp': 0.07,
-              'audio_args': {'sr': 32000, 'n_fft': 1024, 'hop_length': 320, 'f_min': 50, 'f_max': 14000,
+              'audio_args': {'sr': 32000, 'n_fft': 1024, 'hop_length': hop_size, 'f_min': 50, 'f_max': 14000,
                              'n_mels': 64, 'max_length': 30, 'mono': True},
               'audio_encoder_args': {'type': 'transformer', 'model': 'htsat', 'pretrained': True, 'freeze': False},
               'text_encoder_args': {'type': str(text_folder), 'freeze': False},
@@ -66,11 +66,13 @@ def write_wavcaps(path: Path, text_folder: Path, seed: int = 0, embed_size: int 
     return state
 
 
-def tiny_wavcaps(folder: Path) -> dict:
-    """Writes the tiny checkpoint and text folder under `folder`; the config values that load them."""
+def tiny_wavcaps(folder: Path, fast: bool = False) -> dict:
+    """Writes the tiny checkpoint and text folder under `folder`; the config values that load them. `fast`: a 640
+    sample hop and 5 s chunks (one chunk per ESC-50 clip, half the frames), for the script tests."""
     from helpers.tiny_models import HTSAT_SMALL
 
     text = write_text_folder(folder / 'wavcaps_text')
     path = folder / 'HTSAT-BERT-tiny.pt'
-    write_wavcaps(path, text)
-    return {'weight_file': str(path), 'text_model': str(text), **HTSAT_SMALL}
+    write_wavcaps(path, text, hop_size=640 if fast else 320)
+    return {'weight_file': str(path), 'text_model': str(text), **HTSAT_SMALL,
+            **(dict(hop_size=640, clip_sec=5.0) if fast else {})}
