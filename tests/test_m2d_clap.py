@@ -3,13 +3,12 @@ features, the joint space), encode_text against transformers' BERT pooled by han
 zeroshot.py and retr_a2t_t2a.py on real clips."""
 
 import csv
-import json
 
 import numpy as np
 import pytest
 import torch
 
-from helpers import ROOT, SHARED, batch_equals_single, needs_shared, run_script
+from helpers import ROOT, SHARED, batch_equals_single, needs_shared
 from helpers.tiny_m2d_clap import FOLDER, write_m2d_clap, write_text_tower
 
 from evar.errors import EvarError
@@ -187,70 +186,33 @@ def zs_config(tiny, tmp_path_factory):
     return path
 
 
-def _rows(path):
-    with open(path, newline='') as f:
-        return list(csv.DictReader(f))
-
-
-def _cached(work):
-    return {json.loads(p.read_text()).get('kind', 'clip'): np.load(p.with_suffix('.npy')).astype(np.float64)
-            for p in (work / 'cache').glob('embs-*.json')}
-
-
 @needs_shared
 @pytest.mark.slow
 def test_zeroshot_script_on_esc50_matches_reference_from_the_model(tiny, zs_config, tmp_path):
-    from evar.audio import load_audio
-    from evar.metadata import main as metadata_main
+    from helpers.clap_scripts import cached_embeddings, check_zeroshot_esc50
 
-    work = tmp_path / 'work'
-    assert metadata_main(['esc50', str(SHARED / 'data' / 'ESC-50'), '--work_root', str(work)]) == 0
-    proc = run_script('zeroshot.py', zs_config, 'esc50', '--templates', "['{} can be heard', 'the sound of {}']",
-                      '--work_root', work, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    (row,), meta = _rows(tmp_path / 'results' / 'scores.csv'), _rows(work / 'metadata' / 'esc50.csv')
-    cached = _cached(work)
+    from evar.audio import load_audio
+
+    check_zeroshot_esc50(tmp_path, zs_config, 128)
+    audio, text = cached_embeddings(tmp_path / 'work')
+    with open(tmp_path / 'work' / 'metadata' / 'esc50.csv', newline='') as f:
+        meta = list(csv.DictReader(f))
     classes = sorted({r['label'] for r in meta})
-    # The cached clip embeddings are the model's joint-space embeddings of the whole clips (two checked here).
+    # What was scored is the model's joint-space embedding of whole clips and of the captions (some checked here).
     model = _joint(tiny)
     with torch.inference_mode():
         for i in (0, 200):
             wav = torch.from_numpy(load_audio(SHARED / 'data' / 'ESC-50' / meta[i]['file_name'], 16000)[0])
             got = model.embed(wav[None], torch.tensor([len(wav)]))[0].numpy()
-            np.testing.assert_allclose(cached['clip'][i], got, rtol=1e-4, atol=1e-5)
-        text = model.encode_text([f'{c.replace("_", " ")} can be heard' for c in classes[:2]]).numpy()
-    np.testing.assert_allclose(cached['text'][[0, 2]], text, atol=1e-5)  # two templates per class, class by class
-    t = cached['text'] / np.linalg.norm(cached['text'], axis=1, keepdims=True)
-    sim = cached['clip'] @ (t[0::2] + t[1::2]).T
-    expected = np.mean(sim.argmax(1) == np.array([classes.index(r['label']) for r in meta]))
-    assert (row['task'], row['mode'], row['head']) == ('zs_esc50', 'zeroshot', 'cosine')
-    assert float(row['score']) == pytest.approx(expected, abs=5e-6)
+            np.testing.assert_allclose(audio[i], got, rtol=1e-4, atol=1e-5)
+        captions = model.encode_text([f'the sound of {c.replace("_", " ")}' for c in classes[:2]]).numpy()
+    np.testing.assert_allclose(text[[0, 2]], captions, atol=1e-5)  # two templates per class, class by class
 
 
 @needs_shared
 @pytest.mark.slow
 def test_retrieval_script_on_real_clips_matches_reference_ranks(zs_config, tmp_path):
-    esc = SHARED / 'data' / 'ESC-50'
-    clips = _rows(esc / 'meta' / 'esc50.csv')[:6]
-    n_caps = [1, 3, 2, 1, 4, 1]
-    with open(tmp_path / 'captions.csv', 'w', newline='') as f:
-        writer = csv.writer(f)
-        writer.writerow(['file_name', 'caption', 'split'])
-        for c, n in zip(clips, n_caps):
-            writer.writerows([f'audio/{c["filename"]}', f'{c["category"]} number {k}', 'test'] for k in range(n))
-    work = tmp_path / 'work'
-    proc = run_script('retr_a2t_t2a.py', zs_config, tmp_path / 'captions.csv', '--data', esc, '--work_root', work,
-                      cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    cached = _cached(work)
-    a = cached['clip'] / np.linalg.norm(cached['clip'], axis=1, keepdims=True)
-    t = cached['text'] / np.linalg.norm(cached['text'], axis=1, keepdims=True)
-    sim, owner = a @ t.T, np.repeat(np.arange(6), n_caps)
-    # text -> audio: the rank of each caption's clip (ties count against); audio -> text: the best own caption's.
-    t2a = np.array([(sim[:, j] >= sim[owner[j], j]).sum() for j in range(len(owner))])
-    a2t = np.array([min((sim[i] >= sim[i, j]).sum() for j in np.flatnonzero(owner == i)) for i in range(6)])
-    (row,) = _rows(tmp_path / 'results' / 'retrieval_scores.csv')
-    assert (row['n_clips'], row['n_captions']) == ('6', str(sum(n_caps)))
-    for k in (1, 5):
-        assert float(row[f'a2tR{k}']) == pytest.approx(100 * np.mean(a2t <= k), abs=1e-5)
-        assert float(row[f't2aR{k}']) == pytest.approx(100 * np.mean(t2a <= k), abs=1e-5)
+    from helpers.clap_scripts import check_retrieval
+
+    row = check_retrieval(tmp_path, zs_config, 128)
+    assert row['mode'] == 'retrieval'
