@@ -98,6 +98,8 @@ _MSCLAP_UNREAD = (ANY, "EVAR's AR_MSCLAP does not read it: msclap's own configs 
 _HF_ID = {'pretrained_model': 'model_id', 'wav2vec_model': 'model_id'}
 EVAR_KEYS = MappingProxyType({
     'm2d': EvarKeys(combined={'norm_stats': ('mean', 'std')}),
+    'm2d_clap': EvarKeys(ignored={k: (ANY, "EVAR's RuntimeM2D overwrites it with the checkpoint's norm_stats")
+                              for k in ('mean', 'std')}),
     'msm_mae': EvarKeys(combined={'norm_stats': ('mean', 'std')}),
     'beats': EvarKeys(ignored={k: _FBANK_FIXED for k in ('n_fft', 'window_size', 'hop_size', 'n_mels', 'f_min',
                                                           'f_max')}),

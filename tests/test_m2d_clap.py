@@ -174,6 +174,9 @@ def test_evar_m2d_clap_yaml_loads_as_evar_names_it(tiny, tmp_path):
         'freeze_embed:\nflat_features: True\nbatch_size: 128\nlr_lineareval: 0.00003\ntraining_mask: 0.0\n')
     cfg = load_config(evar_yaml)
     assert cfg.audio_repr == 'm2d_clap' and cfg.params.output == 'backbone' and cfg.params.flat_features
+    # EVAR's m2d.yaml-style mean/std are accepted and, as in EVAR's RuntimeM2D, the checkpoint's norm_stats win.
+    evar_yaml.write_text(evar_yaml.read_text() + 'mean: -7.1\nstd: 4.2\n')
+    assert load_config(evar_yaml).params.norm_stats is None
     for name in ('m2d_clap', 'm2d_clap_zs', 'm2d_clap_32k'):
         assert load_config(ROOT / 'config' / f'{name}.yaml').audio_repr == 'm2d_clap'
 
