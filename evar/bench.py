@@ -359,10 +359,11 @@ def unit_from_json(text: str) -> Unit:
 def linear_run_id(prepared, kwargs: dict) -> str:
     """The run id `evar linear` will record for `kwargs` (its parsed arguments) on `prepared`."""
     from .heads import head_class
-    from .modes.linear import head_options, run_settings, settings_id
+    from .modes.linear import head_options, run_settings, selecting_on_task_metric, settings_id
 
     names = ('lr', 'hidden', 'standard_scaler', 'mixup', 'epochs', 'early_stop_epochs', 'head', 'k', 'temperature')
-    options = head_options(**{n: kwargs[n] for n in names if n in kwargs})
+    options = selecting_on_task_metric(head_options(**{n: kwargs[n] for n in names if n in kwargs}),
+                                       prepared.task.metric)
     head = head_class(options.head).from_options(options, prepared.cfg.run, kwargs.get('seed', 42),
                                                  prepared.source.device)
     return settings_id(run_settings(prepared, head, options, kwargs.get('unit_sec')))

@@ -35,6 +35,9 @@ class HeadOptions:
         valid_fraction: share of the training rows carved as validation when a task has no validation split.
         k: neighbours of the kNN head, or 'auto' to choose it on the validation split.
         temperature: the kNN head's softmax temperature over cosine similarities.
+        selection_metric: the metric heads select with on the validation split (a key of `evar.metrics.METRICS`);
+            None: accuracy for single-label targets, mAP for multi-label ones. `evar linear` sets the task's metric
+            when it is neither (e.g. roc_auc_ovr), so what is selected is what is scored.
     """
     head: str = 'probe'
     lr: Optional[float] = None
@@ -46,6 +49,7 @@ class HeadOptions:
     valid_fraction: float = 0.1
     k: Union[int, str] = 10
     temperature: float = 0.07
+    selection_metric: Optional[str] = None
 
 
 class Standardizer:
@@ -76,9 +80,11 @@ class Head:
     `_scores(X)`, and build themselves from the command line's options with `from_options`.
 
     Learned attributes common to all heads (set by `fit`): `multi_label_`, `n_classes_`, `metric_` (the metric the
-    head selects with: accuracy or mAP), `best_valid_` (the validation score of what was selected).
+    head selects with: its `selection_metric`, else accuracy or mAP), `best_valid_` (the validation score of what was
+    selected).
     """
     mode: ClassVar[str] = 'linear'
+    selection_metric: Optional[str] = None  # each head's dataclass declares it as a field
 
     @classmethod
     def from_options(cls, options: HeadOptions, run, seed: int, device: str) -> 'Head':
@@ -105,7 +111,7 @@ class Head:
         y = np.asarray(y)
         self.multi_label_ = y.ndim == 2
         self.n_classes_ = int(y.shape[1] if self.multi_label_ else y.max() + 1)
-        self.metric_ = 'mAP' if self.multi_label_ else 'accuracy'
+        self.metric_ = self.selection_metric or ('mAP' if self.multi_label_ else 'accuracy')
 
     def predict_scores(self, X) -> np.ndarray:
         """Scores float32 [N, C] of clip embeddings X [N, D]: class probabilities (single-label, rows sum to 1) or
@@ -121,7 +127,7 @@ class Head:
         return (s > 0.5).astype(np.int64) if self.multi_label_ else s.argmax(1)
 
     def score(self, X, y) -> float:
-        """The head's metric (accuracy or mAP) of X [N, D] against targets y."""
+        """The head's selection metric (`metric_`) of X [N, D] against targets y."""
         return metric_score(self.metric_, np.asarray(y), self.predict_scores(X))
 
 

@@ -14,7 +14,7 @@ bound memory to about `chunk_mb` for the [chunk, N_train] similarity block.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -43,6 +43,7 @@ class KNNHead(Head):
         k_grid: the candidates of k='auto'.
         chunk_mb: memory bound of one [chunk, N_train] float32 similarity block, in MiB.
         device: torch device of the matrix products.
+        selection_metric: the metric it selects with on validation; None: accuracy (single-label) or mAP (multi-label).
 
     Learned attributes: `train_` (normalised training embeddings [N, D] on the device), `targets_` (one-hot or
     multi-hot float32 [N, C] on the device), `k_` (the k used), `history_` ((k, validation score) per candidate),
@@ -56,6 +57,7 @@ class KNNHead(Head):
     k_grid: tuple = K_GRID
     chunk_mb: float = 256.0
     device: str = 'cpu'
+    selection_metric: Optional[str] = None
     mode = 'knn'
 
     def __post_init__(self):
@@ -73,7 +75,8 @@ class KNNHead(Head):
                 k = int(k)
             except ValueError:
                 raise EvarError(f'--k must be a positive integer or auto, got {k!r}.') from None
-        return cls(k=k, temperature=float(options.temperature), device=device)
+        return cls(k=k, temperature=float(options.temperature), device=device,
+                   selection_metric=options.selection_metric)
 
     @property
     def needs_validation(self) -> bool:

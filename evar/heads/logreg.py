@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ class LogisticRegressionHead(TorchHead):
         standard_scaler: standardise inputs with training statistics.
         seed: seeds torch (the fit itself starts from zeros).
         device: torch device.
+        selection_metric: the metric it selects with on validation; None: accuracy (single-label) or mAP (multi-label).
 
     Learned attributes: `model_` (nn.Linear), `scaler_`, `l2_` (the chosen strength), `history_` ((l2, validation
     score) per strength), `best_valid_`.
@@ -39,11 +41,13 @@ class LogisticRegressionHead(TorchHead):
     standard_scaler: bool = True
     seed: int = 42
     device: str = 'cpu'
+    selection_metric: Optional[str] = None
 
     @classmethod
     def from_options(cls, options, run, seed: int, device: str) -> 'LogisticRegressionHead':
-        """Only standard_scaler is read from the options."""
-        return cls(standard_scaler=options.standard_scaler, seed=seed, device=device)
+        """Only standard_scaler and selection_metric are read from the options."""
+        return cls(standard_scaler=options.standard_scaler, seed=seed, device=device,
+                   selection_metric=options.selection_metric)
 
     def selection(self) -> str:
         """The L2 strength kept."""

@@ -11,6 +11,7 @@ Grid: learning rate {1e-4, 1e-3, 1e-2} x hidden layers {none, 1 x 1024}: 6 EVAR-
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -36,6 +37,7 @@ class MLPSearchHead(Head):
         mixup: the probes' mixup alpha; 0 disables.
         seed: every point's seed (same initialisation stream and batch order for each).
         device: torch device.
+        selection_metric: the metric it selects with on validation; None: accuracy (single-label) or mAP (multi-label).
 
     Learned attributes: `best_` (the chosen fitted `ProbeHead`), `lr_`, `hidden_` (its point), `history_` ((lr,
     hidden, validation score, epochs run) per point, in grid order), `best_valid_`.
@@ -48,6 +50,7 @@ class MLPSearchHead(Head):
     mixup: float = 0.0
     seed: int = 42
     device: str = 'cpu'
+    selection_metric: Optional[str] = None
 
     def __post_init__(self):
         if not self.lrs or not self.hiddens:
@@ -65,7 +68,8 @@ class MLPSearchHead(Head):
                             f'--hidden (got lr={options.lr}, hidden={tuple(options.hidden)}).')
         return cls(epochs=options.epochs, early_stop_epochs=(options.early_stop_epochs if options.early_stop_epochs
                                                              is not None else run.early_stop_epochs),
-                   standard_scaler=options.standard_scaler, mixup=options.mixup, seed=seed, device=device)
+                   standard_scaler=options.standard_scaler, mixup=options.mixup, seed=seed, device=device,
+                   selection_metric=options.selection_metric)
 
     @property
     def name(self) -> str:
@@ -92,7 +96,7 @@ class MLPSearchHead(Head):
         for lr, hidden in self.grid():
             probe = ProbeHead(hidden=hidden, lr=lr, epochs=self.epochs, early_stop_epochs=self.early_stop_epochs,
                               standard_scaler=self.standard_scaler, mixup=self.mixup, seed=self.seed,
-                              device=self.device).fit(X, y, X_val, y_val)
+                              device=self.device, selection_metric=self.selection_metric).fit(X, y, X_val, y_val)
             self.history_.append((lr, hidden, probe.best_valid_, probe.epochs_run_))
             if best is None or probe.best_valid_ > best.best_valid_:  # strict: ties keep the earlier, simpler point
                 best = probe

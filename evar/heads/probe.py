@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
@@ -40,6 +41,7 @@ class ProbeHead(TorchHead):
         device: torch device of the network.
         report_every: log the epoch, loss and validation score every this many epochs (EVAR's
             report_per_epochs); 0 is silent.
+        selection_metric: the metric it selects with on validation; None: accuracy (single-label) or mAP (multi-label).
 
     Learned attributes: `model_` (the network with the best validation weights), `scaler_`, `history_` (one
     (epoch, last minibatch loss, validation score) per epoch run), `epochs_run_`, `best_valid_`.
@@ -54,6 +56,7 @@ class ProbeHead(TorchHead):
     seed: int = 42
     device: str = 'cpu'
     report_every: int = 0
+    selection_metric: Optional[str] = None
 
     @classmethod
     def from_options(cls, options, run, seed: int, device: str) -> 'ProbeHead':
@@ -62,7 +65,7 @@ class ProbeHead(TorchHead):
                    early_stop_epochs=(options.early_stop_epochs if options.early_stop_epochs is not None
                                       else run.early_stop_epochs),
                    standard_scaler=options.standard_scaler, mixup=options.mixup, seed=seed, device=device,
-                   report_every=run.report_per_epochs)
+                   report_every=run.report_per_epochs, selection_metric=options.selection_metric)
 
     def selection(self) -> str:
         """The epoch whose weights were kept (the last of the best validation scores)."""

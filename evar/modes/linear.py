@@ -166,6 +166,7 @@ def lineareval(config_file, task, options: str = '', seeds: Sequence[int] = (42,
                            progress, check_audio=(step != '2pass_2_train_test'),
                            allow_split_overlap=allow_split_overlap)
     cfg, task_def, source = prepared.cfg, prepared.task, prepared.source
+    head = selecting_on_task_metric(head, task_def.metric)
     probe = cls.from_options(head, cfg.run, seeds[0], source.device)
     head_name = probe.name
     settings = run_settings(prepared, probe, head, unit_sec)
@@ -285,6 +286,8 @@ def run_settings(prepared: PreparedRun, head, options: HeadOptions, unit_sec_opt
     import dataclasses
 
     hyper = {f.name: getattr(head, f.name) for f in dataclasses.fields(head) if f.name not in ('seed', 'device', 'report_every')}
+    if hyper.get('selection_metric', '') is None:  # the default: run ids stay those of runs from before the setting
+        del hyper['selection_metric']
     return {**common_settings(prepared, unit_sec_option), 'valid_fraction': options.valid_fraction, 'head': head.name,
             'head_params': hyper}
 
@@ -377,6 +380,15 @@ def head_options(lr=None, hidden=(), standard_scaler=True, mixup=False, epochs=N
                        standard_scaler=bool(standard_scaler), mixup=alpha, epochs=int(epochs or 200),
                        early_stop_epochs=None if early_stop_epochs is None else int(early_stop_epochs),
                        valid_fraction=float(valid_fraction), k=k, temperature=float(temperature))
+
+
+def selecting_on_task_metric(options: HeadOptions, metric: str) -> HeadOptions:
+    """`options` with the head selecting on the task's `metric` when it is not the default of its targets (accuracy
+    for single-label, mAP for multi-label), e.g. roc_auc_ovr for HEAR's Beehive tasks: what is selected on the
+    validation split is then what is scored on the test split."""
+    import dataclasses
+
+    return options if metric in ('accuracy', 'mAP') else dataclasses.replace(options, selection_metric=metric)
 
 
 # --- command lines -------------------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Callable, Mapping, Optional
 
-METRICS = ('accuracy', 'mAP')
 # Folder names that EVAR uses for each sample rate under the work root.
 RATE_FOLDERS = MappingProxyType({16000: '16k', 22000: '22k', 22050: '22k', 32000: '32k', 44100: '44k', 48000: '48k'})
 # What a task's sounds are: `speech` (spoken words, speakers, languages, emotions and other vocal sounds),
@@ -41,7 +40,7 @@ class Task:
     unit_sec: float  # seconds of audio per clip given to the model
     folds: int = 1  # >1: leave-one-fold-out cross-validation over a `fold` column
     data_folder: Optional[str] = None  # folder under work/<rate>/; the task name when None
-    metric: str = 'accuracy'  # 'accuracy' (single label) or 'mAP' (multi-label)
+    metric: str = 'accuracy'  # a key of evar.metrics.METRICS: 'accuracy', 'mAP' (multi-label), 'roc_auc_ovr', ...
     balanced: bool = False  # class-balanced sampling when fine-tuning
     metadata: Optional[Path] = None  # explicit CSV path (user tasks); else <work_root>/metadata/<name>.csv
     data: Optional[Path] = None  # explicit audio root (user tasks); else found under the work root

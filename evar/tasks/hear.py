@@ -28,8 +28,8 @@ holding part of them out for validation. The folds themselves are HEAR's.
 
 Metric. HEAR's first `evaluation` entry is its primary score. evar scores multiclass tasks by accuracy, HEAR's
 `top1_acc` (`pitch_acc` for NSynth pitch is the same top-1 accuracy over MIDI pitches). Beehive's primary score is
-AUC-ROC (evar.metrics' `roc_auc_ovr`, which a task's metric cannot name yet: tasks take accuracy or mAP): evar
-reports its accuracy, the `top1_acc` that HEAR reports beside it.
+AUC-ROC: its records' metric is evar.metrics' `roc_auc_ovr` (for its two classes, the binary AUC of the positive
+class's probability), and the frozen heads select on validation AUC too (`selecting_on_task_metric`).
 
 Elsewhere: DCASE 2016 task 2 and MAESTRO are event tasks (timestamped labels, sound event detection), built by
 `evar.tasks.hear_events` for `evar sed`; this builder refuses event tasks. LibriCount is registered with X-ARES's
@@ -241,11 +241,11 @@ def hear(root: Path, split_file: Optional[Path] = None, task: Optional[HearTask]
     return hear_rows(task_dir, rate_dir, meta)
 
 
-def hear_record(name: str, task: HearTask, domain: str) -> Task:
-    """The evar record of HEAR's scene `task`: unit length HEAR's sample_duration, HEAR's folds, accuracy for a
-    multiclass task and mAP for a multilabel one."""
+def hear_record(name: str, task: HearTask, domain: str, metric: str = '') -> Task:
+    """The evar record of HEAR's scene `task`: unit length HEAR's sample_duration, HEAR's folds, and `metric` (HEAR's
+    primary score), by default accuracy for a multiclass task and mAP for a multilabel one."""
     return Task(name, task.sample_duration, folds=max(task.nfolds, 1), domain=domain, build=partial(hear, task=task),
-                metric='accuracy' if task.prediction_type == 'multiclass' else 'mAP')
+                metric=metric or ('accuracy' if task.prediction_type == 'multiclass' else 'mAP'))
 
 
 # One record per HEAR 2021 task, with the configuration hear-preprocess gave it (HEAR 2021's released folders).
@@ -254,8 +254,10 @@ TASKS = task_table(
     hear_record('mridangam_stroke', HearTask('mridangam_stroke', 'v1.5', 'full', 0.81, nfolds=5), 'music'),
     hear_record('mridangam_tonic', HearTask('mridangam_tonic', 'v1.5', 'full', 0.81, nfolds=5), 'music'),
     hear_record('gtzan_mus_speech', HearTask('tfds_gtzan_music_speech', '1.0.0', 'full', 30.0, nfolds=10), 'music'),
-    hear_record('beehive_fold0', HearTask('beehive_states_fold0', 'v2', 'full', 600.0), 'bioacoustics'),
-    hear_record('beehive_fold1', HearTask('beehive_states_fold1', 'v2', 'full', 600.0), 'bioacoustics'),
+    hear_record('beehive_fold0', HearTask('beehive_states_fold0', 'v2', 'full', 600.0), 'bioacoustics',
+                'roc_auc_ovr'),
+    hear_record('beehive_fold1', HearTask('beehive_states_fold1', 'v2', 'full', 600.0), 'bioacoustics',
+                'roc_auc_ovr'),
     hear_record('gunshot', HearTask('gunshot_triangulation', 'v1.0', 'full', 1.5, nfolds=7), 'environmental'),
     hear_record('nsynth_pitch_5h', HearTask('nsynth_pitch', 'v2.2.3', '5h', 4.0), 'music'),
     hear_record('nsynth_pitch_50h', HearTask('nsynth_pitch', 'v2.2.3', '50h', 4.0), 'music'),
