@@ -56,7 +56,7 @@ def write_wavcaps(path: Path, text_folder: Path, seed: int = 0, embed_size: int 
                                    torch.nn.Linear(embed_size, embed_size))
         state.update({f'{side}.{k}': v for k, v in head.state_dict().items()})
     state['temp'] = torch.tensor(0.07)
-    config = {'embed_size': embed_size, 'temp': 0.07,
+    config = {'embed_size': embed_size, 'temp': 0.07, 'embed_regularization': True,
               'audio_args': {'sr': 32000, 'n_fft': 1024, 'hop_length': hop_size, 'f_min': 50, 'f_max': 14000,
                              'n_mels': 64, 'max_length': 30, 'mono': True},
               'audio_encoder_args': {'type': 'transformer', 'model': 'htsat', 'pretrained': True, 'freeze': False},
