@@ -53,6 +53,8 @@ UNUSED = {
     # hidden_states[-1] is the last layer's output before the encoder's final layer_norm.
     'hf-wav2vec2': dict.fromkeys(['backbone.encoder.layer_norm.weight', 'backbone.encoder.layer_norm.bias'],
                                  "hidden_states[-1] comes before the stable-layer-norm encoder's final layer_norm"),
+    'msclap': dict.fromkeys(['cnn14.fc_audioset.weight', 'cnn14.fc_audioset.bias'],
+                            "the tiny case is MS-CLAP 2022: CNN14's AudioSet classifier is not on the embedding's path"),
     'soundnet': dict.fromkeys([f'body.{layer}.{kind}' for layer in ('conv6', 'bn6', 'conv7', 'bn7')
                                for kind in ('weight', 'bias')] + [f'body.{head}.{kind}' for head in ('conv8', 'conv8_2')
                                                                   for kind in ('weight', 'bias')],
@@ -63,10 +65,10 @@ UNUSED = {
 # Families whose patch_embedding() is a module (what --freeze_embed freezes); for the others it is None and
 # --freeze_embed stops with an EvarError.
 WITH_PATCH_EMBEDDING = {'atst_clip', 'atst_frame', 'beats', 'ced', 'cnn14', 'dasheng', 'eat', 'htsat', 'm2d', 'm2d_clap',
-                        'msm_mae', 'opera_ct', 'wavcaps', 'whisper_ct2', *(f'hf-{kind}' for kind in HF_KINDS)}
+                        'msclap', 'msm_mae', 'opera_ct', 'wavcaps', 'whisper_ct2', *(f'hf-{kind}' for kind in HF_KINDS)}
 
 # Over ~3 s each on 2 cores (big real-size networks, Hugging Face model files, CTranslate2 reading).
-SLOW = {'beats', 'coala', 'htsat', 'openl3', 'opera_ct', 'vggish', 'wavcaps', 'whisper_ct2', 'hf-ast', 'hf-clap',
+SLOW = {'beats', 'coala', 'htsat', 'msclap', 'openl3', 'opera_ct', 'vggish', 'wavcaps', 'whisper_ct2', 'hf-ast', 'hf-clap',
         'hf-data2vec', 'hf-wavlm'}
 
 

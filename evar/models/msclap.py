@@ -22,7 +22,8 @@ table is `VERSIONS` below):
   text       2022: BERT (bert-base-uncased), [CLS] token of `[CLS] text [SEP]` padded to 100 tokens. 2023: GPT-2,
              `text + ' <|endoftext|>'` padded to 77 tokens with '!' (id 0, msclap's pad token); the token taken is
              at index (number of ids != the pad id) - 1, msclap's rule (a caption containing '!' shifts it, as in
-             training). Truncated to the token limit.
+             training). Never truncated below the text model's position limit
+             (msclap does not truncate; text_len is a minimum).
 
 Clip embedding (EVAR's `AR_MSCLAP.encode_audio` = msclap's `get_audio_embeddings`): the projected audio vector,
 not L2-normalised (zero-shot and retrieval normalise it). `encode_text` returns the projected text vector
@@ -39,7 +40,11 @@ them to 44.1 kHz: config/msclap*.yaml do the same (sample_rate 32000, resampled 
 the input at 16 kHz, which empties the 2023 front end's top mel bands (they reach 19.3 kHz). `sample_rate: 44100`
 feeds the model directly, as msclap does for a 44.1 kHz file.
 
-Checked with `python benchmarks/parity_msclap.py` (see its docstring for the command and the figures).
+Checked against msclap 1.3.4 and EVAR's AR_MSCLAP (88ba772) on seeded random weights in the publisher's layout (real
+audio-tower sizes) and real clips of 1-20.5 s resampled to 32 kHz, with `PYTHONPATH=<msclap> python
+benchmarks/parity_msclap.py --ref_python <EVAR's venv python> --evar_ref <EVAR>`: audio embeddings within 2.2e-6
+(2022) and 2.9e-5 (2023) relative (long_clip random with msclap's seed), text 3.8e-7 / 4.2e-7, the resampler within
+8.5e-8 of torchaudio's; EVAR's wrapper gives msclap's embeddings exactly (it calls msclap).
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ from ..errors import EvarError
 from ..frontend import slaney_mel_filterbank
 from .base import AudioRepr, Frames, lengths_to_mask, load_checkpoint, load_strict
 from .htsat import HTSAT_IGNORED, SwinArch, build_swin, load_official, power_mel, swin_tokens
-from .panns import CNN14Params, Cnn14Net
+from .panns import CNN14Params, Cnn14Net, dft_kernels
 
 WEIGHTS_URL = 'https://huggingface.co/microsoft/msclap (also https://zenodo.org/record/8378278)'
 MODEL_RATE = 44100  # msclap resamples every file to 44.1 kHz (configs/config_<version>.yml: sampling_rate)
@@ -120,7 +125,7 @@ class MSCLAPParams(SwinArch):
     evar.config.EVAR_KEYS.
     """
     weight_file: Any = None
-    version: Optional[str] = None
+    version: Any = None  # '2022' / 2023 (a YAML number is accepted)
     text_model: Optional[str] = None
     sample_rate: int = 32000
     long_clip: str = 'chunks'
@@ -149,14 +154,12 @@ def resolve_version(p: MSCLAPParams) -> tuple:
     return version, path
 
 
-def sinc_resample(waves: torch.Tensor, orig: int, new: int, zeros: int = 6, rolloff: float = 0.99) -> torch.Tensor:
-    """Band-limited resampling of waves [N, L] from `orig` to `new` Hz -> [N, ceil(L new / orig)]: the Hann-windowed
-    sinc interpolation of torchaudio's `Resample` (its default `sinc_interp_hann`, `lowpass_filter_width` = zeros,
-    `rolloff`), kernel built in float64 and applied in the waves' dtype, zero outside the clip."""
+def sinc_kernel(orig: int, new: int, zeros: int = 6, rolloff: float = 0.99) -> tuple:
+    """torchaudio's `Resample` kernel (its default `sinc_interp_hann`, `lowpass_filter_width` = zeros, `rolloff`) for
+    `orig` -> `new` Hz, built in float64: (kernel [new', 1, taps], width, orig', new') with orig', new' divided by
+    their gcd."""
     g = math.gcd(orig, new)
     orig, new = orig // g, new // g
-    if orig == new:
-        return waves
     cutoff = min(orig, new) * rolloff
     width = math.ceil(zeros * orig / cutoff)
     taps = torch.arange(-width, width + orig, dtype=torch.float64) / orig
@@ -165,10 +168,19 @@ def sinc_resample(waves: torch.Tensor, orig: int, new: int, zeros: int = 6, roll
     window = torch.cos(t * math.pi / zeros / 2) ** 2
     t = t * math.pi
     sinc = torch.where(t == 0, torch.ones_like(t), torch.sin(t) / t.where(t != 0, torch.ones_like(t)))
-    kernel = (sinc * window * cutoff / orig).to(waves.dtype).to(waves.device)[:, None]  # [new, 1, taps]
+    return (sinc * window * cutoff / orig)[:, None], width, orig, new
+
+
+def sinc_resample(waves: torch.Tensor, orig: int, new: int, kernel: Optional[tuple] = None) -> torch.Tensor:
+    """Band-limited resampling of waves [N, L] from `orig` to `new` Hz -> [N, ceil(L new / orig)], torchaudio's
+    `Resample` (the `sinc_kernel`, float64, applied in the waves' dtype; zero outside the clip). `kernel`: a
+    `sinc_kernel(orig, new)` already built."""
+    if orig == new:
+        return waves
+    weights, width, orig, new = kernel or sinc_kernel(orig, new)
     n, length = waves.shape
     x = F.pad(waves[:, None], (width, width + orig))
-    out = F.conv1d(x, kernel, stride=orig).transpose(1, 2).reshape(n, -1)
+    out = F.conv1d(x, weights.to(waves), stride=orig).transpose(1, 2).reshape(n, -1)
     return out[:, :math.ceil(new * length / orig)]
 
 
@@ -204,8 +216,9 @@ class MSCLAP(AudioRepr):
     `encode_text(list[str]) -> [N, 1024]` L2-normalised.
 
     Raises:
-        EvarError: (at construction) an unknown version or long_clip, a missing checkpoint (saying where to put it and where to get it), a checkpoint that does not match the
-            version's architecture (strict, official key names), or a text model whose config cannot be read.
+        EvarError: (at construction) an unknown version or long_clip, a missing checkpoint (saying where to put it
+            and where to get it), a checkpoint that does not match the version's architecture (strict, official key
+            names), or a text model whose config cannot be read.
     """
     Params = MSCLAPParams
     augment_point = 'spectrogram'  # fine-tuning's augmentations act on the log-mel at `encode`'s start
@@ -220,6 +233,7 @@ class MSCLAP(AudioRepr):
         self.weight_path = path
         state = load_checkpoint(path, f'MS-CLAP {self.version}', WEIGHTS_URL)
         self.window_samples = self.spec.duration * MODEL_RATE
+        self._resampler = sinc_kernel(int(p.sample_rate), MODEL_RATE) if p.sample_rate != MODEL_RATE else None
         if self.spec.audio == 'cnn14':
             self._build_cnn14(_split(state, 'audio_encoder.base.'), path)
         else:
@@ -266,11 +280,15 @@ class MSCLAP(AudioRepr):
                                p.swin_window)
         self.register_buffer('mel_fb', slaney_mel_filterbank(MEL_RATE['2023'], 1024, 64, 50.0, 14000.0),
                              persistent=False)
-        stored = state.get('logmel_extractor.melW')
-        if stored is not None and (tuple(stored.shape) != tuple(self.mel_fb.shape)
-                                   or float((stored.float() - self.mel_fb).abs().max()) > 1e-5):
-            raise EvarError(f'Weight file {path}: its HTS-AT mel filters differ from msclap\'s (32 kHz, 1024, 64 mels, '
-                            '50-14000 Hz).')
+        # msclap computes with the file's torchlibrosa constants; they must be the ones computed here.
+        real, imag = dft_kernels(1024, 1024)
+        for key, ours in (('logmel_extractor.melW', self.mel_fb), ('spectrogram_extractor.stft.conv_real.weight', real),
+                          ('spectrogram_extractor.stft.conv_imag.weight', imag)):
+            stored = state.get(key)
+            if stored is not None and (tuple(stored.shape) != tuple(ours.shape)
+                                       or float((stored.float() - ours).abs().max()) > 1e-5):
+                raise EvarError(f'Weight file {path}: audio_encoder.base.htsat.{key} differs from msclap\'s front end '
+                                '(periodic Hann DFT of 1024; Slaney mels for 32 kHz, 64 bands, 50-14000 Hz).')
         load_official(self.swin, state, f'{path} (audio_encoder.base.htsat.)', HTSAT_IGNORED)
 
     def _build_text(self, state: dict, path) -> None:
@@ -339,7 +357,7 @@ class MSCLAP(AudioRepr):
         for i, n in enumerate(lengths.tolist()):
             clip = wav[i:i + 1, :max(1, int(n))]
             if self.params.sample_rate != MODEL_RATE:
-                clip = sinc_resample(clip, int(self.params.sample_rate), MODEL_RATE)
+                clip = sinc_resample(clip, int(self.params.sample_rate), MODEL_RATE, self._resampler)
             pieces = self._windows(clip[0])
             windows += pieces
             counts.append(len(pieces))
@@ -406,8 +424,14 @@ class MSCLAP(AudioRepr):
             self._tokenizer = tok
         if self.spec.text_model == 'gpt2':
             texts = [t + ' <|endoftext|>' for t in texts]
-        return self._tokenizer(list(texts), max_length=self.spec.text_len, padding='max_length', truncation=True,
-                               return_tensors='pt')
+        # msclap pads to text_len and never truncates (a longer caption is encoded whole; in a batch with shorter
+        # ones msclap fails to stack them): pad to the longer of the two, cut only at the model's position limit.
+        config = self.text_base.config
+        limit = getattr(config, 'max_position_embeddings', None) or config.n_positions
+        ids = self._tokenizer(list(texts), truncation=True, max_length=limit)['input_ids']
+        longest = max(len(x) for x in ids)
+        return self._tokenizer(list(texts), max_length=max(self.spec.text_len, longest), padding='max_length',
+                               truncation=True, return_tensors='pt')
 
     def encode_text(self, texts: list) -> torch.Tensor:
         """Text embeddings [len(texts), 1024] in the joint space, L2-normalised (msclap's `get_text_embeddings`

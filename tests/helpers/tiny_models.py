@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from helpers.tiny_m2d_clap import tiny_m2d_clap
+from helpers.tiny_msclap import tiny_msclap
 from helpers.tiny_wavcaps import tiny_wavcaps
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -753,6 +754,7 @@ TINY = {
     'esresnext_fbsp': TinyCase('esresnext_fbsp', tiny_esresnext),
     'coala': TinyCase('coala', tiny_coala),
     'opera_ct': TinyCase('opera_ct', tiny_opera),
+    'msclap': TinyCase('msclap', tiny_msclap),
     **{f'hf-{kind}': TinyCase('hf', partial(tiny_hf, kind=kind)) for kind in HF_KINDS},
     'whisper_ct2': TinyCase('whisper_ct2', tiny_whisper_ct2),
     'soundnet': TinyCase('soundnet', tiny_soundnet),
