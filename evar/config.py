@@ -165,15 +165,26 @@ class ModelConfig:
         return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-def load_config(path, options: str = '') -> ModelConfig:
-    """Reads a model YAML, applies options, and checks every key against the run settings and the model's params."""
-    from .models import model_params_class, resolve_name
+def read_model_yaml(path: Path) -> tuple:
+    """(the YAML's mapping, its model's registry name) of the model YAML at `path`.
 
-    path = Path(path)
+    Raises:
+        EvarError: an unreadable or malformed YAML, a missing or unknown `audio_repr`.
+    """
+    from .models import resolve_name
+
     raw = read_yaml_mapping(path, 'Config file')
     if 'audio_repr' not in raw:
         raise EvarError(f'Config file {path}: missing key audio_repr (the registered name of the model, e.g. byola).')
-    name = resolve_name(str(raw['audio_repr']), source=str(path))
+    return raw, resolve_name(str(raw['audio_repr']), source=str(path))
+
+
+def load_config(path, options: str = '') -> ModelConfig:
+    """Reads a model YAML, applies options, and checks every key against the run settings and the model's params."""
+    from .models import model_params_class
+
+    path = Path(path)
+    raw, name = read_model_yaml(path)
     params_cls = model_params_class(name)
     model_keys = {f.name for f in dataclasses.fields(params_cls)}
     evar_keys = EVAR_KEYS.get(name, EvarKeys())

@@ -38,7 +38,7 @@ def test_backbone_is_m2d_flat_features_and_joint_space_projects_the_mean_token(t
     backbone = create_model('m2d_clap', weight_file=tiny['weight_file']).eval()
     joint = _joint(tiny)
     assert not hasattr(backbone, 'encode_text') and hasattr(joint, 'encode_text')
-    with pytest.raises(EvarError, match='no text side'):  # zero-shot and retrieval stop before embedding anything
+    with pytest.raises(EvarError, match='no text side'):  # the text modes switch to audio_embeds (TEXT_MODE_OPTIONS)
         text_route(backbone, 'config/m2d_clap.yaml')
     assert (backbone.embedding_dim, joint.embedding_dim, joint.frame_hop_sec) == (128, 128, None)
     torch.manual_seed(1)
@@ -214,8 +214,21 @@ def test_zeroshot_script_on_esc50_matches_reference_from_the_model(tiny, zs_conf
 
 @needs_shared
 @pytest.mark.slow
-def test_retrieval_script_on_real_clips_matches_reference_ranks(zs_config, tmp_path):
+def test_retrieval_script_on_real_clips_matches_reference_ranks(tiny, tmp_path):
     from helpers.clap_scripts import check_retrieval
 
-    row = check_retrieval(tmp_path, zs_config, 128)
+    # EVAR's layout: the config gives backbone features (linear evaluation); the text modes switch to the joint
+    # space themselves (M2DCLAP.TEXT_MODE_OPTIONS)
+    config = tmp_path / 'm2d_clap_backbone.yaml'
+    config.write_text(f'audio_repr: m2d_clap\nweight_file: {tiny["weight_file"]}\ntext_model: {tiny["text_model"]}\n'
+                      'output: backbone\n')
+    row = check_retrieval(tmp_path, config, 128)
     assert row['mode'] == 'retrieval'
+
+
+def test_text_modes_run_evar_config_in_the_joint_space():
+    from evar.models.audio_text import text_mode_options
+
+    assert text_mode_options(ROOT / 'config' / 'm2d_clap.yaml', 'batch_size=4') == \
+        '+output=audio_embeds,batch_size=4,crop=full'  # the user's options come after (they may set output)
+    assert text_mode_options(ROOT / 'config' / 'melspec.yaml', '') == 'crop=full'

@@ -22,6 +22,11 @@ class to inherit: the modes look for the methods):
   likely. Only zero-shot classification uses this route; retrieval needs the joint space.
 
 A model with `encode_text` is scored by cosine similarity even when it also has `caption_log_likelihood`.
+
+A family whose config gives other embeddings for linear evaluation than its joint space (M2D-CLAP: EVAR's
+`m2d_clap.yaml` gives backbone features to lineareval.py and the joint space to zeroshot.py, through separate
+methods) declares `TEXT_MODE_OPTIONS` (a mapping of config key -> value) on its class; the text modes run the
+config with them (`text_mode_options`), so the config with EVAR's name works in every script.
 """
 
 from __future__ import annotations
@@ -63,3 +68,22 @@ def text_route(model, config: str, need: Optional[str] = None) -> str:
               else 'an audio–text model: encode_text (CLAP-style joint space) or caption_log_likelihood (a decoder)')
     raise EvarError(f'{config}: {type(model).__name__} has no text side; this mode needs {wanted}. '
                     'See evar/models/audio_text.py for the contract.')
+
+
+def text_mode_options(config_file, options: str) -> str:
+    """The config options a text mode (zero-shot, retrieval) runs `config_file` with: the model class's
+    `TEXT_MODE_OPTIONS` first (the user's `options` may override them), then `options`, then `crop=full` (whole
+    clips, whatever the YAML or options say).
+
+    Raises:
+        EvarError: an unreadable YAML, a missing or unknown `audio_repr` (as `evar.config.load_config` would).
+    """
+    from pathlib import Path
+
+    from ..config import read_model_yaml
+    from . import model_class
+
+    _, name = read_model_yaml(Path(config_file))
+    declared = getattr(model_class(name), 'TEXT_MODE_OPTIONS', {})
+    parts = [f'+{key}={value}' for key, value in declared.items()] + [options or '', 'crop=full']
+    return ','.join(part for part in parts if part)

@@ -28,9 +28,10 @@ backbone`, the default) uses the backbone's features with `flat_features: true` 
 all patch tokens, i.e. M2D's frequency-averaged frames mean-pooled); zero-shot and retrieval (EVAR's zeroshot.py and
 retr_a2t_t2a.py call `encode_audio` / `encode_text`) use the joint space: `output: audio_embeds` gives one embedding
 per clip, `audio_proj` of the mean over the clip's valid patch tokens (padding never enters it), and `encode_text`
-(GTE/BERT -> text_proj, L2-normalised). evar embeds a task once per config, so zero-shot and retrieval need
-`--options output=audio_embeds` (or config/m2d_clap_zs.yaml); with `output: backbone` the model has no
-`encode_text` and those modes stop before embedding anything.
+(GTE/BERT -> text_proj, L2-normalised). The class declares `TEXT_MODE_OPTIONS` (output audio_embeds), which
+zeroshot.py and retr_a2t_t2a.py apply before the user's options, so `config/m2d_clap.yaml` works in every script
+as EVAR's does (config/m2d_clap_zs.yaml sets the joint space for any other use); with `output: backbone` the model
+itself has no `encode_text`.
 
 Checked against the official code (examples/portable_m2d.py of nttcslab/m2d f0c4128: PortableM2D with
 flat_features, encode_clap_audio, encode_clap_text with its GTETextEncoder / BertXEncoder classes on a local random
@@ -51,6 +52,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Optional
 
 import torch
@@ -113,6 +115,8 @@ class M2DCLAP(M2D):
             other output_layers than -1 or pooling other than mean, a text tower that cannot be loaded or whose
             width does not fit text_proj, an NV-Embed (`N`) tag, or `TI` text weights that do not match it.
     """
+    # EVAR's m2d_clap.yaml: backbone features in lineareval.py, the joint space in zeroshot.py / retr_a2t_t2a.py
+    TEXT_MODE_OPTIONS = MappingProxyType({'output': 'audio_embeds'})
     Params = M2DCLAPParams
     model_name = 'M2D-CLAP'
     weights_url = M2D_CLAP_WEIGHTS_URL

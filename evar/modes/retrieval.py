@@ -145,12 +145,12 @@ def retrieval(config_file, task, options: str = '', data: Optional[str] = None, 
     from ..config import load_config
     from ..embed.source import TaskEmbeddings, pick_device
     from ..metrics import audio_text_retrieval
-    from ..models.audio_text import text_route
+    from ..models.audio_text import text_mode_options, text_route
     from ..paths import default_work_root
     from .linear import PreparedRun, common_settings, settings_id, setup_logging
 
     t_start = time.perf_counter()
-    cfg = load_config(config_file, f'{options},crop=full' if options else 'crop=full')
+    cfg = load_config(config_file, text_mode_options(config_file, options))  # whole clips, the joint space
     task_def = retrieval_task(task, data)
     work_root = Path(work_root) if work_root is not None else default_work_root()
     captions = read_captions(task_def.metadata_path(work_root))

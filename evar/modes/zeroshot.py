@@ -139,7 +139,7 @@ def zeroshot(config_file, task, options: str = '', templates=(), captions: Optio
     """
     from ..captions import class_captions, ensemble_embeddings, text_embeddings
     from ..metrics import score as metric_score
-    from ..models.audio_text import text_route
+    from ..models.audio_text import text_mode_options, text_route
     from ..splits import encode_labels, is_multi_label
     from .linear import common_settings, embed_task, prepare_run, settings_id, setup_logging, write_csv, \
         write_predictions
@@ -147,7 +147,7 @@ def zeroshot(config_file, task, options: str = '', templates=(), captions: Optio
     t_start = time.perf_counter()
     if caption_pool is not None:
         _check_pool(caption_pool)
-    options = f'{options},crop=full' if options else 'crop=full'  # whole clips, whatever the YAML says
+    options = text_mode_options(config_file, options)  # whole clips; a family's joint-space options
     prepared = prepare_run(config_file, task, options, seeds=(), unit_sec=unit_sec, work_root=work_root,
                            device=device, bf16=bf16, progress=progress)
     cfg, task_def, metadata, source = prepared.cfg, prepared.task, prepared.metadata, prepared.source
