@@ -4,7 +4,7 @@ Option strings and value checking live in `evar.params`; this module knows the r
 owns which keys (through the model registry).
 
 EVAR's own model YAMLs load unchanged: `EVAR_KEYS` maps the keys EVAR's model classes read under other names onto
-evar's (M2D's `mean`/`std` -> `norm_stats`, Dasheng's `model_name` -> weights and sizes, the transformers models'
+evar's (MSM-MAE's `mean`/`std` -> `norm_stats`, Dasheng's `model_name` -> weights and sizes, the transformers models'
 `pretrained_model`/`wav2vec_model` -> `model_id`), `EVAR_IMPLIED` sets what an EVAR class name implies (its
 `AR_Wav2Vec2Feature` -> `output: conv_features`), and keys evar does not need are accepted only with values that
 cannot change the embeddings (each with its reason in the table). Run settings (`name`, `crop`, `cache_dtype`, ...)
@@ -96,10 +96,12 @@ _FBANK_FIXED = (ANY, "EVAR's AR_BEATs does not read it: BEATs' Kaldi fbank setti
 _MSCLAP_UNREAD = (ANY, "EVAR's AR_MSCLAP does not read it: msclap's own configs fix the front end (and EVAR's "
                        "return_filename only makes it pass file names, which evar's waves stand for)")
 _HF_ID = {'pretrained_model': 'model_id', 'wav2vec_model': 'model_id'}
+_M2D_RUNTIME_STATS = {k: (ANY, "EVAR's RuntimeM2D overwrites it with the checkpoint's norm_stats") for k in ('mean', 'std')}
 EVAR_KEYS = MappingProxyType({
-    'm2d': EvarKeys(combined={'norm_stats': ('mean', 'std')}),
-    'm2d_clap': EvarKeys(ignored={k: (ANY, "EVAR's RuntimeM2D overwrites it with the checkpoint's norm_stats")
-                              for k in ('mean', 'std')}),
+    # nttcslab/m2d's RuntimeM2D sets cfg.mean/std from the checkpoint's norm_stats (-7.1/4.2 only when it has none),
+    # and EVAR's AR_M2D then takes its cfg: EVAR's YAML values never reach the embeddings
+    'm2d': EvarKeys(ignored=_M2D_RUNTIME_STATS),
+    'm2d_clap': EvarKeys(ignored=_M2D_RUNTIME_STATS),
     'msm_mae': EvarKeys(combined={'norm_stats': ('mean', 'std')}),
     'beats': EvarKeys(ignored={k: _FBANK_FIXED for k in ('n_fft', 'window_size', 'hop_size', 'n_mels', 'f_min',
                                                           'f_max')}),

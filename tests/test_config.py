@@ -183,7 +183,9 @@ def write(tmp_path, name, text):
 
 def test_evar_model_yamls_load_with_their_keys_mapped(tmp_path):
     m2d = load_config(write(tmp_path, 'm2d.yaml', EVAR_M2D), 'name=M2D_random')
-    assert m2d.audio_repr == 'm2d' and m2d.model_params['norm_stats'] == [-7.1, 4.2] and m2d.name == 'M2D_random'
+    # EVAR's mean/std never reach M2D's embeddings (RuntimeM2D takes the checkpoint's norm_stats): ignored, so evar
+    # takes the checkpoint's too
+    assert m2d.audio_repr == 'm2d' and m2d.model_params['norm_stats'] is None and m2d.name == 'M2D_random'
     assert m2d.model_params['output_layers'] == [-1] and m2d.run.lr_lineareval == pytest.approx(3e-5)
     dasheng = load_config(write(tmp_path, 'dasheng.yaml', EVAR_DASHENG)).model_params
     assert (dasheng['embed_dim'], dasheng['depth'], dasheng['num_heads']) == (1536, 40, 24)
@@ -201,10 +203,12 @@ def test_evar_keys_that_would_change_embeddings_are_refused(tmp_path):
         load_config(write(tmp_path, 'm2d.yaml', EVAR_M2D + 'cls_token: True\n'))
     with pytest.raises(EvarError, match=r"window: 'hamming' is not supported"):
         load_config(write(tmp_path, 'm2d.yaml', EVAR_M2D.replace('window: hanning', 'window: hamming')))
+    msm_mae = EVAR_M2D.replace('ar_m2d.AR_M2D', 'ar_msm_mae.AR_MSM_MAE').replace('flat_features: False\n', '')
+    assert load_config(write(tmp_path, 'msm.yaml', msm_mae)).model_params['norm_stats'] == [-7.1, 4.2]
     with pytest.raises(EvarError, match='mean/std must all be set'):  # EVAR would compute them from the task data
-        load_config(write(tmp_path, 'm2d.yaml', EVAR_M2D.replace('mean: -7.1', 'mean:')))
+        load_config(write(tmp_path, 'msm.yaml', msm_mae.replace('mean: -7.1', 'mean:')))
     with pytest.raises(EvarError, match='norm_stats is .* but mean/std says'):
-        load_config(write(tmp_path, 'm2d.yaml', EVAR_M2D + 'norm_stats: [0.0, 1.0]\n'))
+        load_config(write(tmp_path, 'msm.yaml', msm_mae + 'norm_stats: [0.0, 1.0]\n'))
     with pytest.raises(EvarError, match="model_name: 'mispeech/dasheng-2B' is not one evar can map"):
         load_config(write(tmp_path, 'd.yaml', EVAR_DASHENG.replace('dasheng-1.2B', 'dasheng-2B')))
     with pytest.raises(EvarError, match=r"unknown key\(s\) \['mean'\]"):  # only for models that read them
