@@ -1,6 +1,7 @@
 """WavCaps (Mei et al., IEEE/ACM TASLP 2024, arXiv:2303.17395): the audio-language retrieval models trained on
-WavCaps, HTS-AT audio encoder + BERT text encoder, loaded from the publisher's checkpoint files (`HTSAT-BERT-PT.pt`,
-`HTSAT-BERT-FT-AudioCaps.pt`, `HTSAT-BERT-FT-Clotho.pt`).
+WavCaps, HTS-AT or CNN14 audio encoder + BERT text encoder, loaded from the publisher's checkpoint files
+(`HTSAT-BERT-PT.pt`, `HTSAT-BERT-FT-AudioCaps.pt`, `HTSAT-BERT-FT-Clotho.pt`, and the `CNN14-BERT-*.pt` siblings;
+`RELEASES` lists them; the encoder is recognised from the file's keys).
 
 Recipe (XinhaoMei/WavCaps, retrieval/models/ase_model.py `ASE`, audio_encoder.py, htsat.py, feature_extractor.py,
 text_encoder.py; settings/inference.yaml; zero_shot_classification.py):
@@ -11,8 +12,11 @@ text_encoder.py; settings/inference.yaml; zero_shot_classification.py):
   10 log10(max(mel, 1e-10)) dB: 1001 frames. Then HTS-AT (Swin: spec_size 256, patches 4x4, width 96, depths 2-2-6-2,
   heads 4-8-16-32, window 8, the checkpoint's BatchNorm over mel bins, 1001 frames stretched to 1024 by bicubic
   interpolation): the mean of the last stage's tokens (`latent_output`, 768-d), then `audio_proj` (Linear 768->1024,
-  ReLU, Linear 1024->1024) and L2 normalisation. The clip embedding is the mean over its chunks of those unit
-  vectors (EVAR's `AR_WavCaps.forward`); the zero-shot and retrieval modes normalise it again.
+  ReLU, Linear 1024->1024) and L2 normalisation. CNN14 releases (retrieval/models/cnns.py `Cnn14`): the same log-mel,
+  bn0, six PANNs conv blocks (64 ... 2048 channels), each followed by 2x2 average pooling (block 6 too, unlike the
+  PANNs tagger), mean over frequency, max + mean over time (2048-d), then `audio_proj` from 2048. The clip
+  embedding is the mean over its chunks of those unit vectors (EVAR's `AR_WavCaps.forward`); the zero-shot and
+  retrieval modes normalise it again.
 - Text: the text encoder's tokenizer (`bert-base-uncased` in the releases) pads to the longest caption and truncates
   at 30 tokens; BERT without its pooler; the output at the first ([CLS]) position through `text_proj` (Linear
   768->1024, ReLU, Linear 1024->1024), L2-normalised.
@@ -35,6 +39,9 @@ tower only, as EVAR's fine-tuning does.
 Tokenizer: AutoTokenizer of `text_model` (the fast BERT tokenizer for bert-base-uncased; the official code calls the
 Python BertTokenizer, which gives the same ids for ordinary captions; not compared here, no hub access).
 
+CNN14: checked by tests/test_wavcaps.py against a plain torch.nn.functional reimplementation from the file's tensors
+(a reduced-channel file), not yet against the official Cnn14 class.
+
 Checked on 2026-12-06 with `python benchmarks/parity_wavcaps.py --wavcaps <WavCaps export> --evar_ref <EVAR 88ba772>
 --ref_python /tmp/venv_evarref/bin/python`: the official `ASE` (settings/inference.yaml sizes, seeded random weights,
 its own state_dict saved as train.py saves it and loaded strictly here; a 2-layer BERT of width 768 with a local
@@ -47,6 +54,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Optional
 
 import torch
@@ -56,6 +64,7 @@ from ..errors import EvarError
 from ..frontend import slaney_mel_filterbank
 from .base import AudioRepr, Frames, load_strict, read_tensors, require_file
 from .htsat import HTSAT, HTSATParams, build_swin, frames_from_pieces, load_official, run_in_groups, swin_tokens
+from .panns import CHANNELS, ConvBlock
 
 WEIGHTS_URL = ('https://drive.google.com/drive/folders/1pFr8IRY3E1FAtc2zjYmeuSVY3M5a-Kdj (the "Pretrained models" '
                'link of github.com/XinhaoMei/WavCaps/tree/master/retrieval; the dataset is at '
@@ -66,6 +75,15 @@ TEXT_PREFIX = 'text_encoder.text_encoder.'
 # Official HTS-AT tensors the embedding does not use: torchlibrosa's constants and the AudioSet classifier.
 AUDIO_IGNORED = ('audio_feats_extractor.', 'tscam_conv.', 'head.')
 UNUSED_TOP = ('temp',)  # the contrastive temperature scales similarities in training only
+# The released checkpoints (file name -> audio encoder, text tower); the encoder is also recognised by its keys.
+RELEASES = MappingProxyType({
+    'HTSAT-BERT-PT.pt': ('htsat', 'bert-base-uncased'),
+    'HTSAT-BERT-FT-AudioCaps.pt': ('htsat', 'bert-base-uncased'),
+    'HTSAT-BERT-FT-Clotho.pt': ('htsat', 'bert-base-uncased'),
+    'CNN14-BERT-PT.pt': ('cnn14', 'bert-base-uncased'),
+    'CNN14-BERT-FT-AudioCaps.pt': ('cnn14', 'bert-base-uncased'),
+    'CNN14-BERT-FT-Clotho.pt': ('cnn14', 'bert-base-uncased'),
+})
 # config.audio_args key in the checkpoint -> the Params field it must equal.
 AUDIO_ARGS = {'sr': 'sample_rate', 'n_fft': 'n_fft', 'hop_length': 'hop_size', 'n_mels': 'n_mels', 'f_min': 'f_min',
               'f_max': 'f_max'}
@@ -113,15 +131,43 @@ def projection_head(state: dict, prefix: str, source: str) -> nn.Sequential:
     return head.eval()
 
 
+def cnn14_body(audio: dict, n_mels: int, source: str) -> nn.Module:
+    """WavCaps' CNN14 (retrieval/models/cnns.py `Cnn14`: bn0 and six PANNs conv blocks, no fc1) loaded strictly from
+    the official keys (prefix stripped), channels read from the file (64 ... 2048 in the releases); torchlibrosa's
+    front-end constants are dropped (the front end is HTS-AT's, identical settings)."""
+    body = nn.Module()
+    body.bn0 = nn.BatchNorm2d(n_mels)
+    channels = [audio[f'conv_block{i}.conv1.weight'].shape[0] if f'conv_block{i}.conv1.weight' in audio else cout
+                for i, cout in enumerate(CHANNELS, 1)]
+    cin = 1
+    for i, cout in enumerate(channels, 1):
+        setattr(body, f'conv_block{i}', ConvBlock(cin, cout))
+        cin = cout
+    load_strict(body, {k: v for k, v in audio.items() if not k.startswith('audio_feats_extractor.')}, source)
+    return body.eval()
+
+
+def cnn14_latent(body: nn.Module, mels: torch.Tensor) -> torch.Tensor:
+    """dB log-mel [N, T, n_mels] -> [N, 2048]: bn0 over mel bins, six conv blocks each followed by 2x2 average
+    pooling (block 6 too, unlike PANNs' tagger), mean over frequency, then max + mean over time (WavCaps `Cnn14`)."""
+    x = body.bn0(mels.transpose(1, 2).unsqueeze(-1)).squeeze(-1).transpose(1, 2).unsqueeze(1)  # [N, 1, T, F]
+    for i in range(1, len(CHANNELS) + 1):
+        x = nn.functional.avg_pool2d(getattr(body, f'conv_block{i}')(x, None), 2)
+        x = nn.functional.dropout(x, 0.2, body.training)  # the official dropout (training only)
+    x = x.mean(dim=3)  # [N, C, T']
+    return x.amax(dim=2) + x.mean(dim=2)
+
+
 class WavCaps(HTSAT):
-    """WavCaps HTSAT-BERT (XinhaoMei/WavCaps, retrieval `ASE`): waves [B, N] float32 at 32 kHz -> Frames
-    [B, chunks, 1024], one L2-normalised joint-space embedding per 10 s chunk; `encode_text(list[str])` -> [N, 1024].
-    HTS-AT's front end (`features`, the log-mel of each chunk) is inherited; chunks are zero-padded (`_chunks`), and
-    `encode` gives one joint-space frame per chunk.
+    """WavCaps HTSAT-BERT / CNN14-BERT (XinhaoMei/WavCaps, retrieval `ASE`): waves [B, N] float32 at 32 kHz ->
+    Frames [B, chunks, 1024], one L2-normalised joint-space embedding per 10 s chunk; `encode_text(list[str])` ->
+    [N, 1024]. HTS-AT's front end (`features`, the log-mel of each chunk; the CNN14 releases use the same) is
+    inherited; chunks are zero-padded (`_chunks`), and `encode` gives one joint-space frame per chunk. `encoder` is
+    'htsat' or 'cnn14', as the file holds.
 
     Raises:
         EvarError: a window other than Hann, a spec_size that does not fit n_mels and clip_sec, a missing or mismatched
-            weight file, a CNN14 checkpoint (not supported yet), or front-end keys differing from the file's
+            weight file, a file named as a release of the other encoder, or front-end keys differing from the file's
             (at construction).
     """
     Params = WavCapsParams
@@ -143,25 +189,32 @@ class WavCaps(HTSAT):
         state, config = raw['model'], raw.get('config') or {}
         self._check_config(config, path)
         self._check_prefixes(state, path)
-        if any(k.startswith(AUDIO_PREFIX + 'conv_block1.') for k in state):
-            raise EvarError(f'WavCaps: {path} holds a CNN14 audio encoder; only the HTS-AT checkpoints '
-                            '(HTSAT-BERT-*.pt) are supported.')
+        self.encoder = 'cnn14' if AUDIO_PREFIX + 'conv_block1.conv1.weight' in state else 'htsat'
+        release = RELEASES.get(path.name)
+        if release and release[0] != self.encoder:
+            raise EvarError(f'WavCaps: {path.name} is a {release[0]} release, but the file holds a {self.encoder} '
+                            'audio encoder; is the file complete and correctly named?')
         self.register_buffer('mel_fb', slaney_mel_filterbank(p.sample_rate, p.n_fft, p.n_mels, p.f_min, p.f_max),
                              persistent=False)
         audio = {k[len(AUDIO_PREFIX):]: v for k, v in state.items() if k.startswith(AUDIO_PREFIX)}
         self._check_front_end({'logmel_extractor.melW': audio.get('audio_feats_extractor.log_trans.melW')}, path)
-        self.swin = build_swin(p.spec_size, p.n_mels, p.patch_size, p.patch_stride, p.embed_dim, p.depths,
-                               p.num_heads, p.swin_window).eval()
-        load_official(self.swin, audio, str(path), AUDIO_IGNORED)
+        if self.encoder == 'htsat':
+            self.swin = build_swin(p.spec_size, p.n_mels, p.patch_size, p.patch_stride, p.embed_dim, p.depths,
+                                   p.num_heads, p.swin_window).eval()
+            load_official(self.swin, audio, str(path), AUDIO_IGNORED)
+            width = p.embed_dim * 2 ** (len(p.depths) - 1)
+        else:
+            self.cnn = cnn14_body(audio, p.n_mels, str(path))
+            width = self.cnn.conv_block6.conv2.out_channels
         self.audio_proj = projection_head(state, 'audio_proj.', str(path))
-        width = p.embed_dim * 2 ** (len(p.depths) - 1)
         if self.audio_proj[0].in_features != width:
             raise EvarError(f'WavCaps: audio_proj in {path} takes {self.audio_proj[0].in_features}-d input, the '
-                            f'HTS-AT gives {width}-d.')
+                            f'{self.encoder} encoder gives {width}-d.')
         # The text side stays outside the registered modules (see the module docstring); built on first use.
         self._text_state = {k[len(TEXT_PREFIX):]: v for k, v in state.items() if k.startswith(TEXT_PREFIX)}
         self._text = TextTower(projection_head(state, 'text_proj.', str(path)))
-        self._text_model = p.text_model or (config.get('text_encoder_args') or {}).get('type')
+        self._text_model = (p.text_model or (config.get('text_encoder_args') or {}).get('type')
+                            or (release[1] if release else None))
         self._source = str(path)
 
     def _check_config(self, config: dict, path: Path) -> None:
@@ -205,12 +258,21 @@ class WavCaps(HTSAT):
             parts = torch.split(feats[i, :, :int(n)].T, self.chunk_frames)  # [1001, n_mels] each
             pieces += parts
             counts.append(len(parts))
-        tokens = run_in_groups(lambda x: self._joint(swin_tokens(self.swin, x)), pieces, self.params.chunk_batch)
+        tokens = run_in_groups(self._joint, pieces, self.params.chunk_batch)
         return frames_from_pieces([t[None] for t in tokens], counts)
 
-    def _joint(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Time tokens [N, 32, 768] -> unit joint-space embeddings [N, embed_size] (ASE.encode_audio)."""
-        return nn.functional.normalize(self.audio_proj(tokens.mean(1)), dim=-1)
+    def _joint(self, mels: torch.Tensor) -> torch.Tensor:
+        """Chunks' dB log-mel [N, 1001, n_mels] -> unit joint-space embeddings [N, embed_size] (ASE.encode_audio):
+        HTS-AT's latent_output (the mean of its last time tokens), or CNN14's max + mean over time."""
+        if self.encoder == 'htsat':
+            latent = swin_tokens(self.swin, mels).mean(1)
+        else:
+            latent = cnn14_latent(self.cnn, mels)
+        return nn.functional.normalize(self.audio_proj(latent), dim=-1)
+
+    def patch_embedding(self) -> nn.Module:
+        """The patch embedding (HTS-AT) or the first convolutional block (CNN14)."""
+        return self.swin.audio_encoder.patch_embed if self.encoder == 'htsat' else self.cnn.conv_block1
 
     def _text_tower(self) -> TextTower:
         if self._text.encoder is not None:

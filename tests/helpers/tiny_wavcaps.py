@@ -28,22 +28,48 @@ def write_text_folder(folder: Path, **bert) -> Path:
     return folder
 
 
+def cnn14_state(channels: tuple, seed: int = 0) -> dict:
+    """WavCaps' Cnn14 tensors under the official names (bn0, conv_block1-6; random weights and BN statistics) with
+    the torchlibrosa constants the official module saves."""
+    from evar.frontend import slaney_mel_filterbank
+    from evar.models.panns import ConvBlock
+
+    from helpers.tiny_models import _randomise_batchnorm
+
+    torch.manual_seed(seed)
+    body = torch.nn.Module()
+    body.bn0 = torch.nn.BatchNorm2d(64)
+    cin = 1
+    for i, cout in enumerate(channels, 1):
+        setattr(body, f'conv_block{i}', ConvBlock(cin, cout))
+        cin = cout
+    _randomise_batchnorm(body)
+    state = {k: v.clone() for k, v in body.state_dict().items()}
+    state['audio_feats_extractor.log_trans.melW'] = slaney_mel_filterbank(32000, 1024, 64, 50, 14000)
+    state['audio_feats_extractor.mel_trans.stft.conv_real.weight'] = torch.zeros(513, 1, 1024)
+    return state
+
+
 def write_wavcaps(path: Path, text_folder: Path, seed: int = 0, embed_size: int = TINY_EMBED, swin: dict = None,
-                  bert: dict = None, hop_size: int = 320) -> dict:
+                  bert: dict = None, hop_size: int = 320, cnn14: tuple = None) -> dict:
     """Random ASE weights under the official names written to `path` ({'model', 'config', 'epoch'}, as WavCaps'
-    train.py saves); returns the state dict. `swin`: HTS-AT sizes (default the tiny ones); `bert`: BertConfig sizes
-    (default TINY_BERT); `hop_size`: the hop the saved config declares (320 in the releases)."""
+    train.py saves); returns the state dict. `swin`: HTS-AT sizes (default the tiny ones); `cnn14`: a CNN14 audio
+    encoder with these six channel counts instead of HTS-AT; `bert`: BertConfig sizes (default TINY_BERT);
+    `hop_size`: the hop the saved config declares (320 in the releases)."""
     import transformers
 
     from helpers.tiny_models import HTSAT_SMALL, write_htsat
 
     sizes = swin if swin is not None else {k: v for k, v in HTSAT_SMALL.items() if k != 'clip_sec'}
-    audio = write_htsat(path.with_suffix('.htsat.tmp'), seed=seed, **sizes)
-    path.with_suffix('.htsat.tmp').unlink()
-    audio['audio_feats_extractor.log_trans.melW'] = audio.pop('logmel_extractor.melW')
-    audio['audio_feats_extractor.mel_trans.stft.conv_real.weight'] = audio.pop(
-        'spectrogram_extractor.stft.conv_real.weight')
-    width = 8 * sizes.get('embed_dim', 96)
+    if cnn14:
+        audio, width = cnn14_state(cnn14, seed), cnn14[-1]
+    else:
+        audio = write_htsat(path.with_suffix('.htsat.tmp'), seed=seed, **sizes)
+        path.with_suffix('.htsat.tmp').unlink()
+        audio['audio_feats_extractor.log_trans.melW'] = audio.pop('logmel_extractor.melW')
+        audio['audio_feats_extractor.mel_trans.stft.conv_real.weight'] = audio.pop(
+            'spectrogram_extractor.stft.conv_real.weight')
+        width = 8 * sizes.get('embed_dim', 96)
     torch.manual_seed(seed + 1)
     text = transformers.AutoModel.from_config(transformers.BertConfig(**(bert or TINY_BERT)), add_pooling_layer=False)
     text_state = {k: v + 0.02 * torch.randn_like(v) if v.is_floating_point() else v
@@ -59,7 +85,8 @@ def write_wavcaps(path: Path, text_folder: Path, seed: int = 0, embed_size: int 
     config = {'embed_size': embed_size, 'temp': 0.07, 'embed_regularization': True,
               'audio_args': {'sr': 32000, 'n_fft': 1024, 'hop_length': hop_size, 'f_min': 50, 'f_max': 14000,
                              'n_mels': 64, 'max_length': 30, 'mono': True},
-              'audio_encoder_args': {'type': 'transformer', 'model': 'htsat', 'pretrained': True, 'freeze': False},
+              'audio_encoder_args': ({'type': 'cnn', 'model': 'Cnn14'} if cnn14 else
+                                     {'type': 'transformer', 'model': 'htsat'}) | {'pretrained': True, 'freeze': False},
               'text_encoder_args': {'type': str(text_folder), 'freeze': False},
               'training': {'spec_augmentation': True}}
     torch.save({'model': state, 'config': config, 'epoch': 10}, path)
