@@ -65,11 +65,12 @@ UNUSED = {
 # Families whose patch_embedding() is a module (what --freeze_embed freezes); for the others it is None and
 # --freeze_embed stops with an EvarError.
 WITH_PATCH_EMBEDDING = {'atst_clip', 'atst_frame', 'beats', 'ced', 'cnn14', 'dasheng', 'eat', 'htsat', 'm2d', 'm2d_clap',
-                        'msclap', 'msm_mae', 'opera_ct', 'wavcaps', 'whisper_ct2', *(f'hf-{kind}' for kind in HF_KINDS)}
+                        'msclap', 'msm_mae', 'opera_ct', 'wavcaps', 'whisper_ct2',
+                        'laionclap', *(f'hf-{kind}' for kind in HF_KINDS)}
 
 # Over ~3 s each on 2 cores (big real-size networks, Hugging Face model files, CTranslate2 reading).
-SLOW = {'beats', 'coala', 'htsat', 'msclap', 'openl3', 'opera_ct', 'vggish', 'wavcaps', 'whisper_ct2', 'hf-ast', 'hf-clap',
-        'hf-data2vec', 'hf-wavlm'}
+SLOW = {'beats', 'coala', 'htsat', 'laionclap', 'msclap', 'openl3', 'opera_ct', 'vggish', 'wavcaps', 'whisper_ct2', 'hf-ast',
+        'hf-clap', 'hf-data2vec', 'hf-wavlm'}
 
 
 def _case(name: str):

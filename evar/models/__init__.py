@@ -34,6 +34,7 @@ MODELS = MappingProxyType({
     'coala': 'evar.models.coala:COALA',
     'opera_ct': 'evar.models.opera:OperaCT',
     'hf': 'evar.models.hf:HFAudio',
+    'laionclap': 'evar.models.laionclap:LaionCLAP',
     'msclap': 'evar.models.msclap:MSCLAP',
     'whisper_ct2': 'evar.models.whisper_ct2:WhisperCT2',
     'soundnet': 'evar.models.soundnet:SoundNet',
@@ -65,8 +66,9 @@ EVAR_ALIASES = MappingProxyType({
     'ar_esresnext_fbsp.AR_ESResNeXtFBSP': 'esresnext_fbsp',
     'ar_coala.AR_COALA': 'coala',
     'ar_opera.AR_OPERA_CT': 'opera_ct',
-    'ar_msclap.AR_MSCLAP': 'msclap',
+    'ar_laionclap.AR_LAIONCLAP': 'laionclap',
     'ar_wavcaps.AR_WavCaps': 'wavcaps',
+    'ar_msclap.AR_MSCLAP': 'msclap',
     # EVAR's transformers models are all `hf`; the keys their YAMLs imply (model_id, output, the feature extractor)
     # are set by evar.config.EVAR_KEYS and EVAR_IMPLIED.
     'ar_hubert.AR_Hubert': 'hf',

@@ -25,6 +25,7 @@ import torch
 from helpers.tiny_m2d_clap import tiny_m2d_clap
 from helpers.tiny_msclap import tiny_msclap
 from helpers.tiny_wavcaps import tiny_wavcaps
+from helpers.tiny_laionclap import tiny_laionclap
 
 # ------------------------------------------------------------------------------------------------------------------
 # BYOL-A (v1, v2)
@@ -760,6 +761,7 @@ TINY = {
     'soundnet': TinyCase('soundnet', tiny_soundnet),
     'crepe': TinyCase('crepe', tiny_crepe),
     'wavcaps': TinyCase('wavcaps', tiny_wavcaps),
+    'laionclap': TinyCase('laionclap', tiny_laionclap),
     'hear': TinyCase('hear', tiny_hear),
     'xares': TinyCase('xares', tiny_xares),
 }
