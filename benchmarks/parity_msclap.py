@@ -33,11 +33,10 @@ the clips (captions), each row max|ours - ref| / max|ref|:
     resampling 32 -> 44.1 kHz, evar's sinc_resample vs torchaudio's Resample: 8.5e-08 absolute (peak 0.04)
     2022 audio (4 clips; long_clip random with the same seed) vs msclap 2.2e-06 / 1.6e-06, vs EVAR's AR_MSCLAP the
         same (EVAR calls msclap); text (4 captions, one over 100 tokens) 3.8e-07 / 3.6e-07
-    2023 audio vs msclap and vs EVAR 2.9e-05 / 1.4e-05; text 4.2e-07 / 4.0e-07. The audio gap is the front end's
-        arithmetic: the log-mel here is a float64 STFT, torchlibrosa's a float32 DFT by convolution, and the two
-        differ by up to 0.019 dB on the ESC-50 window (checked in evar's venv with panns.dft_kernels as float32
-        Conv1d weights), in bands 85-100 dB down (the 32 kHz files leave the bands above 16 kHz nearly empty).
-        2022's CNN14 computes with the file's own DFT kernels in float32, as msclap does: 2.2e-06.
+    2023 audio vs msclap and vs EVAR 2.9e-05 / 1.4e-05 (per clip: ESC-50 2.9e-05, RAVDESS 5.3e-07, speech command
+        9.4e-06); text 4.2e-07 / 4.0e-07. Not traced: it is not the log-mel's arithmetic (a float32 DFT by
+        convolution, as torchlibrosa computes, in place of the float64 STFT here moves the embeddings by 2.0e-06 and
+        leaves the ESC-50 gap at 2.85e-05), nor the resampler (8.5e-08).
     long_clip chunks on the 20.5 s clip vs the mean of msclap's embeddings of its windows: 8.8e-07 (2022), 6.8e-06
         (2023); chunks vs msclap's random window on that clip: 0.07 / 0.06 (the two rules differ, as they should)
     scale: msclap's embeddings of two different clips differ by 0.11 (2022) and 0.49 (2023), two captions by 0.04
