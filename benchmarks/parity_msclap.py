@@ -34,9 +34,11 @@ the clips (captions), each row max|ours - ref| / max|ref|:
     2022 audio (4 clips; long_clip random with the same seed) vs msclap 2.2e-06 / 1.6e-06, vs EVAR's AR_MSCLAP the
         same (EVAR calls msclap); text (4 captions, one over 100 tokens) 3.8e-07 / 3.6e-07
     2023 audio vs msclap and vs EVAR 2.9e-05 / 1.4e-05 (per clip: ESC-50 2.9e-05, RAVDESS 5.3e-07, speech command
-        9.4e-06); text 4.2e-07 / 4.0e-07. Not traced: it is not the log-mel's arithmetic (a float32 DFT by
-        convolution, as torchlibrosa computes, in place of the float64 STFT here moves the embeddings by 2.0e-06 and
-        leaves the ESC-50 gap at 2.85e-05), nor the resampler (8.5e-08).
+        9.4e-06); text 4.2e-07 / 4.0e-07. Not traced to the end, but not the model code: msclap's own HTSATWrapper
+        loaded from the same file in evar's venv (msclap on PYTHONPATH, torchaudio stubbed) and fed evar's 44.1 kHz
+        ESC-50 window gives a projected embedding within 2.0e-06 of evar's (latent_output 1.6e-06; 1.6e-07 when both
+        take torchlibrosa's log-mel, which differs from the float64 STFT here by up to 0.019 dB in bands 85-100 dB
+        down). The rest lies between the two interpreters' inputs and builds (torchaudio's resampling: 8.5e-08).
     long_clip chunks on the 20.5 s clip vs the mean of msclap's embeddings of its windows: 8.8e-07 (2022), 6.8e-06
         (2023); chunks vs msclap's random window on that clip: 0.07 / 0.06 (the two rules differ, as they should)
     scale: msclap's embeddings of two different clips differ by 0.11 (2022) and 0.49 (2023), two captions by 0.04

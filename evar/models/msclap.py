@@ -43,7 +43,8 @@ feeds the model directly, as msclap does for a 44.1 kHz file.
 Checked against msclap 1.3.4 and EVAR's AR_MSCLAP (88ba772) on seeded random weights in the publisher's layout (real
 audio-tower sizes) and real clips of 1-20.5 s resampled to 32 kHz, with `PYTHONPATH=<msclap> python
 benchmarks/parity_msclap.py --ref_python <EVAR's venv python> --evar_ref <EVAR>`: audio embeddings within 2.2e-6
-(2022) and 2.9e-5 (2023; on one of the four clips, the others 5e-7 and 9e-6; not traced, see the script) relative
+(2022) and 2.9e-5 (2023, one clip of four; msclap's HTS-AT code run in evar's venv on the same window: 2.0e-6)
+relative
 (long_clip random with msclap's seed), text 3.8e-7 / 4.2e-7, the resampler within 8.5e-8 of torchaudio's; EVAR's
 wrapper gives msclap's embeddings exactly (it calls msclap).
 """
