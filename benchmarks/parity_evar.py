@@ -18,10 +18,11 @@ front ends use it). Sources (exported as plain folders under --external): EVAR i
   atst_*: github.com/Audio-WestlakeU/audiossl (ec3a14d) as `audiossl/` (fairseq and the lightning module stubbed)
   vggish: github.com/tcvrick/audioset-vggish-tensorflow-to-pytorch as `tcvrick_ns/external/tcvrick_vggish/`
   htsat:  github.com/RetroCirce/HTS-Audio-Transformer as `htsat/` (its training utils stubbed, as parity_htsat)
+  opera_ct: github.com/evelyn0414/OPERA `src/` as `OPERA/src/` (pytorch_lightning, efficientnet_pytorch stubbed)
 
     python benchmarks/parity_evar.py m2d m2d_32k m2d_flat beats atst_clip atst_frame atst_frame_patches byola2 \\
         cnn14 wav2vec2feature wav2vec2context wav2vec2logit hubert wavlm data2vec whisper \\
-        vggish vggish_4k htsat beats_plus \\
+        vggish vggish_4k htsat beats_plus melspec linspec opera_ct \\
         --ref_python /tmp/venv_evarref/bin/python --evar_ref /tmp/evar_ref --external /tmp/ref
 
 (byola2: EVAR imports `external.byol_a.v2`, so github.com/nttcslab/byol-a goes in <evar_ref>/external/byol_a.
@@ -51,6 +52,15 @@ Seen on 2026-12-06, group A (same reference venv and evar venv; --external /tmp/
     vggish 8.3e-07 / 4.7e-07; vggish_4k 3.8e-07 / 3.2e-07 (tcvrick's VGGish and vggish_input, which EVAR imports)
     htsat 2.0e-07 / 1.7e-07 (RetroCirce/HTS-Audio-Transformer 10 s chunks, infer_mode, averaged: so does evar)
     beats_plus 7.1e-07 / 5.6e-07 (EVAR's beats_plus.yaml is beats.yaml with the iter3+ AS2M file: same wrapper)
+    melspec 2.8e-07 / 1.7e-07; linspec 1.8e-04 / 1.7e-05 (EVAR's training statistics given as norm_stats; linspec's
+        max is the ESC-50 clip's 53,418 samples of digital silence: nnAudio's STFT, a float32 convolution, leaves
+        |X| ~1e-9 there where torch.stft gives 0, and log(|X| + 1.2e-7) sees it; 2.5e-06 on the other 3 clips)
+    melspec_unstandardised 1.6e+01 / 9.3; linspec_unstandardised 1.1e+01 / 8.1 (the YAMLs without norm_stats: EVAR's
+        embedding x std + 2 mean, one affine map per task); melspec_htk 1.1 / 0.90 (HTK filters, evar's former
+        melspec); linspec_power 1.4 / 0.96 (power spectrum, evar's former linspec); EVAR's between-clip scale 1.3, 0.76
+    opera_ct 2.4e-07 / 1.8e-07 (EVAR's opera.yaml with +icbhi_sprs_mode, the clips repeated to 16 s or more, each as a
+        batch of two copies: EVAR's wrapper drops the batch axis of a batch of one and fails, fails on clips under
+        8 s after trimming, and trims and min-max scales a batch as one array; evar does each clip alone)
 """
 
 from __future__ import annotations
@@ -93,6 +103,11 @@ class Family:
         shared_stats: the family normalises with statistics of the task's training data: EVAR's `precompute` takes
             them from the clips (cut to the shortest), and evar gets the same numbers as `norm_stats`, so the models
             are compared, not the two ways of gathering statistics (EVAR's include the zero padding of short clips).
+        repeat_to_sec: clips shorter than this are repeated whole until at least this long, on both sides (EVAR's
+            OPERA-CT wrapper embeds only clips of 8 s or more after trimming, as its ICBHI / SPRS app pads them).
+        ref_batch: EVAR's wrapper gets each clip as a batch of this many copies of it, and its first embedding is
+            kept (EVAR's OPERA-CT squeezes a batch of one into a clip without a batch axis, and then fails; copies
+            of one clip leave its batch-wide trimming and min-max scaling those of the clip alone).
     """
     ours: str
     theirs: str
@@ -106,6 +121,8 @@ class Family:
     our_weight_key: str = 'weight_file'
     their_weight_key: str = 'weight_file'
     legacy_processor: bool = False
+    repeat_to_sec: float = 0.0
+    ref_batch: int = 1
 
 
 # EVAR imports external.tcvrick_vggish (whose vggish_input imports `audioset` from the checkout's root)
@@ -145,6 +162,17 @@ FAMILIES = {
     'vggish_4k': Family('vggish_4k', 'vggish_4k', 16000, 'vggish_weights', '', VGGISH_PATHS, their_weight_key=''),
     'htsat': Family('htsat', 'htsat', 32000, 'htsat_weights', '', ('htsat',)),
     'beats_plus': Family('beats_plus', 'beats_plus', 16000, 'beats_weights', '', ('unilm/beats',)),
+    # EVAR's ar_spec.py baselines, standardised with EVAR's statistics (norm_stats); `_unstandardised`: the YAML as
+    # it is (not standardised, an affine map of EVAR's); `_htk`: evar's former HTK-scale unnormalised filters.
+    'melspec': Family('melspec', 'melspec', 16000, '', shared_stats=True),
+    'linspec': Family('linspec', 'linspec', 16000, '', shared_stats=True),
+    'melspec_unstandardised': Family('melspec', 'melspec', 16000, ''),
+    'linspec_unstandardised': Family('linspec', 'linspec', 16000, ''),
+    'melspec_htk': Family('melspec', 'melspec', 16000, '', shared_stats=True, our_options={'mel_scale': 'htk'}),
+    'linspec_power': Family('linspec', 'linspec', 16000, '', shared_stats=True, our_options={'power': 2}),
+    # EVAR's AR_OPERA_CT runs only in its ICBHI / SPRS app (icbhi_sprs_mode), on clips of 8 s or more
+    'opera_ct': Family('opera_ct', 'opera', 16000, 'opera_weights', '', ('OPERA',), repeat_to_sec=16.0, ref_batch=2,
+                       their_options={'+icbhi_sprs_mode': True}),
 }
 
 
@@ -414,8 +442,63 @@ def htsat_weights(work: Path, _: str, external: Path) -> Path:
     return path
 
 
+def opera_weights(work: Path, _: str, external: Path) -> Path:
+    """OPERA's lightning container {'state_dict': Cola(encoder='htsat')'s tensors} (encoder.encoder.htsat.*, and the
+    projection head g / layer_norm / linear that EVAR loads and never uses), perturbed as parity_opera does.
+    Stand-ins for what the OPERA modules import and inference never runs: pytorch_lightning's LightningModule (a
+    Module whose save_hyperparameters does nothing), efficientnet_pytorch (EVAR's patch comments that import out),
+    matplotlib and seaborn."""
+    import types
+
+    import torch
+
+    class LightningModule(torch.nn.Module):
+        def save_hyperparameters(self, *args, **kwargs):
+            pass
+
+    lightning = types.ModuleType('pytorch_lightning')
+    lightning.LightningModule = LightningModule
+    sys.modules.setdefault('pytorch_lightning', lightning)
+    efficientnet = types.ModuleType('efficientnet_pytorch')
+    efficientnet.EfficientNet = None
+    sys.modules.setdefault('efficientnet_pytorch', efficientnet)
+    for name in ('matplotlib', 'matplotlib.pyplot', 'seaborn'):
+        sys.modules.setdefault(name, types.ModuleType(name))
+    from src.model.models_cola import Cola
+
+    torch.manual_seed(0)
+    model = Cola(encoder='htsat')
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if 'extractor' not in name:
+                p.add_(0.02 * torch.randn_like(p))
+        htsat = model.encoder.encoder.htsat
+        htsat.bn0.running_mean.uniform_(-0.2, 0.2)
+        htsat.bn0.running_var.uniform_(0.05, 0.2)
+    path = work / 'encoder-operaCT-parity.ckpt'
+    torch.save({'state_dict': model.state_dict()}, path)
+    return path
+
+
 REF_WEIGHTS = {f.__name__: f for f in (m2d_weights, beats_weights, atst_clip_weights, atst_frame_weights,
-                                        byola2_weights, cnn14_weights, hf_weights, vggish_weights, htsat_weights)}
+                                        byola2_weights, cnn14_weights, hf_weights, vggish_weights, htsat_weights,
+                                        opera_weights)}
+
+
+class BatchOfCopies:
+    """An EVAR AR that embeds each [1, samples] clip as a batch of `copies` copies of it: `precompute` is the
+    AR's, a call returns the first row ([1, D])."""
+
+    def __init__(self, ar, copies: int):
+        self.ar, self.copies = ar, copies
+
+    def precompute(self, device, loader):
+        """The AR's own statistics pass."""
+        self.ar.precompute(device, loader)
+
+    def __call__(self, batch):
+        """[1, samples] -> the AR's embedding of the first copy, [1, D]."""
+        return self.ar(batch.repeat(self.copies, 1))[:1]
 
 
 def run_reference(family: Family, args) -> None:
@@ -444,6 +527,8 @@ def run_reference(family: Family, args) -> None:
     module_name, class_name = cfg.audio_repr.split('.')
     module = __import__(f'evar.{module_name}', fromlist=[class_name])
     ar = getattr(module, class_name)(cfg).eval()
+    if family.ref_batch > 1:
+        ar = BatchOfCopies(ar, family.ref_batch)
     waves = [torch.from_numpy(np.load(f)) for f in sorted(work.glob('clip*.npy'))]
     loader = torch.utils.data.DataLoader([w[:min(len(v) for v in waves)] for w in waves], batch_size=len(waves))
     ar.precompute('cpu', loader)
@@ -506,6 +591,9 @@ def compare(name: str, args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         clips = load_clips(Path(args.data), family.sample_rate)
+        if family.repeat_to_sec:
+            n = int(family.repeat_to_sec * family.sample_rate)
+            clips = [np.tile(c, -(-n // len(c))) if len(c) < n else c for c in clips]
         for i, c in enumerate(clips):
             np.save(work / f'clip{i}.npy', c)
         subprocess.run([args.ref_python, __file__, name, '--side', 'ref', '--work', tmp, '--evar_ref', args.evar_ref,
