@@ -1,9 +1,9 @@
-"""Side-by-side parity check of evar's `wavcaps` (HTSAT-BERT) against (a) the official code, XinhaoMei/WavCaps
-retrieval/models/ase_model.py `ASE`, run as the official zero-shot script runs it (a clip zero-padded to 10 s,
-`encode_audio`, `encode_text`), and (b) EVAR's wrapper `evar/ar_wavcaps.py` `AR_WavCaps` at 88ba772 (10 s chunks,
-each zero-padded, `encode_audio` averaged over chunks; `encode_text`, normalised as EVAR's `compute_similarity` does).
-On the official side a clip longer than 10 s is cut into the same 10 s chunks (HTS-AT cannot take more) and the
-chunk embeddings are averaged, as EVAR does.
+"""Side-by-side parity check of evar's `wavcaps` (HTSAT-BERT, or CNN14-BERT with --encoder cnn14) against (a) the
+official code, XinhaoMei/WavCaps retrieval/models/ase_model.py `ASE`, run as the official zero-shot script runs it
+(a clip zero-padded to 10 s, `encode_audio`, `encode_text`), and (b) EVAR's wrapper `evar/ar_wavcaps.py`
+`AR_WavCaps` at 88ba772 (10 s chunks, each zero-padded, `encode_audio` averaged over chunks; `encode_text`,
+normalised as EVAR's `compute_similarity` does). On the official side a clip longer than 10 s is cut into the same
+10 s chunks (HTS-AT cannot take more) and the chunk embeddings are averaged, as EVAR does.
 
 Weights: the official `ASE` built from the official settings (settings/inference.yaml) with seeded random weights,
 every learned tensor perturbed (so a swapped name would show) and random BatchNorm statistics, saved as the official
@@ -22,15 +22,21 @@ and EVAR (88ba772):
 
     git --git-dir /work/.mirror/XinhaoMei+WavCaps/repo archive HEAD retrieval | tar -x -C /tmp/wavcaps/wc
     python benchmarks/parity_wavcaps.py --wavcaps /tmp/wavcaps/wc --evar_ref /tmp/evar_ref \\
-        --ref_python /tmp/venv_evarref/bin/python
+        --ref_python /tmp/venv_evarref/bin/python [--encoder cnn14]
 
 Seen on 2026-12-06 (reference venv /tmp/venv_evarref: torch 2.13.0 CPU, transformers 4.46.3, torchlibrosa 0.1.0,
 librosa 0.11; evar venv: torch 2.13 CPU, transformers 5.25), clips of 5.0, 3.3, 1.0 and 20.5 s, 5 captions:
-    audio vs official: max 3.1e-07 / median 2.7e-07 relative over 4
+    audio vs official: max 3.3e-07 / median 2.5e-07 relative over 4
     text vs official: max 0.0e+00 / median 0.0e+00 relative over 5
-    audio vs evar_ref: max 3.1e-07 / median 2.7e-07 relative over 4
+    audio vs evar_ref: max 3.3e-07 / median 2.5e-07 relative over 4
     text vs evar_ref: max 0.0e+00 / median 0.0e+00 relative over 5
-    between two clips (ours): 0.15 relative, between two captions 0.17
+    between two clips (ours): 0.16 relative, between two captions 0.17
+--encoder cnn14 (the official Cnn14, every BatchNorm's statistics random; same clips and captions):
+    audio vs official: max 3.5e-07 / median 2.6e-07 relative over 4
+    text vs official: max 0.0e+00 / median 0.0e+00 relative over 5
+    audio vs evar_ref: max 3.5e-07 / median 2.6e-07 relative over 4
+    text vs evar_ref: max 0.0e+00 / median 0.0e+00 relative over 5
+    between two clips (ours): 0.05 relative, between two captions 0.19
 EVAR's wrapper and the official code compute the same thing here (zero-padded 10 s chunks, averaged), so
 config/wavcaps.yaml gives both; evar's float64 STFT vs torchlibrosa's float32 DFT-by-convolution is the audio gap.
 """
@@ -74,7 +80,7 @@ def ours(work: Path) -> tuple:
 
     from evar.models import create_model
 
-    model = create_model('wavcaps', weight_file=str(work / 'HTSAT-BERT-random.pt'), text_model=str(work / 'text'))
+    model = create_model('wavcaps', weight_file=str(work / 'ASE-random.pt'), text_model=str(work / 'text'))
     waves = [np.load(p) for p in sorted(work.glob('wave*.npy'))]
     batch = torch.zeros(len(waves), max(len(w) for w in waves))
     for i, w in enumerate(waves):
@@ -115,6 +121,7 @@ def _local_text_tower(folder: str) -> None:
 def reference(args) -> None:
     import numpy as np
     import torch
+    from parity_common import randomise_batchnorm
 
     work = Path(args.work)
     retrieval = str(Path(args.wavcaps) / 'retrieval')
@@ -127,7 +134,8 @@ def reference(args) -> None:
     config = {'embed_size': 1024, 'temp': 0.07, 'embed_regularization': True,
               'audio_args': {'sr': SR, 'n_fft': 1024, 'hop_length': 320, 'f_min': 50, 'f_max': 14000, 'n_mels': 64,
                              'max_length': 30, 'mono': True},
-              'audio_encoder_args': {'type': 'transformer', 'model': 'htsat', 'pretrained': False, 'freeze': False},
+              'audio_encoder_args': ({'type': 'cnn', 'model': 'Cnn14'} if args.encoder == 'cnn14' else
+                                     {'type': 'transformer', 'model': 'htsat'}) | {'pretrained': False, 'freeze': False},
               'text_encoder_args': {'type': str(work / 'text'), 'freeze': False},
               'training': {'spec_augmentation': True, 'dropout': 0.2}}
     torch.manual_seed(0)
@@ -136,11 +144,12 @@ def reference(args) -> None:
         for name, p in official.named_parameters():
             if 'audio_feats_extractor' not in name:  # torchlibrosa's STFT and mel constants stay
                 p.add_(0.02 * torch.randn_like(p))
+        randomise_batchnorm(official.audio_encoder.audio_enc, torch.Generator().manual_seed(1))
         bn0 = official.audio_encoder.audio_enc.bn0
         bn0.running_mean.copy_(torch.randn(64) * 5 - 20)
         bn0.running_var.copy_(torch.rand(64) * 150 + 50)
     # As the official train.py saves a model (the 'config' entry is what EVAR's wrapper reads).
-    torch.save({'model': official.state_dict(), 'config': config, 'epoch': 1}, work / 'HTSAT-BERT-random.pt')
+    torch.save({'model': official.state_dict(), 'config': config, 'epoch': 1}, work / 'ASE-random.pt')
     official.eval()
     captions = json.loads((work / 'captions.json').read_text())
     waves = [torch.from_numpy(np.load(p)) for p in sorted(work.glob('wave*.npy'))]
@@ -158,7 +167,7 @@ def reference(args) -> None:
         from evar.ar_wavcaps import AR_WavCaps
 
         cfg = EasyDict(yaml.safe_load((Path(args.evar_ref) / 'config' / 'wavcaps.yaml').read_text()))
-        cfg.weight_file = str(work / 'HTSAT-BERT-random.pt')
+        cfg.weight_file = str(work / 'ASE-random.pt')
         wrapper = AR_WavCaps(cfg).eval()
         audio = torch.cat([wrapper.encode_audio(w[None]) for w in waves])
         text = wrapper.encode_text(captions)
@@ -180,6 +189,8 @@ def main() -> None:
     parser.add_argument('--ref_python', default='/tmp/venv_evarref/bin/python',
                         help='python of a venv with torch, transformers, torchlibrosa, nnAudio, easydict, pyyaml')
     parser.add_argument('--data', default=str(ROOT.parent / 'shared' / 'data'), help='the shared real clips')
+    parser.add_argument('--encoder', default='htsat', choices=['htsat', 'cnn14'],
+                        help='the audio encoder of the random ASE (HTSAT-BERT or CNN14-BERT releases)')
     parser.add_argument('--side', default='ours', choices=['ours', 'ref'], help=argparse.SUPPRESS)
     parser.add_argument('--work', help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -192,7 +203,7 @@ def main() -> None:
         work = Path(tmp)
         write_inputs(work, Path(args.data))
         subprocess.run([args.ref_python, __file__, '--side', 'ref', '--work', tmp, '--wavcaps', args.wavcaps,
-                        '--evar_ref', args.evar_ref], check=True, cwd=tmp)
+                        '--evar_ref', args.evar_ref, '--encoder', args.encoder], check=True, cwd=tmp)
         audio, text = ours(work)
         for ref in ('official', 'evar_ref'):
             _report(f'audio vs {ref}', audio, np.load(work / f'{ref}_audio.npy'))
