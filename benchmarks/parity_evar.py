@@ -61,6 +61,33 @@ Seen on 2026-12-06, group A (same reference venv and evar venv; --external /tmp/
     opera_ct 2.4e-07 / 1.8e-07 (EVAR's opera.yaml with +icbhi_sprs_mode, the clips repeated to 16 s or more, each as a
         batch of two copies: EVAR's wrapper drops the batch axis of a batch of one and fails, fails on clips under
         8 s after trimming, and trims and min-max scales a batch as one array; evar does each clip alone)
+Group B (2026-12-06, same EVAR commit and reference venv, plus under --external /tmp/parity_b/ext: site/ =
+pip --no-deps --target of torchopenl3 1.0.1, julius 0.2.8, six, msgpack-numpy 0.4.8, termcolor; evar_external/external/
+coala (xavierfav/coala b791ad6 code files + EVAR's coala.patch) and esresnext (AndreyGuzhov/ESResNeXt-fbsp 7c1488a +
+the sed lines of EVAR's Preparing-models.md); hf_transformers_custom_model_ced (jimbozhang, 1a9cd46) and
+hf_transformers_custom_model_dasheng (jimbozhang, 31f5d6d), the sources of the hub's mispeech/ced-* and dasheng-*
+remote code), command `python benchmarks/parity_evar.py openl3_env openl3_music coala coala_constant esresnext_fbsp
+ced dasheng dasheng_official --external /tmp/parity_b/ext`:
+    openl3_env 2.3e-07 / 1.9e-07, openl3_music 2.3e-07 / 1.9e-07 (mel256, 6144-d, the same random network under both
+        file names; torchopenl3's own framing: 1 s windows every 0.1 s from -0.5 s, mean + max; its weights read from
+        torch.hub's cache; EVAR's between-clip scale 1.6e-02)
+    coala 4.7e-05 / 3.3e-05 (evar's STFT pads by reflection as librosa 0.7.2, the release's; EVAR's librosa 0.11 pads
+        zeros); coala_constant (stft_pad_mode=constant) 4.5e-05 on the 20.5 s clip (no padding noise past 10 s:
+        float32 FFT rounding in near-silent bins, magnified by the log), 9.3e-08 median. Both on EVAR's scaler file.
+        This random COALA separates clips weakly: EVAR's embeddings of two clips differ by 9.9e-03.
+    esresnext_fbsp 0 / 0 (bit-identical)
+    ced 4.6e-01 on the 20.5 s clip, 2.7e-07 median (clips up to 10.12 s: 1.3e-07 to 3.8e-07). EVAR averages every
+        token of the hub model's output, which pads the last 10.12 s window with zeros: 61 of that window's 63 columns
+        are padding. EVAR's tokens of the columns holding audio average to evar's embedding within 1.1e-07.
+    dasheng (mean_sigmoid) 1.1e-02 on the 20.5 s clip, 1.9e-07 median: EVAR's wrapper returns the hub model's `logits`,
+        sigmoid(mean of the frames) with no output layer; the hub code zero-pads the last 10.08 s window and attends
+        to the padding, the dasheng package (and evar) run it unpadded. dasheng_official (the plain mean) 3.2 / 2.9.
+    EVAR wrappers evar does not have, so not compared: ar_owsm.py (OWSM v3.1 E-Branchformer through ESPnet's
+    Speech2Text: espnet at a pinned git commit + espnet_model_zoo, and the 1B-parameter espnet/owsm_v3.1_ebf from the
+    hub; the encoder is ESPnet code, not a transformers model), ar_qwen2.py (Qwen2.5-Omni-3B/7B's audio tower:
+    transformers' Qwen2_5Omni classes, newer than EVAR's reference venv's 4.46, the whole 3B/7B checkpoint loaded with
+    device_map='cuda', and a copy of the tower's forward that calls private transformers helpers), ar_trill.py
+    (TRILL: published only as a TensorFlow-Hub SavedModel; needs tensorflow + tensorflow_hub, and evar is torch-only).
 """
 
 from __future__ import annotations
@@ -103,6 +130,8 @@ class Family:
         shared_stats: the family normalises with statistics of the task's training data: EVAR's `precompute` takes
             them from the clips (cut to the shortest), and evar gets the same numbers as `norm_stats`, so the models
             are compared, not the two ways of gathering statistics (EVAR's include the zero padding of short clips).
+        numpy_seed: numpy's global generator is seeded with it before each clip on the ref side (EVAR's COALA
+            draws its padding noise from it; evar uses numpy RandomState(seed 0) per clip).
         repeat_to_sec: clips shorter than this are repeated whole until at least this long, on both sides (EVAR's
             OPERA-CT wrapper embeds only clips of 8 s or more after trimming, as its ICBHI / SPRS app pads them).
         ref_batch: EVAR's wrapper gets each clip as a batch of this many copies of it, and its first embedding is
@@ -121,6 +150,7 @@ class Family:
     our_weight_key: str = 'weight_file'
     their_weight_key: str = 'weight_file'
     legacy_processor: bool = False
+    numpy_seed: int | None = None
     repeat_to_sec: float = 0.0
     ref_batch: int = 1
 
@@ -129,6 +159,7 @@ class Family:
 VGGISH_PATHS = ('tcvrick_ns', 'tcvrick_ns/external/tcvrick_vggish')
 HF_W2V2_FOLDER = '{work}/wav2vec2-base-960h'  # stand-in for the processor EVAR's HuBERT and WavLM wrappers load
 
+COALA_SCALER = '{work}/external/coala_scaler_top_1000_plus_clip.pkl'  # EVAR's copy of the release's scaler
 FAMILIES = {
     'm2d': Family('m2d', 'm2d', 16000, 'm2d_weights', 'm2d_vit_base-80x608p16x16-parity', ('m2d',)),
     'm2d_32k': Family('m2d_32k', 'm2d_32k', 32000, 'm2d_weights', 'm2d_vit_base-80x208p16x16p32k-parity', ('m2d',)),
@@ -157,6 +188,29 @@ FAMILIES = {
                        their_weight_key='pretrained_model', legacy_processor=True, our_options={'feature_d': 768}),
     'whisper': Family('whisper', 'whisper', 16000, 'hf_weights', 'whisper', our_weight_key='model_id',
                       their_weight_key='pretrained_model', our_options={'feature_d': 384}),
+    # group B (issue 15): OpenL3, COALA, ESResNeXt-fbsp, CED, Dasheng. The code EVAR imports goes under --external:
+    # site/ (pip --no-deps --target: torchopenl3 1.0.1, julius, six, msgpack-numpy, termcolor), evar_external/external/
+    # {coala, esresnext} (EVAR's Preparing-models.md steps), hf_transformers_custom_model_{ced,dasheng} (the hub code).
+    # EVAR's OpenL3, COALA and ESResNeXt wrappers read their weights from fixed places (see the writers).
+    'openl3_env': Family('openl3_env', 'openl3env', 48000, 'openl3_weights', 'env', ('site',),
+                         their_weight_key=''),
+    'openl3_music': Family('openl3_music', 'openl3mus', 48000, 'openl3_weights', 'music', ('site',),
+                           their_weight_key=''),
+    # COALA: both sides draw the padding noise from numpy seed 0; EVAR's STFT pads as librosa >= 0.10 (zeros), so
+    # `coala` (evar's default: reflect, librosa 0.7.2 as the release) differs at the clip edges, `coala_constant` not.
+    'coala': Family('coala', 'coala', 22000, 'coala_weights', '', ('site', 'evar_external'), numpy_seed=0,
+                    their_weight_key='', our_options={'scaler_file': COALA_SCALER}),
+    'coala_constant': Family('coala', 'coala', 22000, 'coala_weights', '', ('site', 'evar_external'), numpy_seed=0,
+                             their_weight_key='', our_options={'scaler_file': COALA_SCALER, 'stft_pad_mode': 'constant'}),
+    'esresnext_fbsp': Family('esresnext_fbsp', 'esresnextfbsp', 44100, 'esresnext_weights', '',
+                             ('site', 'evar_external'), their_weight_key=''),
+    'ced': Family('ced', 'ced', 16000, 'hub_audio_vit_weights', 'ced', ('site', 'hf_transformers_custom_model_ced'),
+                  our_options={'weight_file': '{work}/ced_official.pt'}),
+    'dasheng': Family('dasheng', 'dasheng', 16000, 'hub_audio_vit_weights', 'dasheng', ('site',),
+                      their_weight_key='model_name', our_options={'weight_file': '{work}/dasheng_official.pt'}),
+    'dasheng_official': Family('dasheng_official', 'dasheng', 16000, 'hub_audio_vit_weights', 'dasheng', ('site',),
+                               their_weight_key='model_name',
+                               our_options={'weight_file': '{work}/dasheng_official.pt'}),
     # group A (issue 15): VGGish, HTS-AT, BEATs iter3+
     'vggish': Family('vggish', 'vggish', 16000, 'vggish_weights', '', VGGISH_PATHS, their_weight_key=''),
     'vggish_4k': Family('vggish_4k', 'vggish_4k', 16000, 'vggish_weights', '', VGGISH_PATHS, their_weight_key=''),
@@ -501,6 +555,153 @@ class BatchOfCopies:
         return self.ar(batch.repeat(self.copies, 1))[:1]
 
 
+def openl3_weights(work: Path, content_type: str, external: Path) -> Path:
+    """torchopenl3's PytorchOpenl3 (mel256, 6144-d, as EVAR's openl3env / openl3mus), seeded, BatchNorm statistics
+    and affine terms random (as parity_openl3), saved where torch.hub caches the URL torchopenl3 downloads from
+    (TORCH_HOME = work/torch_home), so EVAR's AR_OpenL3 loads it offline. torchopenl3 imports resampy, which 48 kHz
+    input never calls: a stand-in."""
+    import os
+    import types
+
+    import torch
+
+    sys.modules.setdefault('resampy', types.ModuleType('resampy'))
+    os.environ['TORCH_HOME'] = str(work / 'torch_home')
+    from torchopenl3.core import get_model_path
+    from torchopenl3.models import PytorchOpenl3
+
+    from parity_common import randomise_batchnorm_uniform
+
+    torch.manual_seed(0)
+    model = PytorchOpenl3(content_type=content_type, input_repr='mel256', embedding_size=6144)
+    with torch.no_grad():
+        randomise_batchnorm_uniform(model)
+        model.batch_normalization_1.running_mean.fill_(-40.0)  # decibel inputs sit around -40
+        model.batch_normalization_1.running_var.fill_(300.0)
+    path = Path(torch.hub.get_dir()) / 'checkpoints' / get_model_path('mel256', content_type, 6144).split('/')[-1]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def coala_weights(work: Path, _: str, external: Path) -> Path:
+    """The official COALA AudioEncoder (models_t1000, seeded, BatchNorm statistics and affine terms random) saved
+    where AR_COALA reads it, external/coala/saved_models/dual_ae_c/audio_encoder_epoch_200.pt under the working
+    folder, next to what EVAR's patched encode.py opens at import (EVAR's coala_scaler_top_1000_plus_clip.pkl, the
+    release's json/id2token_top_1000.json): the reference side works in `work` from here on."""
+    import os
+    import shutil
+
+    import torch
+
+    code = external / 'evar_external' / 'external' / 'coala'
+    target = work / 'external' / 'coala'
+    (target / 'json').mkdir(parents=True, exist_ok=True)
+    shutil.copy(code / 'json' / 'id2token_top_1000.json', target / 'json')
+    import evar  # EVAR's package: its external/ folder ships the scaler
+
+    shutil.copy(Path(evar.__file__).parents[1] / 'external' / 'coala_scaler_top_1000_plus_clip.pkl', work / 'external')
+    os.chdir(work)
+    from external.coala.models_t1000 import AudioEncoder
+
+    from parity_common import randomise_batchnorm
+
+    torch.manual_seed(0)
+    model = AudioEncoder()
+    with torch.no_grad():
+        randomise_batchnorm(model, torch.Generator().manual_seed(0))
+    path = target / 'saved_models' / 'dual_ae_c' / 'audio_encoder_epoch_200.pt'
+    path.parent.mkdir(parents=True)
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def esresnext_weights(work: Path, _: str, external: Path) -> Path:
+    """The official ESResNeXtFBSP with EVAR's settings, seeded and randomised as parity_esresnext (BatchNorm terms,
+    fbsp m / fb / fc), saved as external/ESResNeXtFBSP_AudioSet.pt under the working folder, where AR_ESResNeXtFBSP
+    reads it: the reference side works in `work` from here on. The code imports torchvision only for pretrained
+    ImageNet loaders and a transform base class that inference never calls; torchvision does not load beside this
+    torch (its ops fail to register), so a stand-in holds those names."""
+    import os
+    import types
+
+    import torch
+
+    from parity_esresnext import randomise
+
+    def unavailable(*args, **kwargs):
+        raise RuntimeError('torchvision stand-in: not available in the parity run')
+
+    vision = types.ModuleType('torchvision')
+    vision.models = types.SimpleNamespace(resnet50=unavailable, resnext50_32x4d=unavailable)
+    vision.transforms = types.SimpleNamespace(ToTensor=object)
+    sys.modules['torchvision'] = vision
+    from external.esresnext.model.esresnet_fbsp import ESResNeXtFBSP
+
+    torch.manual_seed(0)
+    model = ESResNeXtFBSP(n_fft=2048, hop_length=561, win_length=1654, window='blackmanharris', normalized=True,
+                          onesided=True, spec_height=-1, spec_width=-1, num_classes=527, apply_attention=True)
+    randomise(model, torch.Generator().manual_seed(0))
+    path = work / 'external' / 'ESResNeXtFBSP_AudioSet.pt'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    os.chdir(work)
+    return path
+
+
+def hub_audio_vit_weights(work: Path, kind: str, external: Path) -> Path:
+    """The hub folders EVAR's CED and Dasheng wrappers load (mispeech/ced-base, mispeech/dasheng-base: no hub
+    access here), made by their published code (jimbozhang/hf_transformers_custom_model_{ced,dasheng}, the source of
+    the hub files): a seeded random CedForAudioClassification / DashengModel of base size, every tensor perturbed,
+    saved with save_pretrained beside its feature extractor (Dasheng's as trust_remote_code files with an auto_map,
+    as on the hub). The same tensors go to `{work}/<kind>_official.pt` under the official checkpoint names (the hub
+    conversion scripts' renaming undone: `encoder.` dropped, CED's init_bn -> init_bn.1), which evar loads. EVAR's
+    CED wrapper moves its input to 'cuda' unconditionally; on a CPU-only machine that move is skipped. CedConfig
+    reads AudioSet's label names from the hub: stand-in names (they do not enter the embeddings)."""
+    import torch
+
+    torch.manual_seed(0)
+    folder = work / f'hub_{kind}'
+    if kind == 'ced':
+        import ced_model.configuration_ced
+        from ced_model.configuration_ced import CedConfig
+        from ced_model.feature_extraction_ced import CedFeatureExtractor
+
+        # CedConfig reads AudioSet's 527 label names from the hub (topel/ConvNeXt-Tiny-AT); names only: stand-ins
+        labels = work / 'class_labels_indices.csv'
+        labels.write_text('index,mid,display_name\n' + ''.join(f'{i},/m/{i},label {i}\n' for i in range(527)))
+        ced_model.configuration_ced.cached_file = lambda *args, **kwargs: str(labels)
+        from ced_model.modeling_ced import CedForAudioClassification
+
+        model = CedForAudioClassification(CedConfig(name='ced-base'))
+        extractor = CedFeatureExtractor()
+        if not torch.cuda.is_available():
+            to = torch.Tensor.to
+            torch.Tensor.to = lambda self, *a, **k: self if a and str(a[0]).startswith('cuda') else to(self, *a, **k)
+    else:
+        from evar_dasheng_values import dasheng_hub_classes
+
+        config, model_class, extractor_class = dasheng_hub_classes(external / 'hf_transformers_custom_model_dasheng',
+                                                                   work)
+        model, extractor = model_class(config('dasheng-base')), extractor_class()
+    _perturb_all(model)
+    with torch.no_grad():
+        init_bn = model.encoder.init_bn
+        bn = init_bn[1] if isinstance(init_bn, torch.nn.Sequential) else init_bn
+        bn.running_mean.uniform_(-60, -10), bn.running_var.uniform_(100, 400)  # log-mel dB scale
+    model.save_pretrained(str(folder))
+    extractor.save_pretrained(str(folder))
+    state = {(k[len('encoder.'):] if k.startswith('encoder.') else k): v for k, v in model.state_dict().items()}
+    if kind == 'ced':
+        state = {(f'init_bn.1.{k[len("init_bn."):]}' if k.startswith('init_bn.') else k): v
+                 for k, v in state.items()}
+    torch.save({'model': state}, work / f'{kind}_official.pt')
+    return folder
+
+
+REF_WEIGHTS.update({f.__name__: f for f in (openl3_weights, coala_weights, esresnext_weights, hub_audio_vit_weights)})
+
+
 def run_reference(family: Family, args) -> None:
     """Writes the random checkpoint and EVAR's embedding of each clip (`ref.npy`, [clips, D]) into args.work."""
     import numpy as np
@@ -533,7 +734,11 @@ def run_reference(family: Family, args) -> None:
     loader = torch.utils.data.DataLoader([w[:min(len(v) for v in waves)] for w in waves], batch_size=len(waves))
     ar.precompute('cpu', loader)
     with torch.inference_mode():
-        embeddings = [ar(w[None])[0].float().numpy() for w in waves]
+        embeddings = []
+        for w in waves:
+            if family.numpy_seed is not None:  # EVAR's COALA draws its padding noise from the global generator
+                np.random.seed(family.numpy_seed)
+            embeddings.append(ar(w[None])[0].float().numpy())
     np.save(work / 'ref.npy', np.stack(embeddings))
     if family.shared_stats:
         (work / 'norm_stats.json').write_text(json.dumps([float(v) for v in ar.norm_stats]))
