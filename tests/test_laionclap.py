@@ -110,6 +110,9 @@ def test_missing_file_wrong_keys_and_wrong_settings_are_clear_errors(tiny, tmp_p
     swin = write_laionclap(tmp_path / 'c', edit=lambda s: s.pop('audio_branch.norm.weight'))
     with pytest.raises(EvarError, match='norm.weight'):
         create_model('laionclap', **swin)
+    filters = write_laionclap(tmp_path / 'd', edit=lambda s: s['audio_branch.logmel_extractor.melW'].mul_(2))
+    with pytest.raises(EvarError, match='mel filters'):
+        create_model('laionclap', **filters)
     for bad, match in (({'amodel': 'HTSAT-base'}, 'not HTSAT-base'), ({'amodel': 'PANN-14'}, 'HTSAT-tiny'),
                        ({'enable_fusion': True}, 'enable_fusion: False'), ({'sample_rate': 32000}, '48000'),
                        ({'text_model': str(tmp_path)}, 'text tower configuration')):
@@ -130,6 +133,7 @@ def test_evar_laionclap_yaml_loads_as_evar_names_it(tiny, tmp_path):
     assert cfg.audio_repr == 'laionclap' and cfg.params.weight_file == tiny['weight_file']
     ours = load_config(ROOT / 'config' / 'laionclap.yaml')
     assert ours.audio_repr == 'laionclap' and ours.params.text_model == 'roberta-base'
+    assert load_config(ROOT / 'config' / 'laionclap_fusion.yaml').params.enable_fusion is True
 
 
 @pytest.fixture(scope='module')
