@@ -69,7 +69,7 @@ WITH_PATCH_EMBEDDING = {'atst_clip', 'atst_frame', 'beats', 'ced', 'cnn14', 'das
                         'laionclap', *(f'hf-{kind}' for kind in HF_KINDS)}
 
 # Over ~3 s each on 2 cores (big real-size networks, Hugging Face model files, CTranslate2 reading).
-SLOW = {'beats', 'coala', 'htsat', 'laionclap', 'msclap', 'openl3', 'opera_ct', 'vggish', 'whisper_ct2', 'hf-ast',
+SLOW = {'beats', 'coala', 'htsat', 'msclap', 'openl3', 'opera_ct', 'vggish', 'whisper_ct2', 'hf-ast',
         'hf-clap', 'hf-data2vec', 'hf-wavlm'}
 
 
