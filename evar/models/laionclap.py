@@ -336,6 +336,7 @@ class LaionCLAP(AudioRepr):
         return frames.embeddings.transpose(1, 2), frames.mask.sum(1)
 
     def _embed(self, x: torch.Tensor, longer: torch.Tensor) -> torch.Tensor:
+        x = x.to(next(self.audio_model.parameters()).dtype)
         out = self.audio_model(input_features=x, is_longer=longer[:, None])
         return nn.functional.normalize(self.audio_projection(out.pooler_output), dim=-1)
 
