@@ -58,9 +58,12 @@ Seen on 2026-12-06, group A (same reference venv and evar venv; --external /tmp/
     melspec_unstandardised 1.6e+01 / 9.3; linspec_unstandardised 1.1e+01 / 8.1 (the YAMLs without norm_stats: EVAR's
         embedding x std + 2 mean, one affine map per task); melspec_htk 1.1 / 0.90 (HTK filters, evar's former
         melspec); linspec_power 1.4 / 0.96 (power spectrum, evar's former linspec); EVAR's between-clip scale 1.3, 0.76
-    opera_ct 2.4e-07 / 1.8e-07 (EVAR's opera.yaml with +icbhi_sprs_mode, the clips repeated to 16 s or more, each as a
-        batch of two copies: EVAR's wrapper drops the batch axis of a batch of one and fails, fails on clips under
+    opera_ct 3.0e-07 / 2.3e-07 (EVAR's opera.yaml with +icbhi_sprs_mode, the clips repeated and cut to 16 s, each as
+        a batch of two copies: EVAR's wrapper drops the batch axis of a batch of one and fails, fails on clips under
         8 s after trimming, and trims and min-max scales a batch as one array; evar does each clip alone)
+    opera_ct_batch 3.7e-01 / 1.4e-01 (each clip batched with the next one instead, as EVAR's app batches clips: the
+        batch's loudest clip sets every clip's dB reference and min-max range; per clip 2.8e-07 (the loudest),
+        2.8e-01, 3.7e-01, 1.3e-04, where two clips' embeddings differ by 1.9e-01)
 Group B (2026-12-06, same EVAR commit and reference venv, plus under --external /tmp/parity_b/ext: site/ =
 pip --no-deps --target of torchopenl3 1.0.1, julius 0.2.8, six, msgpack-numpy 0.4.8, termcolor; evar_external/external/
 coala (xavierfav/coala b791ad6 code files + EVAR's coala.patch) and esresnext (AndreyGuzhov/ESResNeXt-fbsp 7c1488a +
@@ -132,11 +135,14 @@ class Family:
             are compared, not the two ways of gathering statistics (EVAR's include the zero padding of short clips).
         numpy_seed: numpy's global generator is seeded with it before each clip on the ref side (EVAR's COALA
             draws its padding noise from it; evar uses numpy RandomState(seed 0) per clip).
-        repeat_to_sec: clips shorter than this are repeated whole until at least this long, on both sides (EVAR's
-            OPERA-CT wrapper embeds only clips of 8 s or more after trimming, as its ICBHI / SPRS app pads them).
-        ref_batch: EVAR's wrapper gets each clip as a batch of this many copies of it, and its first embedding is
-            kept (EVAR's OPERA-CT squeezes a batch of one into a clip without a batch axis, and then fails; copies
-            of one clip leave its batch-wide trimming and min-max scaling those of the clip alone).
+        repeat_to_sec: every clip is repeated and cut to exactly this long, on both sides (EVAR's OPERA-CT wrapper
+            embeds only clips of 8 s or more after trimming, in batches of equal length, as its ICBHI / SPRS app
+            makes them).
+        ref_batch: EVAR's wrapper gets each clip in a batch of this many rows, and the clip's embedding is kept
+            (EVAR's OPERA-CT squeezes a batch of one into a clip without a batch axis, and then fails).
+        ref_mates: the other rows of that batch: 'copies' of the clip (which leave EVAR's batch-wide trimming and
+            min-max scaling those of the clip alone), or 'next': the following clips of the list, as EVAR's app
+            batches different clips (the figure is then how much a clip's embedding depends on its batch-mates).
     """
     ours: str
     theirs: str
@@ -153,6 +159,7 @@ class Family:
     numpy_seed: int | None = None
     repeat_to_sec: float = 0.0
     ref_batch: int = 1
+    ref_mates: str = 'copies'
 
 
 # EVAR imports external.tcvrick_vggish (whose vggish_input imports `audioset` from the checkout's root)
@@ -227,6 +234,8 @@ FAMILIES = {
     # EVAR's AR_OPERA_CT runs only in its ICBHI / SPRS app (icbhi_sprs_mode), on clips of 8 s or more
     'opera_ct': Family('opera_ct', 'opera', 16000, 'opera_weights', '', ('OPERA',), repeat_to_sec=16.0, ref_batch=2,
                        their_options={'+icbhi_sprs_mode': True}),
+    'opera_ct_batch': Family('opera_ct', 'opera', 16000, 'opera_weights', '', ('OPERA',), repeat_to_sec=16.0,
+                             ref_batch=2, ref_mates='next', their_options={'+icbhi_sprs_mode': True}),
 }
 
 
@@ -540,11 +549,12 @@ REF_WEIGHTS = {f.__name__: f for f in (m2d_weights, beats_weights, atst_clip_wei
 
 
 class BatchOfCopies:
-    """An EVAR AR that embeds each [1, samples] clip as a batch of `copies` copies of it: `precompute` is the
-    AR's, a call returns the first row ([1, D])."""
+    """An EVAR AR that embeds each [1, samples] clip as the first row of a batch of `rows`: the others are copies
+    of it, or with `clips` (the run's clips, all of one length) the clips that follow it in that list. `precompute`
+    is the AR's; a call returns the first row ([1, D])."""
 
-    def __init__(self, ar, copies: int):
-        self.ar, self.copies = ar, copies
+    def __init__(self, ar, rows: int, clips: list = None):
+        self.ar, self.rows, self.clips = ar, rows, clips
 
     def precompute(self, device, loader):
         """The AR's own statistics pass."""
@@ -552,7 +562,13 @@ class BatchOfCopies:
 
     def __call__(self, batch):
         """[1, samples] -> the AR's embedding of the first copy, [1, D]."""
-        return self.ar(batch.repeat(self.copies, 1))[:1]
+        if self.clips is None:
+            return self.ar(batch.repeat(self.rows, 1))[:1]
+        i = next(k for k, c in enumerate(self.clips) if c.shape == batch[0].shape and bool((c == batch[0]).all()))
+        mates = [self.clips[(i + k) % len(self.clips)] for k in range(1, self.rows)]
+        import torch
+
+        return self.ar(torch.stack([batch[0], *mates]))[:1]
 
 
 def openl3_weights(work: Path, content_type: str, external: Path) -> Path:
@@ -728,9 +744,9 @@ def run_reference(family: Family, args) -> None:
     module_name, class_name = cfg.audio_repr.split('.')
     module = __import__(f'evar.{module_name}', fromlist=[class_name])
     ar = getattr(module, class_name)(cfg).eval()
-    if family.ref_batch > 1:
-        ar = BatchOfCopies(ar, family.ref_batch)
     waves = [torch.from_numpy(np.load(f)) for f in sorted(work.glob('clip*.npy'))]
+    if family.ref_batch > 1:
+        ar = BatchOfCopies(ar, family.ref_batch, waves if family.ref_mates == 'next' else None)
     loader = torch.utils.data.DataLoader([w[:min(len(v) for v in waves)] for w in waves], batch_size=len(waves))
     ar.precompute('cpu', loader)
     with torch.inference_mode():
@@ -798,7 +814,7 @@ def compare(name: str, args) -> dict:
         clips = load_clips(Path(args.data), family.sample_rate)
         if family.repeat_to_sec:
             n = int(family.repeat_to_sec * family.sample_rate)
-            clips = [np.tile(c, -(-n // len(c))) if len(c) < n else c for c in clips]
+            clips = [np.tile(c, -(-n // len(c)))[:n] for c in clips]
         for i, c in enumerate(clips):
             np.save(work / f'clip{i}.npy', c)
         subprocess.run([args.ref_python, __file__, name, '--side', 'ref', '--work', tmp, '--evar_ref', args.evar_ref,
