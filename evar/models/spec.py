@@ -8,6 +8,9 @@ one std of the task's training split. `melspec` and `linspec` do the first two b
 tests/test_spec_evar.py). Without norm_stats the spectrogram is not standardised: a clip's `mean_max` embedding is
 then EVAR's times std plus 2 mean (`mean` or `max` pooling: plus mean), one affine map for every clip of a task.
 `mel_scale: htk` and `power: 2` give the HTK-filter log-mel and log power spectrum these baselines had before.
+Measured on spcv2_12 (../shared, seed 42, 271 test clips): logreg 0.4576 and probe 0.4465 with and without
+norm_stats alike (both heads standardise each dimension with training statistics; kNN's cosine does not), and
+0.4465 / 0.3542 with `mel_scale: htk`.
 """
 
 from __future__ import annotations
