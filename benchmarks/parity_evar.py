@@ -16,9 +16,10 @@ front ends use it). Sources (exported as plain folders under --external): EVAR i
           timm's layers/pos_embed.py, then `patch -p1 < patch_m2d.diff`)
   beats:  github.com/microsoft/unilm `beats/` as `unilm/beats/`
   atst_*: github.com/Audio-WestlakeU/audiossl (ec3a14d) as `audiossl/` (fairseq and the lightning module stubbed)
-  vggish: github.com/tcvrick/audioset-vggish-tensorflow-to-pytorch as `tcvrick_ns/external/tcvrick_vggish/`
-  htsat:  github.com/RetroCirce/HTS-Audio-Transformer as `htsat/` (its training utils stubbed, as parity_htsat)
-  opera_ct: github.com/evelyn0414/OPERA `src/` as `OPERA/src/` (pytorch_lightning, efficientnet_pytorch stubbed)
+  vggish: github.com/tcvrick/audioset-vggish-tensorflow-to-pytorch (a9c6319) as `tcvrick_ns/external/tcvrick_vggish/`
+  htsat:  github.com/RetroCirce/HTS-Audio-Transformer (2e29471) as `htsat/` (training utils stubbed, as parity_htsat)
+  opera_ct: github.com/evelyn0414/OPERA (3622310) `src/` as `OPERA/src/` (pytorch_lightning, efficientnet_pytorch
+          stubbed); beats_plus: unilm 768a3c8
 
     python benchmarks/parity_evar.py m2d m2d_32k m2d_flat beats atst_clip atst_frame atst_frame_patches byola2 \\
         cnn14 wav2vec2feature wav2vec2context wav2vec2logit hubert wavlm data2vec whisper \\
@@ -64,6 +65,10 @@ Seen on 2026-12-06, group A (same reference venv and evar venv; --external /tmp/
     opera_ct_batch 3.7e-01 / 1.4e-01 (each clip batched with the next one instead, as EVAR's app batches clips: the
         batch's loudest clip sets every clip's dB reference and min-max range; per clip 2.8e-07 (the loudest),
         2.8e-01, 3.7e-01, 1.3e-04, where two clips' embeddings differ by 1.9e-01)
+    Not run: EVAR's ast.yaml (AR_AST) runs the original AST code (github.com/YuanGongND/ast, which asserts timm 0.4.5)
+        and returns ([CLS] + distillation token) / 2 of an input sized to the task's unit, standardised with the
+        task's statistics; evar's ast.yaml averages the patch tokens of transformers' ASTModel, by design. EVAR has no
+        config for clap_htsat_unfused: its LAION-CLAP wrapper is laionclap.yaml (see benchmarks/parity_laionclap.py).
 Group B (2026-12-06, same EVAR commit and reference venv, plus under --external /tmp/parity_b/ext: site/ =
 pip --no-deps --target of torchopenl3 1.0.1, julius 0.2.8, six, msgpack-numpy 0.4.8, termcolor; evar_external/external/
 coala (xavierfav/coala b791ad6 code files + EVAR's coala.patch) and esresnext (AndreyGuzhov/ESResNeXt-fbsp 7c1488a +
