@@ -114,14 +114,14 @@ def test_other_front_ends_differ_from_evars(config, option):
 
 @pytest.mark.parametrize('pooling, copies', [('mean_max', 2), ('mean', 1), ('max', 1)])
 def test_unstandardised_embedding_is_an_affine_map_of_the_standardised_one(pooling, copies):
-    """Without norm_stats every frame is x instead of (x - mean) / std, so the pooled embedding is the standardised
+    """With norm_stats [0, 1] every frame is x instead of (x - mean) / std, so the pooled embedding is the standardised
     one times std plus mean once per pooled statistic (mean_max = mean + max: twice)."""
     t = torch.arange(12000) / 16000
     wave = (0.3 * torch.sin(2 * math.pi * 440 * t) + 0.05 * torch.randn(12000, generator=torch.Generator().manual_seed(0)))
     wave, lengths = torch.stack([wave, wave * 0.1]), torch.tensor([12000, 9000])
     mean, std = -6.0, 3.0
     for name in ('melspec', 'linspec'):
-        plain = create_model(name, temporal_pooling_type=pooling).embed(wave, lengths)
+        plain = create_model(name, temporal_pooling_type=pooling, norm_stats=[0.0, 1.0]).embed(wave, lengths)
         standard = create_model(name, temporal_pooling_type=pooling, norm_stats=[mean, std]).embed(wave, lengths)
         torch.testing.assert_close(plain, standard * std + copies * mean, rtol=1e-5, atol=1e-4)
         assert (plain - standard).abs().max() > 1.0  # the standardisation did something

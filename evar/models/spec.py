@@ -3,14 +3,14 @@
 EVAR's baselines (`ar_spec.AR_MelSpec`, `AR_LinSpec` of nttcslab/eval-audio-repr) compute their spectrograms with
 nnAudio: `MelSpectrogram` with its defaults (Slaney-scale filters of unit area, power 2) and `STFT` with
 output_format 'Magnitude' (|X|, power 1), then log(x + float32 eps), and standardise the result with one mean and
-one std of the task's training split. `melspec` and `linspec` do the first two by default (`mel_scale: slaney`;
-`power` 2 and 1), and with `norm_stats: [mean, std]` give EVAR's embeddings (benchmarks/parity_evar.py,
-tests/test_spec_evar.py). Without norm_stats the spectrogram is not standardised: a clip's `mean_max` embedding is
-then EVAR's times std plus 2 mean (`mean` or `max` pooling: plus mean), one affine map for every clip of a task.
-`mel_scale: htk` and `power: 2` give the HTK-filter log-mel and log power spectrum these baselines had before.
-Measured on spcv2_12 (../shared, seed 42, 271 test clips): logreg 0.4576 and probe 0.4465 with and without
-norm_stats alike (both heads standardise each dimension with training statistics; kNN's cosine does not), and
-0.4465 / 0.3542 with `mel_scale: htk`.
+one std of the task's training split. `melspec` and `linspec` do all three by default (`mel_scale: slaney`;
+`power` 2 and 1; statistics of the training split's valid frames, as BYOL-A's, or fixed `norm_stats: [mean,
+std]`), so they give EVAR's embeddings (benchmarks/parity_evar.py, tests/test_spec_evar.py). `norm_stats: [0.0,
+1.0]` leaves the spectrogram unstandardised: a clip's `mean_max` embedding is then EVAR's times std plus 2 mean
+(`mean` or `max` pooling: plus mean), one affine map for every clip of a task. `mel_scale: htk` and `power: 2`
+give the HTK-filter log-mel and log power spectrum these baselines had before. Measured on spcv2_12 (../shared,
+seed 42, 271 test clips): logreg 0.4576 and probe 0.4465 standardised or not alike (both heads standardise each
+dimension with training statistics; kNN's cosine does not), and 0.4465 / 0.3542 with `mel_scale: htk`.
 """
 
 from __future__ import annotations
@@ -61,8 +61,9 @@ class BaselineSpecParams(SpecParams):
             value is an EvarError. `melspec` only.
         power: exponent of |STFT| before the filters and the log: None (default): EVAR's, 2 (power) for `melspec`
             and 1 (magnitude: nnAudio's STFT 'Magnitude') for `linspec`. Must be positive.
-        norm_stats: [mean, std] in the log spectrogram's units: every frame becomes (x - mean) / std, as EVAR
-            standardises its baselines (with the training split's statistics); None (default): not standardised.
+        norm_stats: [mean, std] in the log spectrogram's units: every frame becomes (x - mean) / std; None
+            (default): the mean and std of the task's training split, as EVAR standardises its baselines;
+            [0.0, 1.0]: not standardised.
     """
     mel_scale: str = 'slaney'
     power: Optional[float] = None  # EVAR's: 2 for melspec, 1 for linspec
@@ -75,7 +76,9 @@ class MelSpec(AudioRepr):
     Params = BaselineSpecParams
     mel = True
     default_power = 2.0  # EVAR's melspec: nnAudio's MelSpectrogram of the power spectrum
-    cache_version = 2  # 2: EVAR's front ends by default (Slaney filters; linspec's magnitude)
+    needs_norm_stats = True  # EVAR standardises with the training split's statistics (unless norm_stats is set)
+    # 2: EVAR's front ends by default (Slaney filters; linspec's magnitude); 3: training-split standardisation
+    cache_version = 3
 
     def __init__(self, params: SpecParams):
         """Builds the front end.
@@ -116,9 +119,12 @@ class MelSpec(AudioRepr):
         return self.spec(wav, lengths)
 
     def encode(self, feats, feat_lengths) -> Frames:
-        """The spectrogram frames themselves: [B, T, F], standardised when `norm_stats` are set."""
-        if self.norm_mean is not None:
-            feats = self.normalize(feats, feat_lengths)
+        """The spectrogram frames themselves, standardised: [B, T, F].
+
+        Raises:
+            EvarError: the statistics are not set (neither `norm_stats` nor the training split's yet).
+        """
+        feats = self.normalize(feats, feat_lengths)
         return Frames(feats.transpose(1, 2), lengths_to_mask(feat_lengths, feats.shape[-1]))
 
 
