@@ -65,10 +65,25 @@ Seen on 2026-12-06, group A (same reference venv and evar venv; --external /tmp/
     opera_ct_batch 3.7e-01 / 1.4e-01 (each clip batched with the next one instead, as EVAR's app batches clips: the
         batch's loudest clip sets every clip's dB reference and min-max range; per clip 2.8e-07 (the loudest),
         2.8e-01, 3.7e-01, 1.3e-04, where two clips' embeddings differ by 1.9e-01)
-    Not run: EVAR's ast.yaml (AR_AST) runs the original AST code (github.com/YuanGongND/ast, which asserts timm 0.4.5)
-        and returns ([CLS] + distillation token) / 2 of an input sized to the task's unit, standardised with the
-        task's statistics; evar's ast.yaml averages the patch tokens of transformers' ASTModel, by design. EVAR has no
-        config for clap_htsat_unfused: its LAION-CLAP wrapper is laionclap.yaml (see benchmarks/parity_laionclap.py).
+    EVAR has no config for clap_htsat_unfused: its LAION-CLAP wrapper is laionclap.yaml (see
+        benchmarks/parity_laionclap.py).
+AST (2026-12-06, same EVAR commit and reference venv; under --external /tmp/ast/ext: ast_site/ = pip --no-deps
+--target of timm 0.4.5 and wget 3.2, ast_src/external/ast = github.com/YuanGongND/ast 31088be with EVAR's
+external/ast_models.patch applied; stand-ins for torchvision and torch._six, see evar_ast_values.py), command
+`python benchmarks/parity_evar.py ast ast_cls_dist ast_cls_dist_whole ast_cls_dist_whole_eps6 --external /tmp/ast/ext`.
+EVAR's AR_AST builds the original ASTModel for the task's unit (here each clip's own length: no padding, no crop),
+cuts the position embeddings from the middle of the 10.24 s grid (stretches them past it), standardises the Kaldi
+fbank with the task's statistics as (x - mean) / (2 std) and returns ([CLS] + distillation) / 2 after the final
+LayerNorm. Same random base-size weights on both sides (transformers folder converted as Hugging Face's script does):
+    ast 3.5 / 3.0 (evar's ast.yaml as shipped: mean of the last block's patch tokens before the final LayerNorm,
+        AudioSet's fixed statistics, 10.24 s pieces; per clip 2.5, 3.5, 3.5, 2.6; EVAR's between-clip scale 0.81)
+    ast_cls_dist 4.8e-02 on the 20.5 s clip, 1.0e-04 median (`output: cls_dist` with EVAR's statistics as
+        norm_stats: clips up to 10.24 s are one piece; the 20.5 s clip is two pieces averaged, EVAR stretches the
+        position embeddings over it)
+    ast_cls_dist_whole 1.2e-04 / 1.0e-04 (also chunk_sec 30: the 20.5 s clip in one piece, stretched as EVAR does)
+    ast_cls_dist_whole_eps6 7.3e-07 / 5.7e-07 (the transformers folder's LayerNorm eps 1e-6, timm's, instead of
+        1e-12, the ASTConfig default that Hugging Face's conversion of the AudioSet checkpoint keeps: the 1e-4
+        above is that eps on this random model, whose token variances are small)
 Group B (2026-12-06, same EVAR commit and reference venv, plus under --external /tmp/parity_b/ext: site/ =
 pip --no-deps --target of torchopenl3 1.0.1, julius 0.2.8, six, msgpack-numpy 0.4.8, termcolor; evar_external/external/
 coala (xavierfav/coala b791ad6 code files + EVAR's coala.patch) and esresnext (AndreyGuzhov/ESResNeXt-fbsp 7c1488a +
@@ -148,6 +163,8 @@ class Family:
         ref_mates: the other rows of that batch: 'copies' of the clip (which leave EVAR's batch-wide trimming and
             min-max scaling those of the clip alone), or 'next': the following clips of the list, as EVAR's app
             batches different clips (the figure is then how much a clip's embedding depends on its batch-mates).
+        unit_per_clip: EVAR's wrapper is built anew for each clip with `unit_samples` = the clip's length, as for a
+            task whose unit is that clip (EVAR's AR_AST sizes its network to the unit: it cannot take other lengths).
     """
     ours: str
     theirs: str
@@ -165,6 +182,7 @@ class Family:
     repeat_to_sec: float = 0.0
     ref_batch: int = 1
     ref_mates: str = 'copies'
+    unit_per_clip: bool = False
 
 
 # EVAR imports external.tcvrick_vggish (whose vggish_input imports `audioset` from the checkout's root)
@@ -239,6 +257,21 @@ FAMILIES = {
     # EVAR's AR_OPERA_CT runs only in its ICBHI / SPRS app (icbhi_sprs_mode), on clips of 8 s or more
     'opera_ct': Family('opera_ct', 'opera', 16000, 'opera_weights', '', ('OPERA',), repeat_to_sec=16.0, ref_batch=2,
                        their_options={'+icbhi_sprs_mode': True}),
+    # AST: EVAR's AR_AST runs the original AST code (timm 0.4.5 and github.com/YuanGongND/ast under --external, see
+    # ast_weights); evar runs the same tensors converted to a transformers folder ({work}/hf_ast).
+    'ast': Family('ast', 'ast', 16000, 'ast_weights', '', ('ast_site', 'ast_src'), unit_per_clip=True,
+                  our_weight_key='model_id', our_options={'model_id': '{work}/hf_ast'}),
+    'ast_cls_dist': Family('ast', 'ast', 16000, 'ast_weights', '', ('ast_site', 'ast_src'), unit_per_clip=True,
+                           shared_stats=True, our_weight_key='model_id',
+                           our_options={'model_id': '{work}/hf_ast', '+output': 'cls_dist'}),
+    'ast_cls_dist_whole': Family('ast', 'ast', 16000, 'ast_weights', '', ('ast_site', 'ast_src'), unit_per_clip=True,
+                                 shared_stats=True, our_weight_key='model_id',
+                                 our_options={'model_id': '{work}/hf_ast', '+output': 'cls_dist',
+                                              '+chunk_sec': 30}),
+    'ast_cls_dist_whole_eps6': Family('ast', 'ast', 16000, 'ast_weights', 'timm_eps', ('ast_site', 'ast_src'),
+                                      unit_per_clip=True, shared_stats=True, our_weight_key='model_id',
+                                      our_options={'model_id': '{work}/hf_ast', '+output': 'cls_dist',
+                                                   '+chunk_sec': 30}),
     'opera_ct_batch': Family('opera_ct', 'opera', 16000, 'opera_weights', '', ('OPERA',), repeat_to_sec=16.0,
                              ref_batch=2, ref_mates='next', their_options={'+icbhi_sprs_mode': True}),
 }
@@ -720,7 +753,40 @@ def hub_audio_vit_weights(work: Path, kind: str, external: Path) -> Path:
     return folder
 
 
-REF_WEIGHTS.update({f.__name__: f for f in (openl3_weights, coala_weights, esresnext_weights, hub_audio_vit_weights)})
+def ast_weights(work: Path, kind: str, external: Path) -> Path:
+    """A random AudioSet AST in the original checkpoint layout (a DataParallel state dict, `module.v.*` and
+    `module.mlp_head.*`, 1024 frames, strides 10), built by github.com/YuanGongND/ast's ASTModel with EVAR's
+    ast_models.patch applied (--external: ast_src/external/ast) on timm 0.4.5 (ast_site: pip --no-deps --target, with
+    wget; stand-ins for torchvision and torch._six, see evar_ast_values.timm045_stand_ins), every tensor perturbed;
+    saved as work/ast_audioset.pth for EVAR's weight_file. The same tensors go to a transformers
+    ASTForAudioClassification folder {work}/hf_ast (evar_ast_values.to_transformers: the renaming of transformers'
+    conversion script), with the config and feature extractor of Hugging Face's conversion of the AudioSet 10-10
+    checkpoint (ASTConfig defaults: LayerNorm eps 1e-12 where timm's is 1e-6; mean -4.2677393, std 4.5689974);
+    `kind` 'timm_eps': eps 1e-6 instead, the original's."""
+    import torch
+    import transformers
+
+    from evar_ast_values import timm045_stand_ins, to_transformers
+
+    timm045_stand_ins()
+    from external.ast.src.models import ASTModel
+
+    torch.manual_seed(0)
+    model = ASTModel(label_dim=527, input_tdim=1024, imagenet_pretrain=False, audioset_pretrain=False, verbose=False)
+    _perturb_all(model)
+    path = work / 'ast_audioset.pth'
+    torch.save({f'module.{k}': v for k, v in model.state_dict().items()}, path)
+    config = transformers.ASTConfig(num_labels=527, **({'layer_norm_eps': 1e-6} if kind == 'timm_eps' else {}))
+    classifier = transformers.ASTForAudioClassification(config)
+    classifier.load_state_dict(to_transformers(model.state_dict()), strict=True)
+    classifier.save_pretrained(str(work / 'hf_ast'))
+    transformers.ASTFeatureExtractor(mean=-4.2677393, std=4.5689974, max_length=1024).save_pretrained(
+        str(work / 'hf_ast'))
+    return path
+
+
+REF_WEIGHTS.update({f.__name__: f for f in (openl3_weights, coala_weights, esresnext_weights, hub_audio_vit_weights,
+                                             ast_weights)})
 
 
 def run_reference(family: Family, args) -> None:
@@ -748,8 +814,10 @@ def run_reference(family: Family, args) -> None:
     cfg.setdefault('return_filename', False)
     module_name, class_name = cfg.audio_repr.split('.')
     module = __import__(f'evar.{module_name}', fromlist=[class_name])
-    ar = getattr(module, class_name)(cfg).eval()
     waves = [torch.from_numpy(np.load(f)) for f in sorted(work.glob('clip*.npy'))]
+    if family.unit_per_clip:
+        cfg.unit_samples = len(waves[0])
+    ar = getattr(module, class_name)(cfg).eval()
     if family.ref_batch > 1:
         ar = BatchOfCopies(ar, family.ref_batch, waves if family.ref_mates == 'next' else None)
     loader = torch.utils.data.DataLoader([w[:min(len(v) for v in waves)] for w in waves], batch_size=len(waves))
@@ -757,6 +825,10 @@ def run_reference(family: Family, args) -> None:
     with torch.inference_mode():
         embeddings = []
         for w in waves:
+            if family.unit_per_clip and len(w) != cfg.unit_samples:  # EVAR's network for a task of this unit
+                cfg.unit_samples = len(w)
+                ar = getattr(module, class_name)(cfg).eval()
+                ar.precompute('cpu', loader)
             if family.numpy_seed is not None:  # EVAR's COALA draws its padding noise from the global generator
                 np.random.seed(family.numpy_seed)
             embeddings.append(ar(w[None])[0].float().numpy())

@@ -24,6 +24,12 @@ Kept frames:
   different lengths in separate batches instead of padding them.
 - Whisper: input is always padded to 30 s of log-mel; 50 Hz output frames, valid = ceil(samples / 320).
 - AST: patch tokens (the [CLS]/distillation tokens are dropped) whose time patch starts on a real fbank frame.
+  `output: cls_dist` (EVAR's AR_AST, which runs the original github.com/YuanGongND/ast code): one embedding per
+  piece, ([CLS] + distillation token) / 2 after the final LayerNorm, of the piece's own fbank frames (not padded to
+  `max_length`): the position embeddings are cut from the middle of the time grid for a shorter input, or
+  stretched (bilinear) for a longer one, as the original ASTModel does for an `input_tdim` other than the
+  checkpoint's. With `norm_stats` (EVAR: the task's training-split fbank mean and std) instead of the feature
+  extractor's AudioSet mean / std, a clip of the task's unit length gets EVAR's embedding.
 - CLAP: one embedding per piece of at most 10 s (the model's input), which its feature extractor fills by repeating
   the clip ('repeatpad'), as CLAP was trained and as LAION's inference does; `output: audio_embeds` (default in our
   CLAP YAMLs, as EVAR's laionclap) is the projection into the joint audio-text space, L2-normalised; `hidden_states`
@@ -47,7 +53,7 @@ from .base import AudioRepr, Frames, lengths_to_mask, select_layers, selected_wi
 WAVEFORM_TYPES = ('wav2vec2', 'hubert', 'wavlm', 'data2vec-audio', 'wav2vec2-conformer', 'unispeech', 'unispeech-sat',
                   'sew', 'sew-d', 'mert_model')
 PADDING_UNSAFE = ('data2vec-audio',)  # run only equal-length pieces together
-OUTPUTS = ('hidden_states', 'conv_features', 'ctc_logits', 'audio_embeds')
+OUTPUTS = ('hidden_states', 'conv_features', 'ctc_logits', 'audio_embeds', 'cls_dist')
 
 
 @dataclass(frozen=True)
@@ -65,7 +71,12 @@ class HFParams:
         chunk_sec: seconds per piece run alone (None: the model's own limit, Whisper 30 s, AST ~10 s, CLAP 10 s;
             waveform models unlimited).
         output: 'hidden_states'; waveform models also 'conv_features' (the conv encoder's output) or
-            'ctc_logits' (a CTC fine-tuned checkpoint); CLAP also 'audio_embeds' (the joint-space projection).
+            'ctc_logits' (a CTC fine-tuned checkpoint); CLAP also 'audio_embeds' (the joint-space projection); AST
+            also 'cls_dist' (([CLS] + distillation) / 2 of each piece's unpadded input, as EVAR's AR_AST; needs
+            output_layers -1).
+        norm_stats: AST only: [mean, std] of the Kaldi fbank (natural-log mel energies) replacing the feature
+            extractor's (AudioSet's -4.27, 4.57): the input is (fbank - mean) / (2 std). EVAR's AR_AST uses the task's
+            training-split statistics.
         feature_extractor_id: where preprocessor_config.json comes from when not model_id's (EVAR preprocesses
             HuBERT and WavLM with facebook/wav2vec2-base-960h's).
     """
@@ -81,6 +92,7 @@ class HFParams:
     # 'ctc_logits' = logits of a CTC fine-tuned checkpoint (EVAR's AR_Wav2Vec2Logit).
     # CLAP only: 'audio_embeds' = the audio embedding projected into the joint audio-text space.
     output: str = 'hidden_states'
+    norm_stats: Optional[list] = None  # AST: [mean, std] of the fbank instead of the feature extractor's
     # Where the feature extractor (preprocessor_config.json) comes from when not model_id's own; EVAR preprocesses
     # HuBERT and WavLM with facebook/wav2vec2-base-960h's.
     feature_extractor_id: Optional[str] = None
@@ -159,6 +171,14 @@ class HFAudio(AudioRepr):
             raise EvarError(f'audio_repr hf: output={params.output!r} is only for waveform models (wav2vec2 family).')
         if params.output == 'audio_embeds' and self.family != 'clap':
             raise EvarError("audio_repr hf: output='audio_embeds' is only for CLAP models.")
+        if params.output == 'cls_dist' and (self.family != 'ast' or params.output_layers not in (-1, [-1])):
+            raise EvarError("audio_repr hf: output='cls_dist' is only for AST models, with output_layers -1 (the "
+                            f'final LayerNorm); got model type {self.model_type!r}, output_layers '
+                            f'{params.output_layers!r}.')
+        stats = params.norm_stats
+        if stats is not None and (self.family != 'ast' or len(stats) != 2 or not float(stats[1]) > 0):
+            raise EvarError(f'audio_repr hf: norm_stats must be [mean, std > 0] and is only for AST models; got '
+                            f'{stats!r} for model type {self.model_type!r}.')
 
     def _setup(self, config, model, model_id: str) -> None:
         """Family, sizes and the eval-mode backbone of a loaded model; `self.feature_extractor` must be set. Also used
@@ -219,6 +239,11 @@ class HFAudio(AudioRepr):
             self.register_buffer('stft_window', torch.hann_window(int(fe.fft_window_size), dtype=torch.float64),
                                  persistent=False)
 
+    @property
+    def _cls_dist(self) -> bool:
+        """AST's `output: cls_dist` (whisper_ct2's Params have no `output`)."""
+        return getattr(self.params, 'output', None) == 'cls_dist'
+
     def patch_embedding(self) -> torch.nn.Module:
         """What turns the input into tokens: the convolutional feature encoder of waveform models (what
         transformers' `freeze_feature_encoder` freezes), AST's and CLAP's patch embeddings, Whisper's two input
@@ -231,12 +256,13 @@ class HFAudio(AudioRepr):
     @property
     def frame_hop_sec(self) -> Optional[float]:
         """Waveform models: the conv encoder's total stride; Whisper: 2 mel hops (20 ms); CLAP: one embedding per
-        piece. AST: None, its frames are patch tokens of a (frequency, time) grid, not time steps."""
+        piece, as AST's `cls_dist`. AST: None, its frames are patch tokens of a (frequency, time) grid, not time
+        steps."""
         if self.family == 'waveform':
             return math.prod(self.config.conv_stride) / self.sample_rate
         if self.family == 'whisper':
             return 2 * int(self.feature_extractor.hop_length) / self.sample_rate
-        if self.family == 'clap':
+        if self.family == 'clap' or self._cls_dist:  # one embedding per piece
             return self.chunk_samples / self.sample_rate
         return None
 
@@ -245,6 +271,8 @@ class HFAudio(AudioRepr):
         """From the model's config: the width of each hidden state (layer 0 = input embeddings), the conv encoder's
         last width, the CTC vocabulary, or CLAP's audio tower / joint-space projection."""
         c = self.config
+        if self._cls_dist:
+            return c.hidden_size
         if self.family == 'whisper':  # whisper_ct2's Params have no `output`
             widths = [c.d_model] * (c.encoder_layers + 1)
         elif self.family == 'clap':
@@ -327,15 +355,50 @@ class HFAudio(AudioRepr):
         peak = log_spec.max(dim=2, keepdim=True)[0].max(dim=1, keepdim=True)[0]
         return (torch.maximum(log_spec, peak - 8.0) + 4.0) / 4.0
 
-    def _ast_inputs(self, pieces: list) -> torch.Tensor:
-        """Pieces -> normalised Kaldi fbank [G, max_length, num_mel_bins] (ASTFeatureExtractor's steps)."""
+    def _ast_inputs(self, pieces: list, width: Optional[int] = None) -> torch.Tensor:
+        """Pieces -> normalised Kaldi fbank [G, width, num_mel_bins] (ASTFeatureExtractor's steps), zero-padded or
+        cut to `width` frames (None: `max_length`), standardised with `norm_stats` when set."""
         fe = self.feature_extractor
         lengths = torch.tensor([len(x) for x in pieces], device=pieces[0].device)
         fbank, counts = self.fbank(torch.nn.utils.rnn.pad_sequence(pieces, batch_first=True), lengths)
         fbank = fbank.transpose(1, 2)  # [G, T, mels], zero past each piece's frames (as transformers pads)
-        width = int(fe.max_length)
+        width = int(fe.max_length) if width is None else width
         fbank = torch.nn.functional.pad(fbank, (0, 0, 0, max(0, width - fbank.shape[1])))[:, :width]
+        if getattr(self.params, 'norm_stats', None) is not None:
+            mean, std = (float(v) for v in self.params.norm_stats)
+            return (fbank - mean) / (std * 2)
         return (fbank - fe.mean) / (fe.std * 2) if fe.do_normalize else fbank
+
+    def _ast_cls_dist(self, pieces: list) -> list:
+        """Pieces of one length -> ([CLS] + distillation) / 2 after the final LayerNorm, [1, D] each, of their
+        unpadded fbank (at least one patch's frames): the position embeddings of the patch grid are cut from the
+        middle of the checkpoint's time extent for a shorter input and stretched bilinearly for a longer one (what
+        the original AST's ASTModel does when built for another `input_tdim`; github.com/YuanGongND/ast)."""
+        c, dtype = self.config, self._device_dtype()[1]
+        frames = max(c.patch_size, self._valid_frames(max(len(pieces[0]), self.min_samples)))
+        x = self._ast_inputs(pieces, frames).to(dtype)
+        emb = self.backbone.embeddings
+        patches = emb.patch_embeddings(x)  # [G, f * t, D], frequency-major
+        f_out = (c.num_mel_bins - c.patch_size) // c.frequency_stride + 1
+        t_full = (c.max_length - c.patch_size) // c.time_stride + 1
+        t_out = (frames - c.patch_size) // c.time_stride + 1
+        grid = emb.position_embeddings[:, 2:].reshape(1, f_out, t_full, -1).permute(0, 3, 1, 2)  # [1, D, f, t]
+        if t_out < t_full:
+            start = t_full // 2 - t_out // 2
+            grid = grid[..., start:start + t_out]
+        elif t_out > t_full:
+            grid = torch.nn.functional.interpolate(grid, size=(f_out, t_out), mode='bilinear')
+        position = torch.cat([emb.position_embeddings[:, :2], grid.flatten(2).transpose(1, 2)], dim=1)
+        g = x.shape[0]
+        h = torch.cat([emb.cls_token.expand(g, -1, -1), emb.distillation_token.expand(g, -1, -1), patches], dim=1)
+        h = emb.dropout(h + position)
+        layers = getattr(self.backbone, 'layers', None)  # transformers 5; 4.x: encoder.layer
+        for layer in (layers if layers is not None else self.backbone.encoder.layer):
+            out = layer(h)
+            h = out[0] if isinstance(out, tuple) else out
+        h = self.backbone.layernorm(h)
+        pooled = (h[:, 0] + h[:, 1]) / 2
+        return [pooled[i:i + 1] for i in range(g)]
 
     def _clap_inputs(self, pieces: list) -> torch.Tensor:
         """Pieces -> log-mel [G, 1, frames, n_mels] of each filled to 10 s by `padding` (ClapFeatureExtractor's
@@ -387,6 +450,8 @@ class HFAudio(AudioRepr):
             return [emb[i, :max(1, self._valid_frames(n))] for i, n in enumerate(lens)]
         if self.family == 'clap':
             return self._run_clap(self._clap_inputs(pieces).to(dtype))
+        if self._cls_dist:
+            return self._ast_cls_dist(pieces)
         # AST
         x = self._ast_inputs(pieces).to(dtype)
         layers = list(self.backbone(x, output_hidden_states=True).hidden_states)
@@ -445,8 +510,10 @@ class HFAudio(AudioRepr):
         return torch.nn.functional.normalize(projection(pooled).float(), dim=-1)
 
     def _groups(self, lens: list) -> list:
-        """Indices of pieces run together: all at once, or equal lengths together when padding is unsafe."""
-        if self.family != 'waveform' or self.batch_with_mask:
+        """Indices of pieces run together: all at once, or equal lengths together when padding is unsafe or the
+        input is each piece's own length (AST's `cls_dist`)."""
+        by_length = (self.family == 'waveform' and not self.batch_with_mask) or self._cls_dist
+        if not by_length:
             return [list(range(len(lens)))]
         by_len = {}
         for k, n in enumerate(lens):
