@@ -3,7 +3,8 @@ unpadded input against reference values from EVAR's own wrapper (`ar_ast.AR_AST`
 which runs the original github.com/YuanGongND/ast code with EVAR's ast_models.patch on timm 0.4.5) on three real clips
 (1 s, 3.6 s, 5 s: position embeddings cut from the middle of the 10.24 s grid) and a 12 s concatenation (stretched),
 with a small seeded AST (DeiT-base width, DEPTH blocks) that both sides build from `seeded_state`; the checks of the
-option; the default patch-token mean is not EVAR's embedding.
+option, and `norm_stats: task` (EVAR's training-split statistics); the default patch-token mean is not EVAR's
+embedding.
 
 The reference values were printed by (2026-12-06; EVAR exported to /tmp/evar_ref, its venv /tmp/venv_evarref: see
 benchmarks/parity_evar.py; torch 2.13.0 CPU; YuanGongND/ast 31088be + EVAR's patch under <ast_src>/external/ast,
@@ -123,7 +124,29 @@ def test_patch_token_mean_default_is_not_evars_embedding(small_ast):
 @pytest.mark.parametrize('options, words', [
     ('+output=cls_dist,output_layers=[3]', 'output_layers -1'),
     ('+norm_stats=[-4.0,0.0]', 'std > 0'),
+    ('+norm_stats=dataset', 'std > 0'),
 ])
 def test_cls_dist_and_norm_stats_are_checked(small_ast, options, words):
     with pytest.raises(EvarError, match=words):
         build(small_ast, options)
+
+
+@needs_shared
+def test_task_norm_stats_are_evars_and_standardise_the_input(small_ast):
+    """norm_stats 'task': the training split's fbank statistics through `stat_sums`, equal to what EVAR's
+    AR_AST.precompute printed for the first second of parity_evar.py's clips (ESC-50 2-103426-A-3, RAVDESS
+    03-01-01-01-01-01-01, the first 'yes', the ESC-50 clip again: `Done _calculate_stats stats=(-7.1703, 6.6606)`),
+    then used as fixed norm_stats would be; before they are set, embedding is an error."""
+    from evar.models.base import stats_from_sums
+
+    model = build(small_ast, "+output=cls_dist,+norm_stats=task")
+    assert model.needs_norm_stats and model.norm_mean is None
+    waves = reference_waves()
+    second = [waves[i][:16000] for i in (2, 1, 0, 2)]
+    with pytest.raises(EvarError, match='not set'):
+        embeddings(model, second[:1])
+    mean, std = stats_from_sums(model.stat_sums(torch.stack(second), torch.full((4,), 16000)))
+    assert (mean, std) == pytest.approx((-7.1703, 6.6606), abs=1e-4)
+    model.set_norm_stats(mean, std)
+    fixed = build(small_ast, f'+output=cls_dist,+norm_stats=[{mean!r},{std!r}]')
+    np.testing.assert_allclose(embeddings(model, second[1:3]), embeddings(fixed, second[1:3]), rtol=0, atol=1e-6)

@@ -75,8 +75,8 @@ class HFParams:
             also 'cls_dist' (([CLS] + distillation) / 2 of each piece's unpadded input, as EVAR's AR_AST; needs
             output_layers -1).
         norm_stats: AST only: [mean, std] of the Kaldi fbank (natural-log mel energies) replacing the feature
-            extractor's (AudioSet's -4.27, 4.57): the input is (fbank - mean) / (2 std). EVAR's AR_AST uses the task's
-            training-split statistics.
+            extractor's (AudioSet's -4.27, 4.57): the input is (fbank - mean) / (2 std); or 'task': those of the
+            task's training split, as EVAR's AR_AST (the embedding code gathers them through `stat_sums`).
         feature_extractor_id: where preprocessor_config.json comes from when not model_id's (EVAR preprocesses
             HuBERT and WavLM with facebook/wav2vec2-base-960h's).
     """
@@ -92,7 +92,7 @@ class HFParams:
     # 'ctc_logits' = logits of a CTC fine-tuned checkpoint (EVAR's AR_Wav2Vec2Logit).
     # CLAP only: 'audio_embeds' = the audio embedding projected into the joint audio-text space.
     output: str = 'hidden_states'
-    norm_stats: Optional[list] = None  # AST: [mean, std] of the fbank instead of the feature extractor's
+    norm_stats: Any = None  # AST: [mean, std] of the fbank, or 'task', instead of the feature extractor's
     # Where the feature extractor (preprocessor_config.json) comes from when not model_id's own; EVAR preprocesses
     # HuBERT and WavLM with facebook/wav2vec2-base-960h's.
     feature_extractor_id: Optional[str] = None
@@ -176,9 +176,25 @@ class HFAudio(AudioRepr):
                             f'final LayerNorm); got model type {self.model_type!r}, output_layers '
                             f'{params.output_layers!r}.')
         stats = params.norm_stats
-        if stats is not None and (self.family != 'ast' or len(stats) != 2 or not float(stats[1]) > 0):
-            raise EvarError(f'audio_repr hf: norm_stats must be [mean, std > 0] and is only for AST models; got '
-                            f'{stats!r} for model type {self.model_type!r}.')
+        if stats is not None and (self.family != 'ast' or not (stats == 'task' or (
+                isinstance(stats, (list, tuple)) and len(stats) == 2 and float(stats[1]) > 0))):
+            raise EvarError(f"audio_repr hf: norm_stats must be [mean, std > 0] or 'task' and is only for AST models; "
+                            f'got {stats!r} for model type {self.model_type!r}.')
+        self.needs_norm_stats = stats == 'task'  # the task's training-split statistics, as EVAR's AR_AST
+        self.reset_norm_stats()
+
+    def fixed_norm_stats(self) -> Optional[tuple]:
+        """AST's `norm_stats` [mean, std] when given as numbers; None otherwise (the feature extractor's, or the
+        task's with 'task')."""
+        stats = getattr(self.params, 'norm_stats', None)
+        return (float(stats[0]), float(stats[1])) if isinstance(stats, (list, tuple)) else None
+
+    def stat_sums(self, feats: torch.Tensor, feat_lengths: torch.Tensor) -> torch.Tensor:
+        """AST: [3] float64 (sum, sum of squares, count) of the Kaldi fbank values of each clip's real frames (the
+        whole clip's fbank, as EVAR takes it of the unit-sized clip); `feats` are the waves [B, N] that `features`
+        passes through and `feat_lengths` their samples."""
+        fbank, counts = self.fbank(feats.float(), feat_lengths)
+        return super().stat_sums(fbank, counts)
 
     def _setup(self, config, model, model_id: str) -> None:
         """Family, sizes and the eval-mode backbone of a loaded model; `self.feature_extractor` must be set. Also used
@@ -357,16 +373,20 @@ class HFAudio(AudioRepr):
 
     def _ast_inputs(self, pieces: list, width: Optional[int] = None) -> torch.Tensor:
         """Pieces -> normalised Kaldi fbank [G, width, num_mel_bins] (ASTFeatureExtractor's steps), zero-padded or
-        cut to `width` frames (None: `max_length`), standardised with `norm_stats` when set."""
+        cut to `width` frames (None: `max_length`), standardised with `norm_stats` when set.
+
+        Raises:
+            EvarError: norm_stats 'task' and the statistics are not set."""
         fe = self.feature_extractor
         lengths = torch.tensor([len(x) for x in pieces], device=pieces[0].device)
         fbank, counts = self.fbank(torch.nn.utils.rnn.pad_sequence(pieces, batch_first=True), lengths)
         fbank = fbank.transpose(1, 2)  # [G, T, mels], zero past each piece's frames (as transformers pads)
         width = int(fe.max_length) if width is None else width
         fbank = torch.nn.functional.pad(fbank, (0, 0, 0, max(0, width - fbank.shape[1])))[:, :width]
-        if getattr(self.params, 'norm_stats', None) is not None:
-            mean, std = (float(v) for v in self.params.norm_stats)
-            return (fbank - mean) / (std * 2)
+        if self.norm_mean is not None:  # norm_stats: given, or the task's
+            return (fbank - self.norm_mean) / (self.norm_std * 2)
+        if self.needs_norm_stats:
+            raise EvarError("audio_repr hf: norm_stats 'task': the training split's statistics are not set yet.")
         return (fbank - fe.mean) / (fe.std * 2) if fe.do_normalize else fbank
 
     def _ast_cls_dist(self, pieces: list) -> list:
