@@ -79,7 +79,8 @@ LayerNorm. Same random base-size weights on both sides (transformers folder conv
         AudioSet's fixed statistics, 10.24 s pieces; per clip 2.5, 3.5, 3.5, 2.6; EVAR's between-clip scale 0.81)
     ast_cls_dist 4.8e-02 on the 20.5 s clip, 1.0e-04 median (`output: cls_dist` with EVAR's statistics as
         norm_stats: clips up to 10.24 s are one piece; the 20.5 s clip is two pieces averaged, EVAR stretches the
-        position embeddings over it)
+        position embeddings over it; in a run, `norm_stats: task` gathers EVAR's statistics from the training
+        split: tests/test_ast_evar.py checks them against EVAR's precompute)
     ast_cls_dist_whole 1.2e-04 / 1.0e-04 (also chunk_sec 30: the 20.5 s clip in one piece, stretched as EVAR does)
     ast_cls_dist_whole_eps6 7.3e-07 / 5.7e-07 (the transformers folder's LayerNorm eps 1e-6, timm's, instead of
         1e-12, the ASTConfig default that Hugging Face's conversion of the AudioSet checkpoint keeps: the 1e-4
