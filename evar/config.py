@@ -125,6 +125,7 @@ EVAR_IMPLIED = MappingProxyType({
     'ar_wavlm.AR_WavLM': _W2V2_PROCESSOR,
     'ar_wav2vec2.AR_Wav2Vec2Feature': MappingProxyType({'output': 'conv_features'}),
     'ar_wav2vec2.AR_Wav2Vec2Logit': MappingProxyType({'output': 'ctc_logits'}),
+    'ar_vggish.AR_VGGish_4K': MappingProxyType({'output_layers': 0}),  # the first FC layer (4096-d), as vggish_4k.yaml
     'ar_dasheng.AR_Dasheng': MappingProxyType({'temporal_pooling_type': 'mean_sigmoid'}),  # the hub model's logits
 })
 _UNSET = object()  # a run setting that neither the YAML nor an option sets

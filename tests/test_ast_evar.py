@@ -87,9 +87,9 @@ def reference_waves() -> list:
     return [torch.from_numpy(w) for w in waves + [np.tile(joined, -(-n // len(joined)))[:n]]]
 
 
-def build(folder, options: str = ''):
-    """config/ast.yaml with the small AST folder and `options`, in eval mode."""
-    cfg = load_config(ROOT / 'config' / 'ast.yaml', f'model_id={folder}' + (f',{options}' if options else ''))
+def build(folder, options: str = '', config: str = 'ast'):
+    """config/<config>.yaml with the small AST folder and `options`, in eval mode."""
+    cfg = load_config(ROOT / 'config' / f'{config}.yaml', f'model_id={folder}' + (f',{options}' if options else ''))
     return create_model(cfg.audio_repr, cfg.params).eval()
 
 
@@ -103,7 +103,7 @@ def embeddings(model, waves: list) -> np.ndarray:
 @needs_shared
 @pytest.mark.slow  # ~6 s alone: a 768-d AST on four clips up to 12 s
 def test_cls_dist_gives_evars_embeddings(small_ast):
-    model = build(small_ast, f'+output=cls_dist,+norm_stats={NORM_STATS},+chunk_sec=30')
+    model = build(small_ast, f'norm_stats={NORM_STATS},+chunk_sec=30')  # config/ast.yaml is cls_dist
     assert model.embedding_dim == 768 and model.frame_hop_sec == 30.0  # one embedding per (whole-clip) piece
     ours = embeddings(model, reference_waves())
     for row, (name, (norm, values)) in zip(ours, EVAR_REFERENCE.items()):
@@ -113,10 +113,10 @@ def test_cls_dist_gives_evars_embeddings(small_ast):
 
 @needs_shared
 def test_patch_token_mean_default_is_not_evars_embedding(small_ast):
-    """config/ast.yaml as shipped (mean of the last block's patch tokens of real audio, AudioSet statistics) gives
+    """config/ast_patch_mean.yaml (mean of the last block's patch tokens of real audio, AudioSet statistics) gives
     another embedding: the difference is a documented design choice, not rounding."""
     waves = reference_waves()[:1]
-    ours = embeddings(build(small_ast), waves)[0]
+    ours = embeddings(build(small_ast, config='ast_patch_mean'), waves)[0]
     norm, values = EVAR_REFERENCE['speech_commands_v2_test_a/yes/0cb74144_nohash_0.flac']
     assert np.abs(ours[INDEX] - values).max() > 0.1 * norm / np.sqrt(len(ours))
 
@@ -150,3 +150,17 @@ def test_task_norm_stats_are_evars_and_standardise_the_input(small_ast):
     model.set_norm_stats(mean, std)
     fixed = build(small_ast, f'+output=cls_dist,+norm_stats=[{mean!r},{std!r}]')
     np.testing.assert_allclose(embeddings(model, second[1:3]), embeddings(fixed, second[1:3]), rtol=0, atol=1e-6)
+
+
+def test_task_statistics_enter_the_cache_scope():
+    """Embeddings that depend on the training split must be cached per fold: the scope is decided from the params
+    before the model is built (AST's norm_stats 'task' is per config, not per class)."""
+    from evar.models import model_class
+
+    def uses(name, options=''):
+        cfg = load_config(ROOT / 'config' / f'{name}.yaml', options)
+        return model_class(cfg.audio_repr).uses_task_stats(cfg.params)
+
+    assert uses('ast') and not uses('ast_patch_mean') and not uses('ast', 'norm_stats=[-4.0,4.0]')
+    assert uses('melspec') and not uses('melspec', '+norm_stats=[0.0,1.0]') and uses('byola_d512')
+    assert not uses('m2d') and not uses('wav2vec2context')

@@ -213,3 +213,12 @@ def test_evar_keys_that_would_change_embeddings_are_refused(tmp_path):
         load_config(write(tmp_path, 'd.yaml', EVAR_DASHENG.replace('dasheng-1.2B', 'dasheng-2B')))
     with pytest.raises(EvarError, match=r"unknown key\(s\) \['mean'\]"):  # only for models that read them
         load_config(write(tmp_path, 'mel.yaml', 'audio_repr: melspec\nmean: 1.0\n'))
+
+
+def test_evar_names_without_a_wrapper_say_why_and_vggish_4k_maps(tmp_path):
+    with pytest.raises(EvarError, match=r"'ar_trill.AR_TRILL' is an EVAR model that evar does not wrap: TRILL"):
+        load_config(write(tmp_path, 'trill.yaml', 'audio_repr: ar_trill.AR_TRILL\n'))
+    with pytest.raises(EvarError, match=r'does not wrap: .*use config/ast.yaml'):
+        load_config(write(tmp_path, 'ast.yaml', 'audio_repr: ar_ast.AR_AST\n'))
+    cfg = load_config(write(tmp_path, 'v4k.yaml', 'audio_repr: ar_vggish.AR_VGGish_4K\nfeature_d: 4096\n'))
+    assert cfg.audio_repr == 'vggish' and cfg.model_params['output_layers'] == 0  # fc1, as EVAR's AR_VGGish_4K

@@ -173,8 +173,7 @@ class TaskEmbeddings:
         """Which training rows the normalisation statistics come from, or None when embeddings don't depend on it."""
         from ..models import model_class
 
-        cls = model_class(self.cfg.audio_repr)
-        if not cls.needs_norm_stats or getattr(self.cfg.params, 'norm_stats', None) is not None:
+        if not model_class(self.cfg.audio_repr).uses_task_stats(self.cfg.params):
             return None
         return f'fold{fold}' if self.task.folds > 1 else 'train'
 

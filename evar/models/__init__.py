@@ -62,6 +62,7 @@ EVAR_ALIASES = MappingProxyType({
     'ar_htsat.AR_HTSAT': 'htsat',
     'ar_cnn14.AR_Cnn14': 'cnn14',
     'ar_vggish.AR_VGGish': 'vggish',
+    'ar_vggish.AR_VGGish_4K': 'vggish',  # output_layers 0 (the first FC layer's 4096-d output): evar.config EVAR_IMPLIED
     'ar_openl3.AR_OpenL3': 'openl3',
     'ar_esresnext_fbsp.AR_ESResNeXtFBSP': 'esresnext_fbsp',
     'ar_coala.AR_COALA': 'coala',
@@ -81,6 +82,21 @@ EVAR_ALIASES = MappingProxyType({
 })
 
 
+# EVAR's model classes that evar does not wrap, and what to do instead (the error for their YAMLs says so).
+EVAR_NOT_WRAPPED = MappingProxyType({
+    'ar_ast.AR_AST': "EVAR runs the original AST code on ast_audioset.pth; evar runs the same AudioSet checkpoint "
+                     "converted by Hugging Face with EVAR's embedding: use config/ast.yaml",
+    'ar_byola.AR_BYOLAX': "BYOL-A's variant stacking every conv block's features (AudioNTT2020Task6X) is not "
+                          'wrapped; byola gives the last conv frames (output_layers 0) or the embedding (1)',
+    'ar_m2d.AR_M2D_Steering_Neurons': 'the M2D steering-neurons ablation of EVAR is not wrapped',
+    'ar_owsm.AR_OWSM': 'OWSM needs ESPnet at a pinned commit and its E-Branchformer (not a transformers model)',
+    'ar_qwen2.AR_Qwen2_5': "Qwen2.5-Omni (3B/7B, CUDA) re-runs its audio tower through transformers' private helpers",
+    'ar_qwen2.AR_Qwen2_5_Token': "Qwen2.5-Omni (3B/7B, CUDA) re-runs its audio tower through transformers' private "
+                                 'helpers',
+    'ar_trill.AR_TRILL': 'TRILL is published only as a TensorFlow-Hub SavedModel; evar is torch-only',
+})
+
+
 def list_models() -> list:
     """The registered model names (the `audio_repr` values of `MODELS`), sorted."""
     return sorted(MODELS)
@@ -88,6 +104,9 @@ def list_models() -> list:
 
 def resolve_name(name: str, source: str = 'config') -> str:
     """The registry name for `name` (an alias or `module:Class` is accepted); an error lists the known names."""
+    if name in EVAR_NOT_WRAPPED:
+        raise EvarError(f'{source}: audio_repr {name!r} is an EVAR model that evar does not wrap: '
+                        f"{EVAR_NOT_WRAPPED[name]} (README, \"Comparing with EVAR's numbers\").")
     name = EVAR_ALIASES.get(name, name)
     if name in MODELS or ':' in name:
         return name

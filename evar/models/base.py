@@ -200,7 +200,8 @@ class AudioRepr(nn.Module):
     - Everything stays on the device of the input and of the module's parameters.
     - Models whose front end is standardised with statistics of the task's training split set `needs_norm_stats`;
       the embedding code sums `stat_sums` over training clips, then calls `set_norm_stats`, and calls
-      `reset_norm_stats` before the next fold.
+      `reset_norm_stats` before the next fold. `uses_task_stats(params)` says so before the model is built (the
+      cache key depends on it); a family whose need depends on its params overrides it.
     """
     Params: ClassVar[type]
     needs_norm_stats: ClassVar[bool] = False  # True: `features` must be standardised with training-split stats
@@ -285,6 +286,12 @@ class AudioRepr(nn.Module):
         raise NotImplementedError
 
     # Normalisation statistics over valid frames of the front end's [B, F, T] output.
+    @classmethod
+    def uses_task_stats(cls, params) -> bool:
+        """Whether a model built from `params` standardises with the task's training-split statistics (its
+        embeddings then depend on which clips train): `needs_norm_stats` unless `params` fix `norm_stats`."""
+        return cls.needs_norm_stats and getattr(params, 'norm_stats', None) is None
+
     def stat_sums(self, feats: torch.Tensor, feat_lengths: torch.Tensor) -> torch.Tensor:
         """[3] float64 (sum, sum of squares, count) over the valid frames of `features`' output [B, F, T]; summed over
         batches, `stats_from_sums` turns them into (mean, std)."""

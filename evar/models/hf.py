@@ -183,6 +183,11 @@ class HFAudio(AudioRepr):
         self.needs_norm_stats = stats == 'task'  # the task's training-split statistics, as EVAR's AR_AST
         self.reset_norm_stats()
 
+    @classmethod
+    def uses_task_stats(cls, params) -> bool:
+        """AST with `norm_stats: task` takes the task's training-split statistics."""
+        return getattr(params, 'norm_stats', None) == 'task'
+
     def fixed_norm_stats(self) -> Optional[tuple]:
         """AST's `norm_stats` [mean, std] when given as numbers; None otherwise (the feature extractor's, or the
         task's with 'task')."""
