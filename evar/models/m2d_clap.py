@@ -63,8 +63,9 @@ from .base import Frames, load_strict, pool
 from .m2d import M2D, M2DParams
 from .vit import Block
 
-M2D_CLAP_WEIGHTS_URL = ('https://github.com/nttcslab/m2d/releases (v0.1.0: m2d_clap_vit_base-80x608p16x16-240128.zip; '
-                        'listed in the README)')
+M2D_CLAP_WEIGHTS_URL = ('https://github.com/nttcslab/m2d/releases (the M2D-CLAP archives listed in the nttcslab/m2d '
+                        'README, e.g. v0.1.0: m2d_clap_vit_base-80x608p16x16-240128.zip at 16 kHz; keep the archive\'s '
+                        'folder name, which names the rate, e.g. p32k)')
 OUTPUTS = ('backbone', 'audio_embeds')
 # Text towers by the folder name's tag (the official parse_clap_type): hub id and pooling of the last hidden states.
 TEXT_TOWERS = {'A': ('thenlper/gte-base', 'mean'), 'B': ('google-bert/bert-base-uncased', 'cls')}
