@@ -32,7 +32,7 @@ def write_clips(folder, seconds, seed=0, gains=None):
 def melspec():
     from evar.models import create_model
 
-    return create_model('melspec', sample_rate=SR)
+    return create_model('melspec', sample_rate=SR, norm_stats=[0.0, 1.0])  # no task statistics here
 
 
 def extract(model, dataset, train=(), protocol=None):
@@ -192,7 +192,8 @@ def test_results_row_records_the_protocol_and_the_cache_key_differs(tmp_path):
 
     task = make_task(tmp_path)
     out = {}
-    for options in ('', 'evar_protocol=true'):
+    fixed = '+norm_stats=[0.0,1.0]'  # a model without task statistics (the key then names only crop and padding)
+    for options in (fixed, f'evar_protocol=true,{fixed}'):
         lineareval(ROOT / 'config' / 'melspec.yaml', str(task), options=options, head=HeadOptions(head='logreg'),
                    work_root=tmp_path / 'work', results_dir=tmp_path / 'results', logs_dir=tmp_path / 'logs',
                    device='cpu', progress=False)
@@ -228,6 +229,7 @@ def test_kfold_crops_depend_on_the_fold(tmp_path):
     meta = read_metadata(task.metadata_path(tmp_path / 'work'))
 
     def source(options):
+        options = ','.join([o for o in (options, '+norm_stats=[0.0,1.0]') if o])  # no task statistics
         return TaskEmbeddings(load_config(ROOT / 'config' / 'melspec.yaml', options), task, meta, tmp_path / 'work',
                               'cpu', progress=False)
 

@@ -55,6 +55,9 @@ def _host_forward(encoder, x, layers=(0,)):
     return stacked.mean(dim=2, keepdim=True)
 
 
+MEL_AS_IS = [0.0, 1.0]  # melspec standardises with training statistics (as EVAR's); [0, 1]: the log-mel as is
+
+
 def _reference(config, options=''):
     cfg = load_config(config, options)
     return create_model(cfg.audio_repr, params=cfg.params).eval()
@@ -66,7 +69,7 @@ def test_melspec_encoder_in_marble_call_sequence():
     items = _host_slices([DATA / f for f in FILES])
     assert min(n for _, n in items) < 48000  # a zero-padded last slice is in the batch
     x = torch.stack([w for w, _ in items])  # the DataLoader's default collate: [B, 1, T]
-    encoder = plugin.EvarEncoder(config=str(ROOT / 'config' / 'melspec.yaml'), sample_rate=16000)
+    encoder = plugin.EvarEncoder(config=str(ROOT / 'config' / 'melspec.yaml'), sample_rate=16000, norm_stats=MEL_AS_IS)
     encoder.train()  # Lightning's fit: the evar model stays frozen in eval mode
     assert not encoder.model.training and not any(p.requires_grad for p in encoder.parameters())
     out = _host_forward(encoder, x)
@@ -75,7 +78,7 @@ def test_melspec_encoder_in_marble_call_sequence():
     head = torch.nn.Linear(encoder.num_features, 10)  # MLPDecoder: mean over L and T, then its layers
     assert head(out.mean(dim=(1, 2))).shape == (len(items), 10)
 
-    model = _reference(ROOT / 'config' / 'melspec.yaml')
+    model = _reference(ROOT / 'config' / 'melspec.yaml', '+norm_stats=[0.0,1.0]')
     with torch.inference_mode():  # the host gives no lengths: the padded slice is embedded as it comes
         full = model.embed(x[:, 0], torch.full((len(items),), x.shape[-1]))
         alone = [model.embed(w[:, :n], torch.tensor([n]))[0] for w, n in items]
@@ -83,16 +86,17 @@ def test_melspec_encoder_in_marble_call_sequence():
     # With input_len the padding is masked: each slice as if embedded alone, unpadded.
     lengths = torch.tensor([n for _, n in items])
     torch.testing.assert_close(encoder(x, lengths)[0][:, 0], torch.stack(alone), rtol=1e-4, atol=1e-4)
-    frames = plugin.EvarEncoder(config=str(ROOT / 'config' / 'melspec.yaml'), level='frame')(x[:, 0])[0]
+    frames = plugin.EvarEncoder(config=str(ROOT / 'config' / 'melspec.yaml'), level='frame',
+                                norm_stats=MEL_AS_IS)(x[:, 0])[0]
     assert frames.shape[0] == len(items) and frames.shape[2] == 64 and frames.shape[1] > 100
 
     with torch.autocast('cpu', dtype=torch.bfloat16):  # the trainer's precision: bf16 does not reach the model
         under_bf16 = _host_forward(encoder, x)
     assert under_bf16.dtype == torch.float32 and torch.equal(under_bf16, out)
     with pytest.raises(EvarError, match='24000 Hz audio'):
-        plugin.EvarEncoder(config=str(ROOT / 'config' / 'melspec.yaml'), sample_rate=24000)
+        plugin.EvarEncoder(config=str(ROOT / 'config' / 'melspec.yaml'), sample_rate=24000, norm_stats=MEL_AS_IS)
     with pytest.raises(EvarError, match='level'):
-        plugin.EvarEncoder(config=str(ROOT / 'config' / 'melspec.yaml'), level='tokens')
+        plugin.EvarEncoder(config=str(ROOT / 'config' / 'melspec.yaml'), level='tokens', norm_stats=MEL_AS_IS)
 
 
 @needs_byola
@@ -176,6 +180,6 @@ def test_subclasses_marbles_base_encoder_when_marble_is_installed(monkeypatch):
     for name in ('marble', 'marble.core', 'marble.core.base_encoder'):
         monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
     sys.modules['marble.core.base_encoder'].BaseEncoder = BaseEncoder
-    encoder = _plugin().EvarEncoder(config='config/melspec.yaml')
+    encoder = _plugin().EvarEncoder(config='config/melspec.yaml', norm_stats=MEL_AS_IS)
     assert isinstance(encoder, BaseEncoder)
     assert encoder(torch.zeros(2, 16000), torch.tensor([8000, 16000]))[0].shape == (2, 1, 64)

@@ -51,7 +51,8 @@ def test_every_family_record_is_registered_and_every_name_found():
         assert (task.split_file == 'required') == bool(task.split_file_help), name
         assert task.metadata is None and task.data is None, name  # built-in tasks live under the work root
     assert [n for n, t in BUILTIN_TASKS.items() if t.build is None] == ['demo']
-    assert [n for n, t in BUILTIN_TASKS.items() if t.writes_audio] == ['dcase2016_task2', 'maestro', 'desed', 'piano_pitch', 'sed_words']
+    assert [n for n, t in BUILTIN_TASKS.items() if t.writes_audio] == ['dcase2016_task2', 'maestro', 'desed',
+                                                                      'piano_pitch', 'sed_words']
     assert {n for n, t in BUILTIN_TASKS.items() if t.split_file != 'none'} == {
         'gtzan', 'cremad', 'cremad_gender', 'surge', 'vc1', 'voxforge', 'libricount', 'voxlingua33', 'vocal_imitation'}
 

@@ -361,8 +361,15 @@ class AudioRepr(nn.Module):
 
 
 def stats_from_sums(sums: torch.Tensor) -> tuple:
-    """(mean, std) from summed `stat_sums`; std is floored at 1e-8 (a silent training split)."""
+    """(mean, std) from summed `stat_sums`; std is floored at 1e-8 (a silent training split).
+
+    Raises:
+        EvarError: no frame was summed (no training clip to take the statistics from).
+    """
     total, total_sq, count = (float(v) for v in sums)
+    if count <= 0:
+        raise EvarError('The model standardises its input with statistics of the training split, which has no '
+                        'clip here; set norm_stats: [mean, std] in the config (or --options).')
     mean = total / count
     std = max((total_sq / count - mean * mean), 0.0) ** 0.5
     return mean, max(std, 1e-8)
