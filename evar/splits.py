@@ -12,7 +12,7 @@ strength or a `k`, because a plan hands the selecting code its `valid` rows and 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -225,10 +225,11 @@ def _refuse_overlap(metadata, rows: dict, fold: int) -> None:
 
 
 def plan_splits(metadata, task, seeds: Sequence[int], valid_fraction: float = 0.1,
-                allow_overlap: bool = False) -> dict:
+                allow_overlap: bool = False, folds: Optional[Sequence[int]] = None) -> dict:
     """Every plan a run needs, {(seed, fold): SplitPlan}, computed up front so bad labels or splits stop the run
-    before any audio is embedded."""
-    folds = task_folds(metadata, task)
+    before any audio is embedded; `folds`: the task's test folds when the caller has them (`task_folds`, which
+    warns of absent folds: once per run)."""
+    folds = task_folds(metadata, task) if folds is None else folds
     return {(seed, fold): make_plan(metadata, task, fold, seed, valid_fraction, allow_overlap)
             for seed in seeds for fold in folds}
 

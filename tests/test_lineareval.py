@@ -119,9 +119,11 @@ def test_kfold_task_yaml_reports_mean_over_folds(tmp_path, demo_root):
     assert len(list(result.log_dir.glob('predictions-seed42-fold*.csv'))) == 3
 
 
-def test_partial_folds_run_leave_one_fold_out_and_say_so(tmp_path, demo_root):
-    """A 5-fold task whose CSV holds folds 2-4 only (a partial download) is evaluated over those, and recorded so."""
+def test_partial_folds_run_leave_one_fold_out_and_say_so(tmp_path, demo_root, caplog):
+    """A 5-fold task whose CSV holds folds 2-4 only (a partial download) is evaluated over those, and recorded so
+    (and said once)."""
     import json
+    import logging
 
     from evar.results import read_rows
 
@@ -130,8 +132,14 @@ def test_partial_folds_run_leave_one_fold_out_and_say_so(tmp_path, demo_root):
         f'{line.rsplit(",", 1)[0]},{i % 3 + 2}\n' for i, line in enumerate(lines)))
     (tmp_path / 'demo5.yaml').write_text(f'metadata: folds.csv\ndata: {demo_root / "16k" / "demo"}\nunit_sec: 1.0\n'
                                          'folds: 5\n')
-    result = run(tmp_path, tmp_path / 'work', task=str(tmp_path / 'demo5.yaml'), head=HeadOptions(head='knn'))[0]
+    logging.getLogger('evar').addHandler(caplog.handler)  # the run's logger does not propagate
+    try:
+        result = run(tmp_path, tmp_path / 'work', task=str(tmp_path / 'demo5.yaml'), head=HeadOptions(head='knn'))[0]
+    finally:
+        logging.getLogger('evar').removeHandler(caplog.handler)
     assert [f.fold for f in result.folds] == [2, 3, 4]
+    # distinct records (caplog may see one record through two handlers)
+    assert len({id(r) for r in caplog.records if 'of task demo5 are absent' in r.getMessage()}) == 1
     row = read_rows(tmp_path / 'results' / 'scores.csv')[0]
     assert json.loads(row.settings)['folds'] == [2, 3, 4] and 'folds [2, 3, 4] of 5 only' in row.report
     (tmp_path / 'folds.csv').write_text('file_name,label,fold\n' + ''.join(f'{line.rsplit(",", 1)[0]},4\n'

@@ -87,7 +87,7 @@ def prepare_run(config_file, task, options: str = '', seeds: Sequence[int] = (42
     folds = task_folds(metadata, task_def)
     source = TaskEmbeddings(cfg, task_def, metadata, work_root, pick_device(device), bf16=bf16, progress=progress)
     source.data_root()
-    plans = plan_splits(metadata, task_def, seeds, valid_fraction, allow_split_overlap)
+    plans = plan_splits(metadata, task_def, seeds, valid_fraction, allow_split_overlap, folds)
     if check_audio:
         source.check_audio_files()
     return PreparedRun(cfg=cfg, task=task_def, metadata=metadata, folds=folds, plans=plans, source=source,
