@@ -229,7 +229,8 @@ def fit_and_test(clf, plan, embs: np.ndarray, metadata, metric: str, log_dir: Pa
     np.random.seed(plan.seed)
     X = {s: np.asarray(embs[plan.rows[s]], dtype=np.float32) for s in ('train', 'valid', 'test')}
     ys = dict(plan.targets)
-    if plan.valid_carved and not clf.needs_validation:  # nothing to select: the whole training split trains
+    merged = plan.valid_carved and not clf.needs_validation
+    if merged:  # nothing to select: the whole training split trains
         X['train'] = np.concatenate([X['train'], X['valid']])
         ys['train'] = np.concatenate([ys['train'], ys['valid']])
     t0 = time.perf_counter()
@@ -237,8 +238,11 @@ def fit_and_test(clf, plan, embs: np.ndarray, metadata, metric: str, log_dir: Pa
     fit_sec = time.perf_counter() - t0
     scores = clf.predict_scores(X['test'])
     test = metric_score(metric, ys['test'], scores)
-    log.info(f'seed {plan.seed} fold {plan.fold}: train {len(X["train"])}, valid {len(X["valid"])}, test '
-             f'{len(X["test"])}; valid {clf.best_valid_:.5f} ({clf.selection() or "nothing selected"}), '
+    valid = (f'valid 0 (the carved rows train: {clf.selection() or "nothing"} is fixed)' if merged else
+             f'valid {len(X["valid"])}')
+    chosen = (f'; valid {clf.best_valid_:.5f} ({clf.selection() or "nothing selected"})'
+              if clf.needs_validation else '')
+    log.info(f'seed {plan.seed} fold {plan.fold}: train {len(X["train"])}, {valid}, test {len(X["test"])}{chosen}, '
              f'test {metric} {test:.5f}, head fit {fit_sec:.2f}s')
     suffix = f'seed{plan.seed}-fold{plan.fold}'
     write_predictions(log_dir / f'predictions-{suffix}.csv', metadata, plan.rows['test'], plan.classes, scores,
