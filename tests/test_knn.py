@@ -151,3 +151,13 @@ def test_fixed_k_trains_on_the_whole_training_split_and_ignores_seeds(tmp_path, 
     assert np.isnan(fixed[0].folds[0].best_valid)
     auto = knn(42, 'auto').folds[0]
     assert auto.n_train == 216 and auto.n_valid == 24 and auto.best_valid > 0.5  # k=auto selects on the carve
+
+
+@pytest.mark.parametrize('head, flags', [('knn', dict(lr=0.1)), ('logreg', dict(hidden=(64,))),
+                                         ('logreg', dict(mixup=0.1)), ('mlp_search', dict(lr=0.01))])
+def test_probe_flags_a_head_does_not_use_are_errors(head, flags):
+    from evar.heads import head_class
+    from evar.heads.base import HeadOptions
+
+    with pytest.raises(EvarError, match=f'--head {head} .*; drop --{next(iter(flags))}'):
+        head_class(head).from_options(HeadOptions(head=head, **flags), None, 42, 'cpu')

@@ -64,7 +64,7 @@ def test_options_and_registry():
 
     head = MLPSearchHead.from_options(HeadOptions(head='mlp_search', epochs=9), Run, seed=3, device='cpu')
     assert (head.epochs, head.early_stop_epochs, head.seed, head.name) == (9, 7, 3, 'mlp_search')
-    with pytest.raises(EvarError, match='drop --lr and --hidden'):
+    with pytest.raises(EvarError, match='chooses the learning rate and hidden layers itself; drop --lr'):
         MLPSearchHead.from_options(HeadOptions(head='mlp_search', lr=0.1), Run, seed=3, device='cpu')
     with pytest.raises(EvarError, match='at least one learning rate'):
         MLPSearchHead(lrs=())

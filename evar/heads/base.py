@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import EvarError
 from ..metrics import score as metric_score
 
 
@@ -50,6 +51,16 @@ class HeadOptions:
     k: Union[int, str] = 10
     temperature: float = 0.07
     selection_metric: Optional[str] = None
+
+
+def refuse_probe_options(options: HeadOptions, head: str, why: str) -> None:
+    """Raises EvarError when the probe's --lr, --hidden or --mixup are set for `head`, which does not use them
+    (`why` says what it does instead), so a flag never passes without effect."""
+    given = {name: value for name, value in (('lr', options.lr), ('hidden', tuple(options.hidden)),
+                                             ('mixup', options.mixup)) if value}
+    if given:
+        flags = ', '.join(f'--{name} {value!r}' for name, value in given.items())
+        raise EvarError(f'--head {head} {why}; drop {flags}.')
 
 
 class Standardizer:

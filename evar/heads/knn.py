@@ -21,7 +21,7 @@ import torch
 
 from ..errors import EvarError
 from ..metrics import score as metric_score
-from .base import Head
+from .base import Head, refuse_probe_options
 
 K_GRID = (1, 3, 5, 10, 20, 50)
 
@@ -68,7 +68,12 @@ class KNNHead(Head):
 
     @classmethod
     def from_options(cls, options, run, seed: int, device: str) -> 'KNNHead':
-        """k and temperature from the options; the seed is not used (kNN is deterministic)."""
+        """k and temperature from the options; the seed is not used (kNN is deterministic).
+
+        Raises:
+            EvarError: a k that is not a positive integer or 'auto'; the probe's --lr, --hidden or --mixup given.
+        """
+        refuse_probe_options(options, 'knn', 'trains nothing (cosine neighbours of the training clips)')
         k = options.k
         if isinstance(k, str) and k != 'auto':
             try:

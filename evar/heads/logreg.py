@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import EvarError
-from .base import TorchHead, loss_function
+from .base import TorchHead, loss_function, refuse_probe_options
 
 DEFAULT_L2_GRID = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 1e-5)
 
@@ -45,7 +45,12 @@ class LogisticRegressionHead(TorchHead):
 
     @classmethod
     def from_options(cls, options, run, seed: int, device: str) -> 'LogisticRegressionHead':
-        """Only standard_scaler and selection_metric are read from the options."""
+        """Only standard_scaler and selection_metric are read from the options.
+
+        Raises:
+            EvarError: the probe's --lr, --hidden or --mixup given (they would have no effect).
+        """
+        refuse_probe_options(options, 'logreg', 'is fitted by L-BFGS with its L2 strength chosen on validation')
         return cls(standard_scaler=options.standard_scaler, seed=seed, device=device,
                    selection_metric=options.selection_metric)
 

@@ -10,13 +10,13 @@ Grid: learning rate {1e-4, 1e-3, 1e-2} x hidden layers {none, 1 x 1024}: 6 EVAR-
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
 
 from ..errors import EvarError
-from .base import Head, probe_name
+from .base import Head, probe_name, refuse_probe_options
 from .probe import ProbeHead
 
 DEFAULT_LRS = (1e-4, 1e-3, 1e-2)
@@ -63,9 +63,8 @@ class MLPSearchHead(Head):
         Raises:
             EvarError: --lr or --hidden given (the search chooses them).
         """
-        if options.lr is not None or tuple(options.hidden):
-            raise EvarError('--head mlp_search chooses the learning rate and hidden layers itself; drop --lr and '
-                            f'--hidden (got lr={options.lr}, hidden={tuple(options.hidden)}).')
+        refuse_probe_options(replace(options, mixup=0.0), 'mlp_search',
+                             'chooses the learning rate and hidden layers itself')
         return cls(epochs=options.epochs, early_stop_epochs=(options.early_stop_epochs if options.early_stop_epochs
                                                              is not None else run.early_stop_epochs),
                    standard_scaler=options.standard_scaler, mixup=options.mixup, seed=seed, device=device,
