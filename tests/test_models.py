@@ -94,3 +94,16 @@ def test_byola_embedding_size_follows_the_checkpoint(tmp_path):
         model = create_model('byola', weight_file=str(path), norm_stats=[0.0, 1.0]).eval()
         assert model.embedding_dim == d
         assert model.embed(torch.randn(2, 16000) * 0.1, torch.tensor([16000, 9000])).shape == (2, d)
+
+
+def test_missing_weight_messages_explain_evars_hub_ids_and_random_marker(tmp_path, monkeypatch):
+    from evar.errors import EvarError
+    from evar.models.base import require_file
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(EvarError, match=r'mispeech/ced-base looks like a Hugging Face hub id.*zenodo'):
+        require_file('mispeech/ced-base', 'CED', 'https://zenodo.org/record/8275347')
+    with pytest.raises(EvarError, match="'random' is EVAR's marker for random initialisation"):
+        require_file('m2d_vit_base-80x208p16x16p16k-random/random', 'M2D', 'https://github.com/nttcslab/m2d')
+    with pytest.raises(EvarError, match=r'external/x.pth does not exist\. Put it there'):
+        require_file('external/x.pth', 'M', 'https://example.org')

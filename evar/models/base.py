@@ -153,8 +153,16 @@ def require_file(path: Optional[str], model_name: str, where: str, key: str = 'w
                         f'the publisher distributes {what} at {where}.')
     path = Path(path).expanduser()
     if not path.is_file():
-        raise EvarError(f'{model_name}: {key.replace("_", " ")} {path} does not exist. Put it there (under {folder}) '
-                        f'or set {key}; the publisher distributes it at {where}.')
+        text = str(path)
+        if text.endswith('/random') or text == 'random':  # EVAR's YAMLs name '<folder>/random' for random weights
+            hint = (f" ('{path.name}' is EVAR's marker for random initialisation; evar reads a checkpoint file: "
+                    'save random weights in the official layout to compare untrained models)')
+        elif not path.suffix and text.count('/') == 1 and not path.parent.exists():  # owner/name: a hub id
+            hint = f' ({path} looks like a Hugging Face hub id, as EVAR names it; evar reads the checkpoint file)'
+        else:
+            hint = ''
+        raise EvarError(f'{model_name}: {key.replace("_", " ")} {path} does not exist{hint}. Put it there (under '
+                        f'{folder}) or set {key}; the publisher distributes it at {where}.')
     return path
 
 
