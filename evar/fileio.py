@@ -11,15 +11,24 @@ from pathlib import Path
 TMP_SUFFIX = '.tmp'
 
 
-def _umask() -> int:
-    """The process's umask, read without changing it where Linux tells it (/proc), else by setting and restoring."""
+def proc_status_field(name: str):
+    """The first word after `<name>:` in Linux's /proc/self/status (e.g. 'VmHWM' -> '123456', in kB), or None
+    where there is no such file or field; the file is closed before returning."""
     try:
         with open('/proc/self/status') as status:
             for line in status:
-                if line.startswith('Umask:'):
-                    return int(line.split()[1], 8)
+                if line.startswith(f'{name}:'):
+                    return line.split()[1]
     except OSError:
         pass
+    return None
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (/proc), else by setting and restoring."""
+    field = proc_status_field('Umask')
+    if field is not None:
+        return int(field, 8)
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

@@ -206,12 +206,11 @@ def lineareval(config_file, task, options: str = '', seeds: Sequence[int] = (42,
 
 def peak_memory_mb() -> float:
     """This process's peak resident memory in MiB (VmHWM; unlike ru_maxrss it does not count the parent's pages)."""
-    try:
-        for line in open('/proc/self/status'):
-            if line.startswith('VmHWM:'):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    from ..fileio import proc_status_field
+
+    peak_kb = proc_status_field('VmHWM')
+    if peak_kb is not None:
+        return int(peak_kb) / 1024
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
