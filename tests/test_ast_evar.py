@@ -26,7 +26,7 @@ from evar.config import load_config
 from evar.errors import EvarError
 from evar.models import create_model
 
-from helpers import ROOT, SHARED, needs_shared
+from helpers import ROOT, SHARED, evar_reference_gaps, needs_shared
 
 NORM_STATS = [-6.5, 4.0]  # fixed on both sides (EVAR's precompute would take the task's)
 INDEX = [0, 100, 200, 300, 400, 500, 600, 700]
@@ -106,9 +106,8 @@ def test_cls_dist_gives_evars_embeddings(small_ast):
     model = build(small_ast, f'norm_stats={NORM_STATS},+chunk_sec=30')  # config/ast.yaml is cls_dist
     assert model.embedding_dim == 768 and model.frame_hop_sec == 30.0  # one embedding per (whole-clip) piece
     ours = embeddings(model, reference_waves())
-    for row, (name, (norm, values)) in zip(ours, EVAR_REFERENCE.items()):
-        assert np.linalg.norm(row) == pytest.approx(norm, rel=TOL), name
-        np.testing.assert_allclose(row[INDEX], values, rtol=0, atol=TOL * norm, err_msg=name)
+    norm_gap, component_gap = evar_reference_gaps(ours, EVAR_REFERENCE.values(), INDEX)
+    assert norm_gap <= TOL and component_gap <= TOL, (norm_gap, component_gap)
 
 
 @needs_shared

@@ -21,7 +21,7 @@ from evar.config import load_config
 from evar.errors import EvarError
 from evar.models import create_model
 
-from helpers import BYOLA_D512, ROOT, SHARED, needs_byola, needs_shared
+from helpers import BYOLA_D512, ROOT, SHARED, evar_reference_gaps, needs_byola, needs_shared
 
 NORM_STATS = [-9.5, 4.7]  # fixed on both sides, so the values test the front end and the network only
 INDEX = [29, 31, 51, 59, 65, 345, 385, 455]  # components non-zero on every clip and varying between them
@@ -62,21 +62,12 @@ def embeddings(config: str) -> np.ndarray:
         return model.embed(torch.stack(waves), torch.full((len(waves),), 16000)).double().numpy()
 
 
-def reference_gaps(emb: np.ndarray) -> tuple:
-    """(largest |norm - EVAR's| / EVAR's norm, largest |component - EVAR's| / EVAR's norm) over the clips."""
-    norms, components = [], []
-    for row, (norm, values) in zip(emb, EVAR_REFERENCE.values()):
-        norms.append(abs(np.linalg.norm(row) - norm) / norm)
-        components.append(np.abs(row[INDEX] - np.asarray(values)).max() / norm)
-    return max(norms), max(components)
-
-
 @needs_shared
 @needs_byola
 @pytest.mark.parametrize('config', ['byola_d512', 'byola', 'byola_d1024', 'byola_d2048'])
 def test_evar_named_configs_give_evars_embeddings(config):
     """Each of EVAR's config names, given the d512 weights (its width is read from them), reproduces EVAR's values."""
-    norm_gap, component_gap = reference_gaps(embeddings(config))
+    norm_gap, component_gap = evar_reference_gaps(embeddings(config), EVAR_REFERENCE.values(), INDEX)
     assert norm_gap < RTOL and component_gap < RTOL, (norm_gap, component_gap)
 
 
@@ -86,7 +77,7 @@ def test_official_front_end_is_kept_and_differs_from_evars():
     """config/byola_official.yaml (HTK filters, as the official byol-a code) is another front end: far from EVAR's
     values, so the comparison above can tell them apart."""
     assert load_config(ROOT / 'config' / 'byola_official.yaml').params.mel_scale == 'htk'
-    norm_gap, component_gap = reference_gaps(embeddings('byola_official'))
+    norm_gap, component_gap = evar_reference_gaps(embeddings('byola_official'), EVAR_REFERENCE.values(), INDEX)
     assert component_gap > 0.02, component_gap  # measured 0.097; with EVAR's front end 2.4e-7
 
 

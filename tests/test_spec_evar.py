@@ -25,7 +25,7 @@ from evar.config import load_config
 from evar.errors import EvarError
 from evar.models import create_model
 
-from helpers import ROOT, SHARED, needs_shared
+from helpers import ROOT, SHARED, evar_reference_gaps, needs_shared
 
 CLIPS = ['yes/0cb74144_nohash_0.flac', 'stop/022cd682_nohash_0.flac', '_silence_/1037.flac',
          '_unknown_/backward_0cb74144_nohash_2.flac']
@@ -78,10 +78,7 @@ def embeddings(config: str, options: str = '', path=None) -> np.ndarray:
 def reference_gap(config: str, emb: np.ndarray) -> float:
     """Largest |norm - EVAR's| or |component - EVAR's|, over EVAR's norm, over the clips."""
     _, index, reference = EVAR_REFERENCE[config]
-    gaps = []
-    for row, (norm, values) in zip(emb, reference):
-        gaps += [abs(np.linalg.norm(row) - norm) / norm, np.abs(row[index] - np.asarray(values)).max() / norm]
-    return max(gaps)
+    return max(evar_reference_gaps(emb, reference, index))
 
 
 @needs_shared

@@ -110,3 +110,15 @@ def pad_clips(clips):
 
     wav, lengths, _ = collate_clips([(np.asarray(c, dtype=np.float32), None) for c in clips])
     return wav, lengths
+
+
+def evar_reference_gaps(embeddings, reference, index) -> tuple:
+    """(largest |norm - EVAR's| / EVAR's norm, largest |component - EVAR's| / EVAR's norm) over the clips:
+    `embeddings` [clips, D], `reference` (EVAR's L2 norm, EVAR's components at `index`) per clip, in that order."""
+    import numpy as np
+
+    norms, components = [], []
+    for row, (norm, values) in zip(embeddings, reference):
+        norms.append(abs(np.linalg.norm(row) - norm) / norm)
+        components.append(np.abs(row[index] - np.asarray(values)).max() / norm)
+    return max(norms), max(components)
