@@ -15,19 +15,15 @@ FOLDER = 'm2d_clap_vit_base-80x208p16x16-tiny'
 
 
 def write_text_tower(folder: Path, seed: int = 0) -> Path:
-    """A 1-layer BERT (hidden 32) and a character-level WordPiece tokenizer (BERT's special tokens, a-z, digits,
-    their ## continuations) saved into `folder` with save_pretrained; returns `folder`."""
+    """A seeded 1-layer BERT (hidden 32) with the character-level WordPiece tokenizer of
+    `tiny_msclap.write_bert_folder`, saved into `folder` with save_pretrained; returns `folder`."""
     import transformers
 
-    folder.mkdir(parents=True, exist_ok=True)
-    chars = list("abcdefghijklmnopqrstuvwxyz0123456789") + list("'-,.")
-    vocab = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'] + chars + [f'##{c}' for c in chars]
-    (folder / 'vocab.txt').write_text('\n'.join(vocab) + '\n')
-    transformers.BertTokenizerFast(str(folder / 'vocab.txt'), do_lower_case=True).save_pretrained(folder)
+    from helpers.tiny_msclap import write_bert_folder
+
+    write_bert_folder(folder, hidden=TEXT_WIDTH, layers=1, heads=2, max_positions=128)
     torch.manual_seed(seed)
-    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=TEXT_WIDTH, num_hidden_layers=1,
-                                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
-    transformers.BertModel(config).eval().save_pretrained(folder)
+    transformers.BertModel(transformers.BertConfig.from_pretrained(folder)).eval().save_pretrained(folder)
     return folder
 
 

@@ -15,9 +15,10 @@ TEXT_TINY = dict(hidden=16, layers=1, heads=2)
 WORDS = " abcdefghijklmnopqrstuvwxyz0123456789'-,."
 
 
-def write_bert_folder(folder: Path, hidden: int = 16, layers: int = 1, heads: int = 2) -> Path:
-    """A BERT config and a character WordPiece tokenizer ([PAD]=0, [UNK], [CLS], [SEP], [MASK], then a-z, 0-9 and
-    their '##' continuations), as bert-base-uncased's folder would hold them."""
+def write_bert_folder(folder: Path, hidden: int = 16, layers: int = 1, heads: int = 2,
+                      max_positions: int = 512) -> Path:
+    """A BERT config (feed-forward width 2 * hidden) and a character WordPiece tokenizer ([PAD]=0, [UNK], [CLS],
+    [SEP], [MASK], then a-z, 0-9 and their '##' continuations), as bert-base-uncased's folder would hold them."""
     import tokenizers
     import transformers
     from tokenizers import models, normalizers, pre_tokenizers, processors
@@ -35,7 +36,7 @@ def write_bert_folder(folder: Path, hidden: int = 16, layers: int = 1, heads: in
                                    sep_token='[SEP]', mask_token='[MASK]').save_pretrained(folder)
     transformers.BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
                             num_attention_heads=heads, intermediate_size=2 * hidden,
-                            max_position_embeddings=512).save_pretrained(folder)
+                            max_position_embeddings=max_positions).save_pretrained(folder)
     return folder
 
 
